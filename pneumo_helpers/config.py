@@ -1,0 +1,137 @@
+"""The run configuration: one small object every notebook and the CLI builds once.
+
+A run lives in one folder (``runs/<name>/``). Each notebook reads what the previous one wrote
+there, so any notebook can be re-run alone. Values come, in order of precedence, from explicit
+keyword arguments (papermill parameters), then environment variables (``PNEUMO_*``), then the
+profile defaults: ``sample`` for the bundled sample (small and fast, for CI) and ``full`` for a
+real dataset folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+__all__ = ["RunConfig", "PROFILES", "project_root", "SAMPLE_DIR"]
+
+SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
+
+# Settings that differ between a quick run on the bundled sample and a run on the real data.
+PROFILES: dict[str, dict] = {
+    "sample": dict(image_size=64, batch_size=32, epochs=4, val_fraction=0.2, test_fraction=0.2,
+                   lime_samples=300),
+    "full": dict(image_size=128, batch_size=64, epochs=12, val_fraction=0.15, test_fraction=0.15,
+                 lime_samples=1000),
+}
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The folder holding this project's ``pyproject.toml``, searched upwards from ``start``.
+
+    Falls back to ``start`` (default: the working directory) for an installed package used
+    outside a checkout, so runs then land in ``./runs``.
+    """
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "pneumo_helpers").is_dir():
+            return folder
+    return start
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything a run needs to know, with defaults that work on the bundled sample.
+
+    Attributes:
+        data_dir: dataset folder in the Kaggle layout, or ``None`` to locate one (see
+            :func:`pneumo_helpers.data.locate_dataset`).
+        run_dir: folder that receives every artifact of the run.
+        profile: ``"sample"`` or ``"full"``; picks the defaults below.
+        image_size: side of the square model input, in pixels.
+        batch_size: images per training batch.
+        epochs: maximum training epochs (early stopping may end sooner).
+        channels: 1 (grayscale, the default: X-rays carry no colour) or 3.
+        balance: ``"none"``, ``"undersample"``, ``"oversample"`` or ``"class_weight"``.
+        val_fraction, test_fraction: share of patients cut for validation / (missing) test.
+        lime_samples: perturbations per LIME explanation.
+        seed: seed for every random choice of the run.
+    """
+
+    data_dir: str | None = None
+    run_dir: str | None = None
+    profile: str = "sample"
+    image_size: int | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    channels: int = 1
+    balance: str = "class_weight"
+    val_fraction: float | None = None
+    test_fraction: float | None = None
+    lime_samples: int | None = None
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {self.profile!r}")
+        for key, value in PROFILES[self.profile].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.run_dir is None:
+            self.run_dir = str(project_root() / "runs" / self.profile)
+        self.run_dir = str(Path(self.run_dir).expanduser().resolve())
+        if self.data_dir is not None:
+            self.data_dir = str(Path(self.data_dir).expanduser())
+
+    @classmethod
+    def from_params(cls, **params) -> "RunConfig":
+        """Build from notebook parameters, falling back to ``PNEUMO_*`` environment variables.
+
+        A parameter left as ``None`` is read from the environment variable of the same name in
+        upper case with a ``PNEUMO_`` prefix (``data_dir`` -> ``PNEUMO_DATA_DIR``). The profile
+        defaults to ``full`` when a dataset folder is given and ``sample`` otherwise.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(params) - set(fields)
+        if unknown:
+            raise TypeError(f"unknown run parameters: {sorted(unknown)}")
+        values = {}
+        for name, field in fields.items():
+            value = params.get(name)
+            if value is None:
+                env = os.environ.get(f"PNEUMO_{name.upper()}")
+                if env not in (None, ""):
+                    value = _coerce(env, field.type)
+            if value is not None:
+                values[name] = value
+        values.setdefault("profile", "full" if values.get("data_dir") else "sample")
+        return cls(**values)
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir)
+
+    def path(self, *parts: str, mkdir: bool = True) -> Path:
+        """A path inside the run folder; parent folders are created."""
+        target = self.run_path.joinpath(*parts)
+        if mkdir:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, name: str = "config.json") -> Path:
+        target = self.path(name)
+        target.write_text(json.dumps(self.to_dict(), indent=2))
+        return target
+
+
+def _coerce(text: str, type_name) -> object:
+    type_name = str(type_name)
+    if "int" in type_name:
+        return int(text)
+    if "float" in type_name:
+        return float(text)
+    return text

@@ -1,0 +1,390 @@
+"""Finding the dataset, describing every file in a manifest, and cleaning it.
+
+The flow (notebooks 01 and 02):
+
+1. :func:`locate_dataset` picks a folder: an explicit path, ``$PNEUMO_DATA_DIR``, a kagglehub
+   download when credentials and network exist, else the bundled sample.
+2. :func:`build_manifest` lists every file of the Kaggle layout
+   ``{train,val,test}/{NORMAL,PNEUMONIA}/*`` with its patient, subtype, hash and header facts.
+3. :func:`scrub` decodes every image, sets bad files aside with a reason, finds exact duplicates
+   and patients that appear in two splits, and cuts patient-level validation (and, where the
+   dataset has none, test) splits.
+
+Problems with the data are returned as tables, never raised, so one bad file never stops a run;
+a dataset that cannot be used at all (wrong path, missing ``train``, an empty or misnamed class
+folder) raises :class:`DatasetError` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from .config import SAMPLE_DIR
+from .images import ImageError, describe, read_gray
+
+__all__ = [
+    "CLASSES", "SPLITS", "KAGGLE_DATASET", "DatasetError", "DatasetLocation",
+    "patient_id", "subtype", "locate_dataset", "find_root", "build_manifest",
+    "validate_images", "find_duplicates", "patients_in_several_splits", "split_by_patient",
+    "scrub", "ScrubResult", "count_table", "manifest_hash",
+]
+
+CLASSES = ("NORMAL", "PNEUMONIA")
+SPLITS = ("train", "val", "test")
+KAGGLE_DATASET = "paultimothymooney/chest-xray-pneumonia"
+MANIFEST_COLUMNS = ["path", "split", "label", "subtype", "patient", "sha256", "width",
+                    "height", "mode", "bytes"]
+
+
+class DatasetError(RuntimeError):
+    """The dataset folder cannot be used; the message says why and what to do."""
+
+
+# --- Patients and subtypes, from the file name --------------------------------------------
+
+_PERSON = re.compile(r"^(person\d+)_", re.IGNORECASE)
+_IM = re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE)
+
+
+def patient_id(filename: str) -> str:
+    """Patient identifier encoded in a Kermany file name.
+
+    ``person1000_bacteria_2931.jpeg`` and ``person447_virus_921_1.jpeg`` -> ``person1000`` /
+    ``person447``; ``IM-0115-0001.jpeg`` and ``IM-0429-0001-0002.jpeg`` -> ``IM-0115`` /
+    ``IM-0429``; ``NORMAL2-IM-1427-0001.jpeg`` -> ``NORMAL2-IM-1427``. A name in no known form
+    is its own patient (its stem), which is the safe choice for a patient-level split.
+    """
+    name = Path(filename).name
+    for pattern in (_PERSON, _IM):
+        match = pattern.match(name)
+        if match:
+            return match.group(1)
+    return Path(name).stem
+
+
+def subtype(filename: str, label: str) -> str:
+    """``normal``, ``bacteria`` or ``virus`` (from the name), or ``unknown`` pneumonia."""
+    if label == "NORMAL":
+        return "normal"
+    name = Path(filename).name.lower()
+    for kind in ("bacteria", "virus"):
+        if f"_{kind}_" in name:
+            return kind
+    return "unknown"
+
+
+# --- Locating a dataset -------------------------------------------------------------------
+
+@dataclass
+class DatasetLocation:
+    """Where the data came from: ``path`` (the folder holding ``train/``), ``source``
+    (``"given"``, ``"environment"``, ``"kagglehub"`` or ``"sample"``) and a one-line message."""
+
+    path: Path
+    source: str
+    message: str
+
+    @property
+    def is_sample(self) -> bool:
+        return self.source == "sample"
+
+
+def find_root(path: str | Path) -> Path:
+    """The folder holding ``train/`` at ``path`` or up to two levels below it.
+
+    Kaggle's archive nests ``chest_xray/chest_xray/`` (and a ``__MACOSX`` copy); users point at
+    any of these levels.
+
+    Raises:
+        DatasetError: the path does not exist or holds no ``train`` folder.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset folder {path} does not exist; pass the folder that holds "
+                           "train/ (and val/, test/), e.g. .../chest_xray")
+    if not path.is_dir():
+        raise DatasetError(f"{path} is a file; pass the dataset folder that holds train/")
+    candidates = [path]
+    for depth in range(2):
+        candidates += [c for p in candidates[:] for c in sorted(p.iterdir())
+                       if c.is_dir() and not c.name.startswith(("__", "."))
+                       and c not in candidates]
+    for candidate in candidates:
+        if (candidate / "train").is_dir():
+            return candidate
+    found = ", ".join(sorted(p.name for p in path.iterdir() if p.is_dir())) or "no folders"
+    raise DatasetError(f"{path} holds no train/ folder (found: {found}); expected the Kaggle "
+                       "layout chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/ — see setup.yml")
+
+
+def _kaggle_credentials() -> bool:
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return True
+    home = Path.home()
+    return any(p.is_file() for p in (home / ".kaggle" / "kaggle.json",
+                                     home / ".config" / "kaggle" / "kaggle.json"))
+
+
+def _download_with_kagglehub() -> Path:
+    import kagglehub  # optional extra: pip install pneumo[download]
+
+    return Path(kagglehub.dataset_download(KAGGLE_DATASET))
+
+
+def locate_dataset(path: str | Path | None = None, *, download: bool = True) -> DatasetLocation:
+    """Pick the dataset folder for a run.
+
+    Order: ``path``; ``$PNEUMO_DATA_DIR``; a kagglehub download (cached by kagglehub) when
+    ``download`` is true and Kaggle credentials exist; else the bundled sample. A failed
+    download (offline, no kagglehub, bad credentials) falls back to the sample with a one-line
+    message. An explicit path that is wrong raises instead: silently running on other data
+    than asked would be worse.
+    """
+    if path:
+        return DatasetLocation(find_root(path), "given", f"Using the dataset at {path}.")
+    env = os.environ.get("PNEUMO_DATA_DIR")
+    if env:
+        return DatasetLocation(find_root(env), "environment",
+                               f"Using the dataset at $PNEUMO_DATA_DIR={env}.")
+    reason = "no Kaggle credentials"
+    if download and _kaggle_credentials():
+        try:
+            return DatasetLocation(find_root(_download_with_kagglehub()), "kagglehub",
+                                   f"Downloaded {KAGGLE_DATASET} with kagglehub.")
+        except ImportError:
+            reason = "kagglehub is not installed (pip install kagglehub)"
+        except Exception as exc:  # offline, 403, bad archive: all mean "use the sample"
+            reason = f"kagglehub download failed ({type(exc).__name__}: {str(exc)[:80]})"
+    return DatasetLocation(
+        SAMPLE_DIR, "sample",
+        f"*** BUNDLED SAMPLE *** no dataset given ({reason}); running on the small bundled "
+        "sample — results say nothing about real performance. Pass DATA=/path/to/chest_xray.")
+
+
+# --- The manifest -------------------------------------------------------------------------
+
+def _scan(root: Path) -> list[tuple[Path, str, str]]:
+    files = []
+    for split in SPLITS:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            continue
+        subdirs = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+        misnamed = [d for d in subdirs if d not in CLASSES]
+        missing = [c for c in CLASSES if c not in subdirs]
+        if missing:
+            hint = f" (found {', '.join(misnamed)}; rename to NORMAL and PNEUMONIA)" \
+                if misnamed else ""
+            raise DatasetError(f"{split_dir} has no {' or '.join(missing)} folder{hint}")
+        for label in CLASSES:
+            class_dir = split_dir / label
+            entries = sorted(p for p in class_dir.rglob("*")
+                             if p.is_file() and not p.name.startswith("."))
+            if not entries:
+                raise DatasetError(f"{class_dir} is empty; every split needs images of both "
+                                   "classes — copy them there or remove the split folder")
+            files += [(p, split, label) for p in entries]
+    return files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_row(item: tuple[Path, str, str]) -> dict:
+    path, split, label = item
+    row = dict(path=str(path), split=split, label=label, subtype=subtype(path.name, label),
+               patient=patient_id(path.name), bytes=path.stat().st_size)
+    try:
+        row["sha256"] = _sha256(path)
+    except OSError:
+        row["sha256"] = None
+    try:
+        facts = describe(path)
+        row.update(width=facts["width"], height=facts["height"], mode=facts["mode"])
+    except ImageError:
+        row.update(width=None, height=None, mode=None)
+    return row
+
+
+def build_manifest(root: str | Path, *, workers: int = 4) -> pd.DataFrame:
+    """One row per file under ``root/{train,val,test}/{NORMAL,PNEUMONIA}``.
+
+    Columns: path, split, label, subtype, patient, sha256, width, height, mode, bytes. Header
+    facts of unreadable files are left empty; :func:`validate_images` says what is wrong.
+
+    Raises:
+        DatasetError: no ``train`` split, or a split with a missing, misnamed or empty class.
+    """
+    root = find_root(root)
+    files = _scan(root)
+    with ThreadPoolExecutor(workers) as pool:
+        rows = list(pool.map(_file_row, files, chunksize=64))
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return manifest.astype({"width": "Int64", "height": "Int64"})
+
+
+def manifest_hash(manifest: pd.DataFrame) -> str:
+    """A short hash of the manifest's files and splits: which data a model saw."""
+    text = "\n".join(manifest["sha256"].astype(str) + manifest["split"].astype(str)
+                     + manifest["label"].astype(str))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def count_table(manifest: pd.DataFrame, by: str = "split") -> pd.DataFrame:
+    """Images per ``by`` and class, with totals and the share of PNEUMONIA."""
+    table = pd.crosstab(manifest[by], manifest["label"]).reindex(columns=list(CLASSES),
+                                                                  fill_value=0)
+    order = [s for s in SPLITS if s in table.index] + [s for s in table.index if s not in SPLITS]
+    table = table.loc[order]
+    table["total"] = table.sum(axis=1)
+    table["% pneumonia"] = (100 * table["PNEUMONIA"] / table["total"]).round(1)
+    table.columns.name = None
+    return table
+
+
+# --- Validation, duplicates, leakage ------------------------------------------------------
+
+def _check(path: str) -> str | None:
+    try:
+        read_gray(path, size=64)  # full entropy decode at reduced scale catches truncation
+    except ImageError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
+
+
+def validate_images(manifest: pd.DataFrame, *, workers: int = 4) -> tuple[pd.DataFrame,
+                                                                          pd.DataFrame]:
+    """Decode every image; return ``(good, bad)``.
+
+    ``bad`` has the columns path, split, label and reason (zero-byte, not an image, corrupt or
+    truncated, unreadable). Nothing on disk is changed. RGBA, 16-bit and palette images are
+    good: the loader converts them.
+    """
+    with ThreadPoolExecutor(workers) as pool:
+        reasons = list(pool.map(_check, manifest["path"], chunksize=64))
+    reasons = pd.Series(reasons, index=manifest.index, dtype=object)
+    bad = manifest.loc[reasons.notna(), ["path", "split", "label"]].assign(
+        reason=reasons[reasons.notna()])
+    return manifest.loc[reasons.isna()].copy(), bad.reset_index(drop=True)
+
+
+def find_duplicates(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Files whose bytes are identical (same sha256), with where each copy sits.
+
+    Columns: sha256, path, split, label, patient, copies, kind (``within split`` or
+    ``across splits``), sorted so copies sit together.
+    """
+    groups = manifest.groupby("sha256")
+    copies = groups["path"].transform("size")
+    dup = manifest.loc[copies > 1, ["sha256", "path", "split", "label", "patient"]].copy()
+    dup["copies"] = copies[copies > 1]
+    n_splits = dup.groupby("sha256")["split"].transform("nunique")
+    dup["kind"] = np.where(n_splits > 1, "across splits", "within split")
+    return dup.sort_values(["sha256", "path"]).reset_index(drop=True)
+
+
+def patients_in_several_splits(manifest: pd.DataFrame, column: str = "split") -> pd.DataFrame:
+    """Patients whose images sit in more than one split: leakage if left alone.
+
+    Returns one row per such patient with the splits and image count.
+    """
+    per = manifest.groupby("patient")[column].agg(lambda s: ",".join(sorted(set(s))))
+    counts = manifest.groupby("patient").size()
+    leaks = per[per.str.contains(",")]
+    return pd.DataFrame({"patient": leaks.index, "splits": leaks.values,
+                         "images": counts[leaks.index].values})
+
+
+def split_by_patient(manifest: pd.DataFrame, fraction: float, *, seed: int = 42,
+                     name: str = "val", source: str = "train") -> pd.DataFrame:
+    """Move about ``fraction`` of ``source``'s patients, stratified by class, to split ``name``.
+
+    Uses scikit-learn's ``StratifiedGroupKFold``: every image of a patient ends up in the same
+    split and the class ratio is kept. Returns a copy with the ``split`` column updated.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    out = manifest.copy()
+    pool = out[out["split"] == source]
+    n_splits = max(2, round(1 / fraction))
+    # A patient's label is their most frequent one (the Kermany data has one label each).
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, held = next(folds.split(pool, pool["label"], groups=pool["patient"]))
+    out.loc[pool.index[held], "split"] = name
+    return out
+
+
+@dataclass
+class ScrubResult:
+    """What :func:`scrub` found: the clean manifest and one table per kind of problem."""
+
+    clean: pd.DataFrame
+    bad: pd.DataFrame
+    duplicates: pd.DataFrame
+    leaks: pd.DataFrame
+    dropped: pd.DataFrame
+
+    def before_after(self, manifest: pd.DataFrame) -> pd.DataFrame:
+        """Images per split and class in the raw manifest and in the clean one."""
+        before = count_table(manifest, "split")[list(CLASSES)].add_prefix("before ")
+        after = count_table(self.clean, "split")[list(CLASSES)].add_prefix("after ")
+        table = before.join(after, how="outer").fillna(0).astype(int)
+        return table.loc[[s for s in SPLITS if s in table.index]]
+
+
+def scrub(manifest: pd.DataFrame, *, val_fraction: float = 0.15,
+          test_fraction: float = 0.15, seed: int = 42, workers: int = 4) -> ScrubResult:
+    """Validate, de-duplicate and re-split a manifest by patient.
+
+    - Bad files are set aside (``bad``) with their reason.
+    - Exact duplicates: one copy is kept; a copy that also sits in ``test`` keeps the test one,
+      so no test image is trained on. Extra copies go to ``dropped``.
+    - Kaggle's ``val`` (16 images) is folded into ``train``; a patient-level, class-stratified
+      validation split is cut from it. When the dataset has no ``test`` split one is cut the
+      same way first. Patients of ``train`` that also appear in ``test`` are dropped from
+      training. The original split is kept in ``orig_split``.
+    """
+    good, bad = validate_images(manifest, workers=workers)
+    good = good.assign(orig_split=good["split"])
+    good["split"] = good["split"].replace({"val": "train"})
+
+    # Keep one copy per hash, preferring test so nothing tested on is also trained on.
+    rank = good["split"].map({"test": 0, "train": 1})
+    ordered = good.assign(_rank=rank).sort_values(["_rank", "path"])
+    first = ~ordered.duplicated("sha256", keep="first")
+    duplicates = find_duplicates(manifest.loc[good.index])
+    dropped = ordered.loc[~first].assign(reason="duplicate of another file")
+    kept = ordered.loc[first]
+
+    test_patients = set(kept.loc[kept["split"] == "test", "patient"])
+    leaking = (kept["split"] == "train") & kept["patient"].isin(test_patients)
+    leaks = patients_in_several_splits(kept)
+    dropped = pd.concat([dropped, kept.loc[leaking].assign(
+        reason="patient also in test split")])
+    kept = kept.loc[~leaking]
+
+    if (kept["split"] == "test").sum() == 0:
+        kept = split_by_patient(kept, test_fraction, seed=seed, name="test")
+        val_share = val_fraction / (1 - test_fraction)
+    else:
+        val_share = val_fraction
+    kept = split_by_patient(kept, val_share, seed=seed, name="val")
+
+    clean = kept.drop(columns="_rank").sort_index()
+    dropped = dropped.drop(columns="_rank")[["path", "split", "label", "patient", "reason"]]
+    return ScrubResult(clean=clean.reset_index(drop=True), bad=bad, duplicates=duplicates,
+                       leaks=leaks, dropped=dropped.reset_index(drop=True))
