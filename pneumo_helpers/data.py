@@ -107,7 +107,7 @@ def find_root(path: str | Path) -> Path:
     Raises:
         DatasetError: the path does not exist or holds no ``train`` folder.
     """
-    path = Path(path).expanduser()
+    path = Path(path).expanduser().resolve()
     if not path.exists():
         raise DatasetError(f"dataset folder {path} does not exist; pass the folder that holds "
                            "train/ (and val/, test/), e.g. .../chest_xray")
@@ -320,8 +320,12 @@ def split_by_patient(manifest: pd.DataFrame, fraction: float, *, seed: int = 42,
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     out = manifest.copy()
     pool = out[out["split"] == source]
-    n_splits = max(2, round(1 / fraction))
-    # A patient's label is their most frequent one (the Kermany data has one label each).
+    # Tiny datasets have fewer patients per class than folds: use coarser folds, never none.
+    fewest = int(pool.groupby("label")["patient"].nunique().reindex(list(CLASSES)).fillna(0).min())
+    if fewest < 2:
+        raise DatasetError(f"cannot cut a '{name}' split by patient: a class in '{source}' has "
+                           f"{fewest} patient(s); add images or provide a {name}/ folder")
+    n_splits = min(max(2, round(1 / fraction)), fewest)
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     _, held = next(folds.split(pool, pool["label"], groups=pool["patient"]))
     out.loc[pool.index[held], "split"] = name
