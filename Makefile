@@ -1,0 +1,46 @@
+# pneumo — the two commands (see README):
+#   make run [DATA=/path/to/chest_xray]   set up, then run notebooks 01-05 (bundled sample by default)
+#   make test                             set up, then unit tests + nbval over the notebooks
+# Other targets: notebooks (refresh stored outputs), bench, train-full, lock, clean.
+
+PYTHON ?= python3
+VENV   ?= .venv
+# Use the active virtual environment if there is one, else create ./.venv.
+BIN    := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV)/bin,$(VENV)/bin)
+DATA   ?=
+RUN    ?= $(if $(DATA),full,sample)
+RUN_DIR ?= runs/$(RUN)
+STAMP  := $(BIN)/.pneumo-installed
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install run test notebooks bench train-full lock clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python tools/run_notebooks.py --run-dir $(RUN_DIR) $(if $(DATA),--data $(abspath $(DATA)))
+
+# nbval re-executes every notebook in a fresh kernel on the bundled sample, writing into a
+# throw-away run folder, and compares the cells marked NBVAL_CHECK_OUTPUT.
+test: install
+	rm -rf runs/nbval
+	PNEUMO_RUN_DIR=$(CURDIR)/runs/nbval $(BIN)/python -m pytest tests notebooks \
+		--nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+notebooks: install
+	$(BIN)/python tools/write_notebooks.py
+	rm -rf runs/store
+	$(BIN)/python tools/run_notebooks.py --run-dir runs/store --in-place
+
+lock: install
+	$(BIN)/python -m pip freeze --exclude-editable > requirements-lock.txt
+
+clean:
+	rm -rf runs/sample runs/nbval runs/store .pytest_cache

@@ -1,0 +1,89 @@
+"""Execute the notebook series in order, each in a fresh kernel, with papermill.
+
+Two uses:
+
+    python tools/run_notebooks.py --run-dir runs/sample                 # make run
+    python tools/run_notebooks.py --run-dir runs/full --data DIR        # make run DATA=DIR
+    python tools/run_notebooks.py --run-dir runs/store --in-place       # make notebooks
+
+The first writes executed copies to ``<run-dir>/notebooks/`` next to every artifact. The
+``--in-place`` form refreshes the outputs stored in ``notebooks/`` (what nbval compares and
+reviewers see on GitHub); it drops stderr streams, whose TensorFlow start-up lines vary from run
+to run and carry nothing for a reader.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def strip_noise(path: Path) -> None:
+    """Remove stderr streams and execution timings from a stored notebook."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [o for o in cell.outputs
+                        if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        cell.metadata.pop("execution", None)
+        cell.metadata.get("papermill", {}).clear()
+    nb.metadata.get("papermill", {}).clear()
+    nbformat.write(nb, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", required=True, type=Path, help="folder for the artifacts")
+    parser.add_argument("--data", help="dataset folder (Kaggle layout); default: bundled sample")
+    parser.add_argument("--profile", choices=["sample", "full"],
+                        help="default: full with --data, else sample")
+    parser.add_argument("--in-place", action="store_true",
+                        help="store outputs in notebooks/ instead of <run-dir>/notebooks/")
+    parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 04 05")
+    args = parser.parse_args(argv)
+
+    run_dir = args.run_dir.resolve()
+    params = {"RUN_DIR": str(run_dir)}
+    if args.data:
+        params["DATA_DIR"] = str(Path(args.data).resolve())
+    if args.profile:
+        params["PROFILE"] = args.profile
+    if args.in_place:
+        # No injected parameters cell in the stored copies: the kernel reads the environment.
+        os.environ["PNEUMO_RUN_DIR"] = str(run_dir)
+        params = {}
+    out_dir = NOTEBOOKS if args.in_place else run_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    notebooks = sorted(NOTEBOOKS.glob("0*.ipynb"))
+    if args.only:
+        notebooks = [nb for nb in notebooks if nb.name.startswith(tuple(args.only))]
+    timings = {}
+    for nb in notebooks:
+        start = time.time()
+        print(f"--- {nb.name} -> {out_dir / nb.name}", flush=True)
+        try:
+            papermill.execute_notebook(
+                nb, out_dir / nb.name, parameters=params,
+                cwd=NOTEBOOKS, kernel_name="python3", progress_bar=False)
+        except papermill.PapermillExecutionError as exc:
+            print(f"{nb.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                  f"see {out_dir / nb.name}", file=sys.stderr)
+            return 1
+        if args.in_place:
+            strip_noise(out_dir / nb.name)
+        timings[nb.name] = time.time() - start
+        print(f"    done in {timings[nb.name]:.0f} s", flush=True)
+    print(f"all notebooks ran in {sum(timings.values()):.0f} s; artifacts in {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
