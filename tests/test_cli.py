@@ -1,0 +1,106 @@
+"""Tests for the `pneumo` command and pneumo_helpers.inference, on a tiny model saved here."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pneumo_helpers import cli, inference, models
+from pneumo_helpers.config import SAMPLE_DIR
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    model = models.build_baseline_cnn(image_size=32, channels=1)
+    model.save(folder / "model.keras")
+    (folder / "config.json").write_text(json.dumps({"image_size": 32}))
+    (folder / "val_metrics.json").write_text(json.dumps({"threshold": 0.37, "rule": "youden"}))
+    return folder
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("a.jpeg", "b.jpeg"):
+        shutil.copy(next((SAMPLE_DIR / "test" / "NORMAL").glob("*.jpeg")), folder / name)
+    rgba = np.random.default_rng(0).integers(0, 255, (50, 40, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(folder / "c.png")
+    Image.fromarray(np.arange(2000, dtype=np.uint16).reshape(40, 50) * 30).save(folder / "d.png")
+    return folder
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_folder_writes_csv_at_the_model_threshold(capsys, model_dir, images, tmp_path):
+    code, _, err = run(capsys, "predict", images, "--model", model_dir, "-o", tmp_path / "p.csv")
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert code == 0 and len(table) == 4 and table["probability"].between(0, 1).all()
+    expected = np.where(table["probability"] >= 0.37, "PNEUMONIA", "NORMAL")
+    assert (table["label"] == expected).all()
+    assert "threshold 0.370" in err
+
+
+def test_one_bad_file_still_predicts_the_rest(capsys, model_dir, images):
+    (images / "broken.jpeg").write_text("not a jpeg")
+    code, out, err = run(capsys, "predict", images, "--model", model_dir)
+    table = pd.read_csv(pd.io.common.StringIO(out))
+    assert code == cli.EXIT_SOME_FAILED
+    assert table["probability"].notna().sum() == 4
+    assert "broken.jpeg" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d, m: ["predict", d / "missing.png", "--model", m], "no such file"),
+    (lambda d, m: ["predict", d / "empty", "--model", m], "holds no image files"),
+    (lambda d, m: ["predict", d / "x.png", "--model", d / "fake.keras"], "not a Keras model"),
+    (lambda d, m: ["predict", d / "x.png", "--model", d / "nowhere"], "no model at"),
+    (lambda d, m: ["evaluate", d / "empty", "--model", m], "expected NORMAL/ and PNEUMONIA/"),
+])
+def test_user_errors_are_one_line_and_exit_2(capsys, tmp_path, model_dir, make_args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "fake.keras").write_text("hello")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+    code, _, err = run(capsys, *make_args(tmp_path, model_dir))
+    assert code == cli.EXIT_USER_ERROR
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_evaluate_kaggle_layout_writes_metrics_with_intervals(capsys, model_dir, tmp_path):
+    code, out, _ = run(capsys, "evaluate", SAMPLE_DIR, "--split", "val", "--model", model_dir,
+                       "-o", tmp_path / "m.json", "--n-boot", 50)
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert code == 0 and metrics["n"] == 16 and metrics["threshold"] == pytest.approx(0.37)
+    assert metrics["roc_auc"]["ci_low"] <= metrics["roc_auc"]["value"] <= \
+        metrics["roc_auc"]["ci_high"]
+    assert "specificity" in out
+
+
+@pytest.mark.parametrize("method", ["lime", "gradcam"])
+def test_explain_writes_a_picture(capsys, model_dir, images, tmp_path, method):
+    out_png = tmp_path / f"{method}.png"
+    code, out, _ = run(capsys, "explain", images / "a.jpeg", "--method", method,
+                       "--model", model_dir, "-o", out_png)
+    assert code == 0 and out_png.stat().st_size > 1000 and "P(pneumonia)" in out
+
+
+def test_console_script_help_documents_every_command():
+    result = subprocess.run([sys.executable, "-m", "pneumo_helpers.cli", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert all(cmd in result.stdout for cmd in ("predict", "evaluate", "explain"))
+
+
+def test_loaded_model_reads_threshold_and_size(model_dir):
+    loaded = inference.load_model(model_dir)
+    assert (loaded.image_size, loaded.channels, loaded.threshold) == (32, 1, 0.37)
