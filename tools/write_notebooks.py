@@ -165,8 +165,90 @@ print('no patient in two splits')""", check=True),
 ]
 
 
-NB03 = opening("03 · Explore", "Placeholder.", "from pneumo_helpers import data") + [
-    code("clean = pd.read_csv(cfg.path('clean_manifest.csv'))\nprint(len(clean))")]
+NB03 = opening(
+    "03 · Explore: class balance, what the images look like, and the input pipeline",
+    "We look at the clean data from 02 before modelling: how unbalanced the classes are and what "
+    "each rebalancing strategy would feed the model, what NORMAL, bacterial and viral pneumonia "
+    "look like, how intensities and sizes differ between classes, and what a training batch looks "
+    "like after augmentation.",
+    "import numpy as np\n\nfrom pneumo_helpers import balance, data, generators\n"
+    "from pneumo_helpers.images import read_gray",
+) + [
+    code("""
+clean = pd.read_csv(cfg.path('clean_manifest.csv'))
+train = clean[clean['split'] == 'train'].reset_index(drop=True)
+print(data.count_table(clean).to_string())""", check=True),
+    md("""
+## Class balance, before and after each rebalancing strategy
+The four strategies `04_model` compares, applied to the training split: what one epoch sees.
+`class_weight` keeps every image and scales the loss instead, so its counts are *weighted*."""),
+    code("""
+table = balance.balance_table(train['label'], seed=cfg.seed)
+print(table.drop(columns='note').to_string())""", check=True),
+    code("plots.class_counts(table, title='Training images per epoch, by strategy', "
+         "path=cfg.path('figures', '03_balance.png'));"),
+    md("""
+Undersampling balances the classes by throwing away about half the pneumonia images; oversampling
+and class weights keep them all. We compare the strategies on validation ROC AUC in 04 rather than
+guess."""),
+    md("## NORMAL, bacterial and viral pneumonia"),
+    code("""
+picks = pd.concat([group.sample(min(len(group), 6), random_state=cfg.seed)
+                   for _, group in train.groupby('subtype')])
+plots.image_grid([read_gray(p, size=128) for p in picks['path']],
+                 [f"{s}\\n{pid}" for s, pid in zip(picks['subtype'], picks['patient'])],
+                 title='Random training images per subtype',
+                 path=cfg.path('figures', '03_examples.png'));"""),
+    md("""
+Normal lungs look dark and clear; bacterial pneumonia tends to show a dense, localised
+consolidation, viral pneumonia a more diffuse, interstitial haze. The differences are subtle to an
+untrained eye, and exposure, patient position and the annotations burned into some images (markers,
+letters) vary much more than the pathology — a model can latch onto those instead."""),
+    md("## Pixel intensities and the mean image"),
+    code("""
+pixels = generators.load_images(train, image_size=cfg.image_size, cache_dir=cfg.path('cache', 'x'))
+print(f'training images as an array: {pixels.shape} {pixels.dtype}')""", check=True),
+    code("plots.intensity_histograms(pixels, train['label'], "
+         "path=cfg.path('figures', '03_intensity.png'));"),
+    md("""
+Pneumonia images are brighter on average (opacities are dense): a real signal, but also one that
+exposure settings mimic. That is why the models standardise each image's contrast and why
+training augments brightness and contrast — so the model has to look at *where* the opacity is."""),
+    code("plots.mean_images(pixels, train['label'], path=cfg.path('figures', '03_mean_images.png'));"),
+    md("""
+The difference image shows where the classes differ on average: the lung fields (pneumonia
+brighter), not the image borders — reassuring, though it says nothing about single images."""),
+    md("## Image sizes"),
+    code("""
+sizes = clean.assign(aspect=clean['width'] / clean['height']).groupby('label')[
+    ['width', 'height', 'aspect']].describe().T
+print(sizes.round(2).to_string())"""),
+    code("plots.size_stats(clean, path=cfg.path('figures', '03_sizes.png'));"),
+    md("""
+Originals vary in size and aspect ratio (the bundled sample and the shared copy are already
+square). Every image is squashed to a square at the model's input size once, when the pipeline
+fills its cache; chest anatomy survives a mild change of aspect ratio."""),
+    md("""
+## A training batch after augmentation
+Small rotations, shifts and zooms (fused into one affine transform per image) plus brightness and
+contrast changes mimic different patient positions, exposures and devices. Horizontal flips stay
+off: a mirrored chest (heart on the right) is not a realistic X-ray."""),
+    code("""
+batches = generators.make_dataset(train, image_size=cfg.image_size, batch_size=18, training=True,
+                                  seed=cfg.seed, cache_dir=cfg.path('cache', 'x'))
+x, y = next(iter(batches))
+print(f'batch x: {tuple(x.shape)} {x.dtype.name} in [{float(x.numpy().min()):.2f}, '
+      f'{float(x.numpy().max()):.2f}]; y: {tuple(y.shape)}')
+plots.image_grid(list(x.numpy()), [data.CLASSES[int(v)] for v in y.numpy()],
+                 title='One augmented training batch', path=cfg.path('figures', '03_augmented.png'));"""),
+    md("""
+## What follows for modelling
+- Classes are unbalanced about 1 : 3 in every split: compare rebalancing strategies, report
+  sensitivity and specificity, and pick the decision threshold on validation.
+- Brightness differs between classes and between devices: standardise contrast per image and
+  augment exposure so the model learns the shape and place of opacities.
+- Images are grayscale: one input channel is enough and three times cheaper."""),
+]
 NB04 = opening("04 · Model", "Placeholder.", "") + [code("print('todo')")]
 NB05 = opening("05 · Interpret", "Placeholder.", "") + [code("print('todo')")]
 
