@@ -62,3 +62,319 @@ def image_grid(images: list[np.ndarray], titles: list[str], *, ncols: int = 6,
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save(fig, path)
+
+
+# --- Explore figures (notebook 03): what the pixels of each class look like ---------------
+
+def _class_names(labels) -> np.ndarray:
+    from .balance import CLASS_NAMES, encode_labels
+
+    return np.asarray(CLASS_NAMES)[encode_labels(labels)]
+
+
+def intensity_histograms(images: np.ndarray, labels, *, bins: int = 64,
+                         title: str = "Pixel intensities by class", path=None) -> plt.Figure:
+    """Left: pooled pixel-intensity histogram per class (density). Right: per-image mean
+    intensity per class. ``images``: uint8 ``(N, H, W)`` or ``(N, H, W, 1)``, 0..255;
+    ``labels``: ``N`` class names or 0/1."""
+    names = _class_names(labels)
+    pixels = np.asarray(images).reshape(len(names), -1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=DPI)
+    edges = np.linspace(0, 255, bins + 1)
+    for name, color in CLASS_COLORS.items():
+        rows = pixels[names == name]
+        if not len(rows):
+            continue
+        density, _ = np.histogram(rows, bins=edges, density=True)
+        left.plot((edges[:-1] + edges[1:]) / 2, density, color=color, label=name)
+        right.hist(rows.mean(axis=1), bins=30, color=color, alpha=0.6, label=name,
+                   density=True)
+    left.set(xlabel="intensity (0-255)", ylabel="density", title="all pixels")
+    right.set(xlabel="mean intensity of an image", ylabel="density", title="per image")
+    left.legend(frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def mean_images(images: np.ndarray, labels, *, title: str = "Mean image per class",
+                path=None) -> plt.Figure:
+    """Mean image of each class and their difference (PNEUMONIA - NORMAL, red = brighter in
+    pneumonia). ``images``: uint8 or float ``(N, H, W[, 1])``; ``labels``: class names or 0/1."""
+    names = _class_names(labels)
+    stack = np.asarray(images, dtype=np.float32).reshape(len(names), *np.shape(images)[1:3])
+    means = {name: stack[names == name].mean(axis=0) for name in CLASS_COLORS
+             if (names == name).any()}
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.3), dpi=DPI)
+    for ax in axes:
+        ax.axis("off")
+    for ax, (name, mean) in zip(axes, means.items()):
+        ax.imshow(mean, cmap="gray")
+        ax.set_title(f"{name} (n={int((names == name).sum())})", fontsize=9)
+    if len(means) == 2:
+        diff = means["PNEUMONIA"] - means["NORMAL"]
+        limit = float(np.abs(diff).max()) or 1.0
+        shown = axes[2].imshow(diff, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes[2].set_title("PNEUMONIA - NORMAL", fontsize=9)
+        fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.04)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def size_stats(manifest: pd.DataFrame, *, title: str = "Original image sizes",
+               path=None) -> plt.Figure:
+    """Width against height of every original file, and the aspect-ratio histogram, by class.
+    ``manifest``: DataFrame with ``width``, ``height`` and ``label`` (from build_manifest)."""
+    data = manifest.dropna(subset=["width", "height"]).astype({"width": float,
+                                                              "height": float})
+    data = data.assign(aspect=data["width"] / data["height"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=DPI)
+    sns.scatterplot(data, x="width", y="height", hue="label", palette=CLASS_COLORS, s=10,
+                    alpha=0.5, linewidth=0, ax=left)
+    sns.histplot(data, x="aspect", hue="label", palette=CLASS_COLORS, bins=40,
+                 element="step", stat="density", common_norm=False, ax=right)
+    left.set(xlabel="width (px)", ylabel="height (px)")
+    left.legend(title=None, frameon=False, markerscale=2)
+    if data[["width", "height"]].nunique().max() == 1:  # e.g. a pre-resized dataset
+        left.text(0.5, 0.15, f"all {len(data)} images are {data['width'].iat[0]:.0f} x "
+                  f"{data['height'].iat[0]:.0f} px", transform=left.transAxes, ha="center")
+    if right.get_legend() is not None:
+        sns.move_legend(right, "best", title=None, frameon=False)
+    right.set(xlabel="width / height")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def image_panel(image: np.ndarray, *, title: str = "", path=None) -> plt.Figure:
+    """One image (gray (H, W) or RGB (H, W, 3), floats in [0, 1]) with a title."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.5), dpi=DPI)
+    ax.imshow(np.squeeze(image), cmap="gray" if np.ndim(np.squeeze(image)) == 2 else None,
+              vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+# --- Evaluation and explanation figures (notebooks 04-05) ---------------------------------
+
+def _binary(y_true) -> np.ndarray:
+    """Labels as int 0 (NORMAL) / 1 (PNEUMONIA), from 0/1 or the class names."""
+    from .balance import encode_labels
+
+    return encode_labels(np.asarray(y_true).ravel())
+
+
+def confusion_matrix_plot(cm_df: pd.DataFrame, *, title: str = "Confusion matrix",
+                          path=None) -> plt.Figure:
+    """Counts (left) and row rates (right: share of each true class, so the diagonal reads
+    specificity and sensitivity). ``cm_df``: 2x2 DataFrame from ``evaluate.confusion``
+    (rows = true, columns = predicted)."""
+    counts = cm_df.astype(int)
+    rates = counts.div(counts.sum(axis=1).replace(0, 1), axis=0)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.3), dpi=DPI)
+    for ax, table, fmt, name in ((axes[0], counts, "d", "counts"),
+                                 (axes[1], rates, ".1%", "row rates (recall per class)")):
+        sns.heatmap(table, annot=True, fmt=fmt, cmap="Blues", cbar=False, square=True,
+                    vmin=0, linewidths=0.5, annot_kws={"fontsize": 11}, ax=ax)
+        ax.set(title=name, xlabel="predicted", ylabel="true")
+        ax.tick_params(axis="y", rotation=0)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def roc_pr_curves(y_true, y_prob, *, threshold: float, title: str | None = None,
+                  path=None) -> plt.Figure:
+    """ROC (left) and precision-recall (right) curves of P(PNEUMONIA), with the operating
+    point at ``threshold`` marked. ``y_true``: (N,) 0/1 or class names; ``y_prob``: (N,)."""
+    from sklearn import metrics as skm
+
+    y, p = _binary(y_true), np.asarray(y_prob, dtype=float).ravel()
+    pred = p >= threshold
+    color = CLASS_COLORS["PNEUMONIA"]
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(8.5, 3.8), dpi=DPI)
+    fpr, tpr, _ = skm.roc_curve(y, p)
+    roc.plot(fpr, tpr, color=color, label=f"AUC = {skm.roc_auc_score(y, p):.3f}")
+    roc.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="chance")
+    sens, fp_rate = pred[y == 1].mean(), pred[y == 0].mean()
+    roc.plot(fp_rate, sens, "o", color="black", ms=7,
+             label=f"threshold {threshold:.2f}: sens {sens:.2f}, spec {1 - fp_rate:.2f}")
+    roc.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity (recall)",
+            title="ROC", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    precision, recall, _ = skm.precision_recall_curve(y, p)
+    pr.plot(recall, precision, color=color,
+            label=f"AP = {skm.average_precision_score(y, p):.3f}")
+    pr.axhline(y.mean(), ls="--", color="0.6", lw=1, label=f"prevalence {y.mean():.2f}")
+    point_precision = y[pred].mean() if pred.any() else 1.0
+    pr.plot(sens, point_precision, "o", color="black", ms=7,
+            label=f"threshold {threshold:.2f}: prec {point_precision:.2f}")
+    pr.set(xlabel="recall (sensitivity)", ylabel="precision", title="Precision-recall",
+           xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    for ax in (roc, pr):
+        ax.legend(loc="lower left" if ax is pr else "lower right", fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def reliability_diagram(y_true, y_prob, *, n_bins: int = 10,
+                        title: str = "Calibration (reliability diagram)",
+                        path=None) -> plt.Figure:
+    """Observed share of PNEUMONIA against mean predicted probability in ``n_bins`` equal-width
+    bins (``sklearn.calibration.calibration_curve``), with the Brier score; below, how many
+    images fall in each bin."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    y, p = _binary(y_true), np.asarray(y_prob, dtype=float).ravel()
+    observed, predicted = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.6, 5), dpi=DPI, sharex=True,
+                                      gridspec_kw={"height_ratios": (3, 1)})
+    top.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="perfectly calibrated")
+    top.plot(predicted, observed, "o-", color=CLASS_COLORS["PNEUMONIA"],
+             label=f"model (Brier {brier_score_loss(y, p):.3f})")
+    top.set(ylabel="observed share of PNEUMONIA", title=title, ylim=(-0.02, 1.02))
+    top.legend(loc="upper left", fontsize=8, frameon=False)
+    bottom.hist(p, bins=np.linspace(0, 1, n_bins + 1), color="0.5")
+    bottom.set(xlabel="predicted P(PNEUMONIA)", ylabel="images", xlim=(0, 1))
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def probability_histogram(y_true, y_prob, *, threshold: float, bins: int = 25,
+                          title: str = "Predicted P(PNEUMONIA) by true class",
+                          path=None) -> plt.Figure:
+    """Histogram of P(PNEUMONIA) for each true class, with the decision threshold."""
+    y, p = _binary(y_true), np.asarray(y_prob, dtype=float).ravel()
+    fig, ax = plt.subplots(figsize=(6, 3.3), dpi=DPI)
+    edges = np.linspace(0, 1, bins + 1)
+    for code, (name, color) in enumerate(CLASS_COLORS.items()):
+        ax.hist(p[y == code], bins=edges, color=color, alpha=0.6,
+                label=f"true {name} (n={(y == code).sum()})")
+    ax.axvline(threshold, color="black", ls="--", lw=1.2, label=f"threshold {threshold:.2f}")
+    ax.set(xlabel="predicted P(PNEUMONIA)", ylabel="images", title=title, xlim=(0, 1))
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def error_gallery(images, y_true, y_prob, *, threshold: float, n: int = 6,
+                  title: str = "Most confident mistakes", path=None) -> plt.Figure:
+    """The ``n`` most confident false positives (NORMAL called PNEUMONIA, highest P first)
+    and false negatives (PNEUMONIA called NORMAL, lowest P first), one row each.
+    ``images``: (N, H, W[, 1]) uint8 or float in [0, 1]."""
+    images = np.asarray(images)
+    y, p = _binary(y_true), np.asarray(y_prob, dtype=float).ravel()
+    pred = p >= threshold
+    fp = np.flatnonzero((y == 0) & pred)
+    fn = np.flatnonzero((y == 1) & ~pred)
+    rows = {"false positives (true NORMAL)": fp[np.argsort(-p[fp])][:n],
+            "false negatives (true PNEUMONIA)": fn[np.argsort(p[fn])][:n]}
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 4.0), dpi=DPI, squeeze=False)
+    vmax = 255 if images.dtype == np.uint8 else 1
+    for axes_row, ((name, index), true_name) in zip(axes, zip(rows.items(), CLASS_COLORS)):
+        for ax in axes_row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes_row[0].set_ylabel(name.split(" (")[0], fontsize=9)
+        if not len(index):
+            axes_row[0].text(0.5, 0.5, "none", ha="center", va="center",
+                             transform=axes_row[0].transAxes)
+        for ax, i in zip(axes_row, index):
+            ax.imshow(np.squeeze(images[i]), cmap="gray", vmin=0, vmax=vmax)
+            ax.set_title(f"P={p[i]:.2f}", fontsize=8)
+            for spine in ax.spines.values():  # frame in the colour of the true class
+                spine.set(color=CLASS_COLORS[true_name], linewidth=2.5)
+        for ax in axes_row[max(len(index), 1):]:  # the first keeps the row label
+            ax.axis("off")
+    fig.suptitle(f"{title} at threshold {threshold:.2f} (frame = true class colour)",
+                 fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def model_comparison(df: pd.DataFrame, *, metric="roc_auc", title: str | None = None,
+                     path=None) -> plt.Figure:
+    """Point estimates with 95 % CI bars of several models, one panel per metric.
+
+    ``df``: tidy table with columns ``model, metric, value, ci_low, ci_high``, e.g.
+    ``pd.concat({name: evaluate(...) for ...}, names=["model"]).reset_index(0)``;
+    ``metric``: one metric name or a list of them.
+    """
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    missing = {"model", "metric", "value", "ci_low", "ci_high"} - set(df.columns)
+    if missing:
+        raise ValueError(f"df lacks columns {sorted(missing)}; concatenate evaluate() tables "
+                         "with a 'model' column")
+    unknown = set(metrics) - set(df["metric"])
+    if unknown:
+        raise ValueError(f"metric {sorted(unknown)} not in df; available: "
+                         f"{sorted(df['metric'].unique())}")
+    models = list(dict.fromkeys(df["model"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(1.2 + 3.4 * len(metrics),
+                                                      0.9 + 0.45 * len(models)),
+                             dpi=DPI, squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], metrics):
+        rows = df[df["metric"] == name].set_index("model").reindex(models)
+        ypos = np.arange(len(models))
+        for y_, (_, row) in zip(ypos, rows.iterrows()):
+            err = [[row["value"] - row["ci_low"]], [row["ci_high"] - row["value"]]]
+            ax.errorbar(row["value"], y_, xerr=np.nan_to_num(np.abs(err)), fmt="o",
+                        color="0.25", capsize=4, ms=6)  # not a class colour
+            ax.annotate(f"{row['value']:.3f}", (row["value"], y_), xytext=(0, 7),
+                        textcoords="offset points", ha="center", fontsize=8)
+        ax.set(title=name, xlabel=f"{name} (95% CI)", ylim=(-0.7, len(models) - 0.3))
+        ax.set_yticks(ypos, models)
+        ax.invert_yaxis()
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def explanation_panel(rows, *, k: int = 5, title: str | None = None,
+                      path=None) -> plt.Figure:
+    """One row per image: original | LIME superpixels | Grad-CAM overlay.
+
+    ``rows``: iterable of ``(image, explanation, gradcam_heatmap, title)`` where ``image`` is
+    (H, W[, 1]) in [0, 1] or uint8, ``explanation`` an ``explain.Explanation`` (or None),
+    ``gradcam_heatmap`` (H, W) in [0, 1] (or None) and ``title`` a string (e.g. the true
+    class). LIME shows the ``k`` superpixels pushing most towards PNEUMONIA in green and
+    towards NORMAL in red; the model's P(PNEUMONIA) is in the row title.
+    """
+    from .explain import lime_overlay, overlay
+
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows is empty; pass (image, explanation, gradcam, title) tuples")
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.6 * len(rows)), dpi=DPI,
+                             squeeze=False)
+    for axes_row, (image, explanation, heatmap, name) in zip(axes, rows):
+        for ax in axes_row:
+            ax.axis("off")
+        gray = np.squeeze(np.asarray(image))
+        axes_row[0].imshow(gray, cmap="gray", vmin=0, vmax=255 if gray.dtype == np.uint8
+                           else 1)
+        label = name or ""
+        if explanation is not None:
+            color = CLASS_COLORS[explanation.label]
+            label = f"{label}\nP(PNEUMONIA) = {explanation.probability:.2f}"
+            axes_row[1].imshow(lime_overlay(explanation, k=k))
+            axes_row[1].set_title("LIME: green → PNEUMONIA,\nred → NORMAL", fontsize=8)
+        else:
+            color = "black"
+            axes_row[1].text(0.5, 0.5, "no LIME", ha="center", va="center")
+        axes_row[0].set_title(label.strip(), fontsize=9, color=color)
+        if heatmap is not None:
+            axes_row[2].imshow(overlay(gray, heatmap, 0.4))
+            axes_row[2].set_title("Grad-CAM (predicted class)", fontsize=8)
+        else:
+            axes_row[2].text(0.5, 0.5, "no Grad-CAM", ha="center", va="center")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
