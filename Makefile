@@ -14,7 +14,7 @@ STAMP  := $(BIN)/.pneumo-installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test notebooks bench train-full lock clean
+.PHONY: install run test notebooks report bench train-full lock clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ notebooks: install
 	$(BIN)/python tools/write_notebooks.py
 	rm -rf runs/store
 	$(BIN)/python tools/run_notebooks.py --run-dir runs/store --in-place
+
+# Reviewer PDFs and the README results table from a finished run, e.g. make report RUN=full.
+# Needs Chromium (Debian: apt-get install chromium), installed here when run as root.
+report: install
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } || \
+		{ echo "make report needs Chromium: sudo apt-get install chromium"; exit 1; }
+	$(BIN)/python -m pneumo_helpers.report deck $(RUN_DIR) -o presentation/presentation.pdf
+	$(BIN)/python tools/render_notebooks_pdf.py $(RUN_DIR) -o presentation/notebooks.pdf
+	$(BIN)/python -m pneumo_helpers.report readme $(RUN_DIR)
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable > requirements-lock.txt

@@ -1,0 +1,278 @@
+"""Tests for pneumo_helpers.report (slide deck, results table, README block) and for
+tools/render_notebooks_pdf.py (notebooks -> one PDF), on run folders made in tmp_path."""
+
+import base64
+import importlib.util
+import io
+import json
+import re
+from pathlib import Path
+
+import matplotlib.text
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from pneumo_helpers import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def pdf_pages(path: Path) -> int:
+    """Page objects in a PDF (matplotlib and Chromium write them as plain dictionaries)."""
+    return len(re.findall(rb"/Type\s*/Page\b", path.read_bytes()))
+
+
+def slide_text(fig) -> str:
+    """All text drawn on a slide, table cells included, with whitespace collapsed."""
+    texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+    for ax in fig.axes:
+        for table in ax.tables:
+            texts += [cell.get_text().get_text() for cell in table.get_celld().values()]
+    return " ".join(" ".join(texts).split())
+
+
+def png(path: Path) -> None:
+    fig = Figure(figsize=(2, 1.5))
+    fig.add_subplot().plot([0, 1], [0, 1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=40)
+
+
+def metric_block(base: float, n: int, split: str) -> dict:
+    return {"threshold": 0.4123, "rule": "youden", "n": n, "split": split,
+            "metrics": {name: {"value": base - 0.01 * i, "ci_low": base - 0.01 * i - 0.03,
+                               "ci_high": base - 0.01 * i + 0.02}
+                        for i, name in enumerate(report.METRIC_LABELS)}}
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    """A complete little run: manifests, metrics, one model, every figure but explanations."""
+    run = tmp_path / "runs" / "demo"
+    rows = [("train", "NORMAL", "p1", "train"), ("train", "PNEUMONIA", "p2", "train"),
+            ("train", "PNEUMONIA", "p3", "train"), ("val", "NORMAL", "p4", "train"),
+            ("val", "PNEUMONIA", "p5", "val"), ("test", "NORMAL", "p6", "train"),
+            ("test", "PNEUMONIA", "p7", "train")]
+    clean = pd.DataFrame(rows, columns=["split", "label", "patient", "orig_split"])
+    clean["path"] = [f"/data/{i}.jpeg" for i in range(len(clean))]
+    run.mkdir(parents=True)
+    clean.to_csv(run / "clean_manifest.csv", index=False)
+    clean.to_csv(run / "manifest.csv", index=False)
+    pd.DataFrame({"path": ["/data/x.jpeg"], "reason": ["duplicate of another file"]}).to_csv(
+        run / "dropped.csv", index=False)
+    (run / "metrics.json").write_text(json.dumps(
+        {"model": "tiny", "val": metric_block(0.95, 83, "val"),
+         "test": metric_block(0.90, 95, "test")}))
+    (run / "models" / "tiny").mkdir(parents=True)
+    (run / "models" / "tiny" / "config.json").write_text(json.dumps(
+        {"image_size": 64, "balance": "class_weight", "parameters": 12345,
+         "versions": {"keras": "3.15.0"}}))
+    for key in ("class_balance", "confusion", "roc"):
+        png(run / "figures" / report.FIGURES[key])
+    return run
+
+
+# --------------------------------------------------------------------------- deck
+
+def test_deck_has_one_page_per_slide(run_dir, tmp_path):
+    out = report.build_deck(run_dir, tmp_path / "deck" / "presentation.pdf")
+    assert out.read_bytes().startswith(b"%PDF")
+    assert pdf_pages(out) == len(report.SLIDE_TITLES) == 12
+
+
+def test_results_slide_shows_file_numbers_and_test_origin(run_dir):
+    slides = report.make_slides(run_dir)
+    results = slide_text(slides[report.SLIDE_TITLES.index("Results")])
+    assert "0.900 (0.870–0.920)" in results            # test accuracy from metrics.json
+    assert "0.950 (0.920–0.970)" in results            # val accuracy
+    assert "test (n = 95)" in results and "0.412" in results
+    assert "carved by patient from the training data" in results
+    model = slide_text(slides[report.SLIDE_TITLES.index("The model")])
+    assert "tiny" in model and "12,345" in model and "class_weight" in model
+    data = slide_text(slides[report.SLIDE_TITLES.index("The data")])
+    assert "1 dropped: duplicate of another file" in data
+
+
+def test_missing_files_give_notes_not_errors(tmp_path):
+    empty = tmp_path / "runs" / "empty"
+    empty.mkdir(parents=True)
+    slides = report.make_slides(empty)
+    text = " ".join(slide_text(fig) for fig in slides)
+    for name in report.FIGURES.values():
+        assert f"figure not produced in this run: {name}" in text
+    assert "metrics not produced in this run" in text
+    out = report.build_deck(empty, tmp_path / "empty.pdf")
+    assert pdf_pages(out) == len(report.SLIDE_TITLES)
+
+
+def test_build_deck_rejects_a_missing_run_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run folder"):
+        report.build_deck(tmp_path / "nope", tmp_path / "x.pdf")
+
+
+# --------------------------------------------------------------------------- results
+
+def test_format_ci():
+    assert report.format_ci(0.95312, 0.94071, 0.96449) == "0.953 (0.941–0.964)"
+    assert report.format_ci(0.5) == "0.500"
+    assert report.format_ci(None, None, None) == "n/a"
+    assert report.format_ci(0.5, None, 0.6, digits=2) == "0.50"
+
+
+def test_results_markdown(run_dir):
+    lines = report.results_markdown(run_dir).splitlines()
+    assert lines[0] == "| metric | val (n = 83) | test (n = 95) |"
+    assert lines[1] == "|---|---|---|"
+    assert lines[2] == "| Accuracy | 0.950 (0.920–0.970) | 0.900 (0.870–0.920) |"
+    assert len(lines) == 2 + len(report.METRIC_LABELS)
+
+
+def test_flat_single_block_as_metrics_to_json_writes(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"roc_auc": {"value": 0.91, "ci_low": 0.88, "ci_high": 0.94},
+                                "recall": {"value": 0.8, "ci_low": None, "ci_high": None},
+                                "brier": 0.12, "threshold": 0.5, "rule": "0.5", "n": 40,
+                                "split": "test", "model": "m"}))
+    table = report.results_table(path)
+    assert list(table.columns.get_level_values("split").unique()) == ["test"]
+    assert list(table.index) == ["recall", "roc_auc", "brier"]   # METRIC_LABELS order
+    assert table.attrs["meta"]["test"]["n"] == 40
+    assert "threshold" not in table.index and "n" not in table.index
+    markdown = report.results_markdown(path)
+    assert "| Recall (sensitivity) | 0.800 |" in markdown
+    assert "| Brier score (lower is better) | 0.120 |" in markdown
+
+
+def test_val_column_falls_back_to_val_metrics_json(run_dir):
+    (run_dir / "metrics.json").write_text(json.dumps({"test": metric_block(0.9, 95, "test")}))
+    (run_dir / "models" / "tiny" / "val_metrics.json").write_text(json.dumps(
+        {"roc_auc": {"value": 0.97, "ci_low": 0.9, "ci_high": 0.99}}))
+    table = report.results_table(run_dir)
+    assert list(table.columns.get_level_values("split").unique()) == ["val", "test"]
+    assert table.loc["roc_auc", ("val", "value")] == pytest.approx(0.97)
+
+
+def test_best_validation_model_is_chosen_when_none_is_named(run_dir):
+    (run_dir / "metrics.json").unlink()
+    for name, auc in [("a", 0.7), ("b", 0.9)]:
+        folder = run_dir / "models" / name
+        folder.mkdir()
+        (folder / "val_metrics.json").write_text(json.dumps({"roc_auc": auc}))
+    summary = report.summarize_run(run_dir)
+    assert summary.model == "b" and "ROC AUC" in summary.model_reason
+
+
+def test_invalid_metrics_json_names_the_file(run_dir):
+    (run_dir / "metrics.json").write_text("{not json")
+    with pytest.raises(ValueError, match="metrics.json"):
+        report.results_table(run_dir)
+
+
+# --------------------------------------------------------------------------- README
+
+def test_readme_block_replacement(run_dir, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# pneumo\n\nintro\n\n<!-- results:start -->\nold table\n"
+                      "<!-- results:end -->\n\n## Next\nkept\n")
+    assert report.main(["readme", str(run_dir), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text
+    assert text.startswith("# pneumo\n\nintro\n\n<!-- results:start -->\n")
+    assert text.endswith("<!-- results:end -->\n\n## Next\nkept\n")
+    assert "| Accuracy | 0.950 (0.920–0.970) | 0.900 (0.870–0.920) |" in text
+    assert "python -m pneumo_helpers.report readme runs/demo" in text
+    assert "carved by patient" in text
+    report.main(["readme", str(run_dir), "--readme", str(readme)])
+    assert readme.read_text() == text                        # idempotent
+
+
+def test_readme_without_markers_is_a_clear_error(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="results:start"):
+        report.replace_readme_block(readme, "table")
+    assert readme.read_text() == "no markers here\n"
+
+
+def test_cli_table_and_errors(run_dir, tmp_path, capsys):
+    assert report.main(["table", str(run_dir)]) == 0
+    assert "| ROC AUC |" in capsys.readouterr().out
+    assert report.main(["table", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- notebooks PDF
+
+def load_renderer():
+    pytest.importorskip("nbconvert")
+    pytest.importorskip("bs4")
+    spec = importlib.util.spec_from_file_location(
+        "render_notebooks_pdf", ROOT / "tools" / "render_notebooks_pdf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def executed_run(tmp_path) -> Path:
+    """Two small 'executed' notebooks with outputs, as papermill leaves them."""
+    import nbformat
+    from nbformat.v4 import (new_code_cell, new_markdown_cell, new_notebook, new_output)
+
+    buffer = io.BytesIO()
+    png_fig = Figure(figsize=(2, 1.5))
+    png_fig.add_subplot().plot([0, 1], [1, 0])
+    png_fig.savefig(buffer, format="png", dpi=40)
+    image = base64.b64encode(buffer.getvalue()).decode()
+    folder = tmp_path / "runs" / "demo" / "notebooks"
+    folder.mkdir(parents=True)
+    for i, name in enumerate(["01_first", "02_second"], start=1):
+        params = new_code_cell("SECRET_PARAMETER = 1")
+        params.metadata["tags"] = ["parameters"]
+        cells = [
+            new_markdown_cell(f"# 0{i} · Notebook number {i}\n\nSome *text*."),
+            params,
+            new_code_cell("print('visible output')", outputs=[
+                new_output("stream", name="stdout", text="visible output\n"),
+                new_output("stream", name="stderr", text="tensorflow start-up noise\n")]),
+            new_code_cell("plot()", outputs=[new_output(
+                "display_data", data={"image/png": image, "text/plain": "<Figure>"})]),
+            new_code_cell("silent = 1"),
+        ]
+        nbformat.write(new_notebook(cells=cells), folder / f"{name}.ipynb")
+    return folder.parent
+
+
+def test_notebooks_html_is_offline_and_hides_code(executed_run):
+    renderer = load_renderer()
+    notebooks = renderer.find_notebooks(executed_run)
+    assert [p.name for p in notebooks] == ["01_first.ipynb", "02_second.ipynb"]
+    page = renderer.build_html(notebooks, run_name="demo")
+    assert "<script" not in page
+    assert not re.search(r'(src|href)="https?:', page)          # nothing to fetch
+    assert "visible output" in page and "data:image/png;base64," in page
+    assert "SECRET_PARAMETER" not in page                       # parameters cell dropped
+    assert "print(" not in page and "silent = 1" not in page    # code hidden
+    assert "start-up noise" not in page                         # stderr dropped
+    assert 'href="#nb-2">02 · Notebook number 2' in page        # contents entry
+
+
+def test_find_notebooks_explains_an_empty_run(tmp_path):
+    renderer = load_renderer()
+    with pytest.raises(FileNotFoundError, match="run_notebooks.py"):
+        renderer.find_notebooks(tmp_path)
+
+
+def test_notebooks_pdf_with_chromium(executed_run, tmp_path):
+    renderer = load_renderer()
+    try:
+        renderer.find_chromium()
+    except FileNotFoundError:
+        pytest.skip("Chromium is not installed (apt-get install chromium); the PDF step "
+                    "of tools/render_notebooks_pdf.py cannot run here")
+    out = renderer.render(executed_run, tmp_path / "notebooks.pdf")
+    assert out.read_bytes().startswith(b"%PDF")
+    assert pdf_pages(out) >= 4          # cover, contents, one page per notebook at least
