@@ -20,10 +20,10 @@ SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
 
 # Settings that differ between a quick run on the bundled sample and a run on the real data.
 PROFILES: dict[str, dict] = {
-    "sample": dict(image_size=64, batch_size=32, epochs=4, val_fraction=0.2, test_fraction=0.2,
-                   lime_samples=300),
-    "full": dict(image_size=128, batch_size=64, epochs=12, val_fraction=0.15, test_fraction=0.15,
-                 lime_samples=1000),
+    "sample": dict(image_size=64, batch_size=32, epochs=4, compare_epochs=4, val_fraction=0.2,
+                   test_fraction=0.2, lime_samples=300),
+    "full": dict(image_size=128, batch_size=64, epochs=12, compare_epochs=5, val_fraction=0.15,
+                 test_fraction=0.15, lime_samples=1000),
 }
 
 
@@ -51,7 +51,8 @@ class RunConfig:
         profile: ``"sample"`` or ``"full"``; picks the defaults below.
         image_size: side of the square model input, in pixels.
         batch_size: images per training batch.
-        epochs: maximum training epochs (early stopping may end sooner).
+        epochs: maximum training epochs of the final model (early stopping may end sooner).
+        compare_epochs: maximum epochs of each configuration compared in 04.
         channels: 1 (grayscale, the default: X-rays carry no colour) or 3.
         balance: ``"none"``, ``"undersample"``, ``"oversample"`` or ``"class_weight"``.
         val_fraction, test_fraction: share of patients cut for validation / (missing) test.
@@ -65,6 +66,7 @@ class RunConfig:
     image_size: int | None = None
     batch_size: int | None = None
     epochs: int | None = None
+    compare_epochs: int | None = None
     channels: int = 1
     balance: str = "class_weight"
     val_fraction: float | None = None

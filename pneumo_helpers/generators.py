@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -65,7 +65,9 @@ __all__ = ["Augment", "cache_key", "load_images", "make_dataset"]
 _CACHE_FORMAT = 1
 # Below this many images the cold pass takes a second or two: no progress bar.
 _PROGRESS_MIN_IMAGES = 1000
-_FILL_MODES = ("nearest", "reflect", "constant", "wrap")
+# Keras' fill modes as OpenCV borders ("reflect" repeats the edge pixel: BORDER_REFLECT).
+_BORDERS = {"nearest": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT,
+            "constant": cv2.BORDER_CONSTANT, "wrap": cv2.BORDER_WRAP}
 # Upper bounds on Augment's limits that catch unit mistakes (radians vs degrees, % vs fraction).
 _LIMITS = dict(rotation=180.0, shift=0.5, zoom=0.9, brightness=1.0, contrast=1.0)
 
@@ -202,10 +204,11 @@ class Augment:
     """Random, label-preserving changes to a batch of X-rays; call it on a batch.
 
     Each image gets its own random rotation, shift, zoom (and flips, when on), fused into one
-    affine matrix and applied with bilinear interpolation in a single batched
-    ``ImageProjectiveTransformV3`` call, then its own brightness and contrast change. Values are
-    drawn uniformly from ``[-limit, +limit]``. The defaults are mild: a chest film is taken in a
-    standard position, and large changes would make images no scanner produces.
+    2x3 affine matrix about the image centre and applied by a single bilinear
+    ``cv2.warpAffine``, then its own brightness and contrast change. Values are drawn uniformly
+    from ``[-limit, +limit]`` by a numpy generator seeded with the batch seed, so the same seed
+    gives the same batch. The defaults are mild: a chest film is taken in a standard position,
+    and large changes would make images no scanner produces.
 
     Attributes:
         rotation: maximum rotation, in degrees.
@@ -218,8 +221,8 @@ class Augment:
             backwards), so mirrored films are unrealistic images. On when asked.
         vertical_flip: mirror top-bottom half of the time (off: never seen in practice).
         fill_mode: how pixels moved in from outside the image are filled: ``"nearest"``
-            (default: repeats the border, usually dark), ``"reflect"``, ``"constant"`` (black)
-            or ``"wrap"``.
+            (default: repeats the border, usually dark), ``"reflect"`` (``d c b a | a b c d``),
+            ``"constant"`` (black) or ``"wrap"``; the same meanings as in Keras.
     """
 
     rotation: float = 7.0
@@ -237,8 +240,8 @@ class Augment:
             if not isinstance(value, (int, float)) or not 0 <= value < _LIMITS[name]:
                 raise ValueError(f"Augment.{name} must be a number in [0, {_LIMITS[name]}), "
                                  f"got {value!r}")
-        if self.fill_mode not in _FILL_MODES:
-            raise ValueError(f"Augment.fill_mode must be one of {_FILL_MODES}, "
+        if self.fill_mode not in _BORDERS:
+            raise ValueError(f"Augment.fill_mode must be one of {tuple(_BORDERS)}, "
                              f"got {self.fill_mode!r}")
 
     @property
@@ -247,53 +250,93 @@ class Augment:
         return bool(self.rotation or self.shift or self.zoom or self.horizontal_flip
                     or self.vertical_flip)
 
-    def __call__(self, images: tf.Tensor, seed) -> tf.Tensor:
+    def __call__(self, images, seed):
         """Augment a batch.
 
         Args:
-            images: float32 tensor ``(B, H, W, C)`` with values in ``[0, 1]``.
-            seed: int tensor of shape ``(2,)``; the same seed gives the same result.
+            images: ``(B, H, W, C)`` with 1 to 4 channels, either uint8 (``0..255``, the
+                fastest: the pipeline passes its cached pixels) or float in ``[0, 1]``; a numpy
+                array or a tensor. Inside a ``tf.function`` or ``Dataset.map`` the work runs
+                through ``tf.numpy_function``.
+            seed: int or sequence of ints (e.g. an int tensor of shape ``(2,)``); the same
+                seed gives the same result.
 
         Returns:
-            float32 tensor of the same shape, values in ``[0, 1]``.
+            float32 ``(B, H, W, C)`` in ``[0, 1]``; a numpy array for numpy input, a tensor for
+            tensor input.
         """
-        images = tf.convert_to_tensor(images, tf.float32)
+        if not isinstance(images, tf.Tensor) and not isinstance(seed, tf.Tensor):
+            return self._augment(images, seed)
+        if tf.executing_eagerly():
+            return tf.constant(self._augment(np.asarray(images), np.asarray(seed)))
+        images = tf.convert_to_tensor(images)
+        out = tf.numpy_function(self._augment, [images, seed], tf.float32, stateful=False)
+        return tf.ensure_shape(out, images.shape)
+
+    def _augment(self, images, seed) -> np.ndarray:
+        images = np.asarray(images)
+        if images.ndim != 4 or not 1 <= images.shape[-1] <= 4 \
+                or not (images.dtype == np.uint8 or images.dtype.kind == "f"):
+            raise ValueError("Augment expects a batch (B, H, W, C) with 1 to 4 channels, "
+                             f"uint8 or float in [0, 1]; got dtype {images.dtype} and shape "
+                             f"{images.shape}")
+        # SeedSequence wants non-negative words; tf.data's random seeds are signed int64.
+        words = np.atleast_1d(np.asarray(seed)).astype(np.int64).view(np.uint64)
         # One draw per image and parameter, in [-1, 1): rotation, shift x/y, zoom, flip x/y,
         # brightness, contrast.
-        u = tf.random.stateless_uniform((tf.shape(images)[0], 8), seed=seed, minval=-1.0,
-                                        maxval=1.0)
-        if self.geometric:
-            images = tf.raw_ops.ImageProjectiveTransformV3(
-                images=images, transforms=self._transforms(u, tf.shape(images)),
-                output_shape=tf.shape(images)[1:3], fill_value=0.0,
-                interpolation="BILINEAR", fill_mode=self.fill_mode.upper())
-        if self.contrast or self.brightness:
-            # (x - mean) * factor + mean + delta, folded into one multiply-add per pixel.
-            mean = tf.reduce_mean(images, axis=(1, 2, 3), keepdims=True)
-            factor = tf.reshape(1.0 + self.contrast * u[:, 7], (-1, 1, 1, 1))
-            offset = mean * (1.0 - factor) + tf.reshape(self.brightness * u[:, 6], (-1, 1, 1, 1))
-            images = tf.clip_by_value(images * factor + offset, 0.0, 1.0)
-        return images
+        draws = np.random.default_rng(words).uniform(-1.0, 1.0, (len(images), 8))
+        return self._apply(images, draws)
 
-    def _transforms(self, u: tf.Tensor, shape: tf.Tensor) -> tf.Tensor:
-        """``(B, 8)`` projective transforms mapping output pixels to input pixels.
+    def _apply(self, images: np.ndarray, draws: np.ndarray) -> np.ndarray:
+        """Augment ``images`` (uint8 or float ``(B, H, W, C)``) with the given ``(B, 8)`` draws.
+
+        One pass per image while it is in cache: warp (on uint8 when given uint8, where OpenCV
+        is fastest), then brightness/contrast and the conversion to float32. On uint8 the
+        latter two are one 256-entry lookup table per image, clipping included.
+        """
+        n, height, width, channels = images.shape
+        matrices = self._matrices(draws, height, width) if self.geometric else None
+        factors = 1.0 + self.contrast * draws[:, 7]
+        deltas = self.brightness * draws[:, 6]
+        scale = 255.0 if images.dtype == np.uint8 else 1.0
+        levels = np.arange(256) / 255.0
+        out = np.empty((n, height, width, channels), np.float32)
+        for i in range(n):
+            # cv2 drops a trailing channel axis of 1: work on (H, W) then.
+            image = images[i] if channels > 1 else images[i, :, :, 0]
+            target = out[i] if channels > 1 else out[i, :, :, 0]
+            if matrices is not None:
+                image = cv2.warpAffine(image, matrices[i], (width, height),
+                                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                       borderMode=_BORDERS[self.fill_mode], borderValue=0)
+            # (x - mean) * factor + mean + delta = x * factor + offset, mean after the warp.
+            offset = deltas[i]
+            if factors[i] != 1.0:
+                offset += np.mean(cv2.mean(image)[:channels]) / scale * (1.0 - factors[i])
+            if scale == 255.0:
+                lut = np.clip(levels * factors[i] + offset, 0.0, 1.0).astype(np.float32)
+                cv2.LUT(image, lut, dst=target)
+            else:
+                np.clip(image * np.float32(factors[i]) + np.float32(offset), 0.0, 1.0,
+                        out=target)
+        return out
+
+    def _matrices(self, draws: np.ndarray, height: int, width: int) -> np.ndarray:
+        """``(B, 2, 3)`` float64 affine matrices mapping output pixels to input pixels.
 
         Per image: input = c + R(angle) @ F / zoom @ (output - c) + shift, with c the image
         centre and F the flips, so the five changes cost one interpolation.
         """
-        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-        angle = u[:, 0] * (self.rotation * math.pi / 180.0)
-        scale = 1.0 / (1.0 + self.zoom * u[:, 3])
-        flip_x = tf.where(u[:, 4] < 0, -1.0, 1.0) if self.horizontal_flip else 1.0
-        flip_y = tf.where(u[:, 5] < 0, -1.0, 1.0) if self.vertical_flip else 1.0
-        cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
-        a0, a1 = cos * flip_x, -sin * flip_y
-        b0, b1 = sin * flip_x, cos * flip_y
-        cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-        a2 = cx - a0 * cx - a1 * cy + self.shift * u[:, 1] * width
-        b2 = cy - b0 * cx - b1 * cy + self.shift * u[:, 2] * height
-        zeros = tf.zeros_like(a0)
-        return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        angle = np.deg2rad(self.rotation * draws[:, 0])
+        scale = 1.0 / (1.0 + self.zoom * draws[:, 3])
+        flip_x = np.where(draws[:, 4] < 0, -1.0, 1.0) if self.horizontal_flip else 1.0
+        flip_y = np.where(draws[:, 5] < 0, -1.0, 1.0) if self.vertical_flip else 1.0
+        cos, sin = np.cos(angle) * scale, np.sin(angle) * scale
+        linear = np.stack([np.stack([cos * flip_x, -sin * flip_y], -1),
+                           np.stack([sin * flip_x, cos * flip_y], -1)], -2)  # (B, 2, 2)
+        centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
+        shift = self.shift * draws[:, 1:3] * [width, height]
+        return np.concatenate([linear, (centre - linear @ centre + shift)[..., None]], -1)
 
 
 # --- The dataset ----------------------------------------------------------------------------
@@ -346,30 +389,41 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
         augment = Augment()
     augment = augment if training and isinstance(augment, Augment) else None
 
-    pixels = tf.constant(load_images(manifest, image_size=image_size, cache_dir=cache_dir,
-                                     workers=workers))
+    pixels = load_images(manifest, image_size=image_size, cache_dir=cache_dir, workers=workers)
     targets = tf.constant(labels)
-    # Work on row indices, not pixels: shuffling and batching integers is free, and the
-    # per-batch map below gathers, converts and augments 32 images in a few vectorised ops.
+    # Work on row indices, not pixels: shuffling and batching integers is free, and one call
+    # per batch gathers, converts (and augments) 32 images.
     ds = tf.data.Dataset.from_tensor_slices(indices)
     if training:
         ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    if augment is not None:
+    if augment is None:
+        pixel_tensor = tf.constant(pixels)
+
+        def to_batch(rows):
+            x = tf.cast(tf.gather(pixel_tensor, rows), tf.float32) / 255.0
+            return _repeat_channels(x, channels), tf.gather(targets, rows)
+    else:
         # A fresh (2,) seed per batch and per epoch, reproducible from `seed`.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds)
 
-    def to_batch(rows, batch_seed=None):
-        x = tf.cast(tf.gather(pixels, rows), tf.float32) / 255.0
-        if augment is not None:
-            x = augment(x, batch_seed)
-        if channels == 3:
-            x = tf.repeat(x, 3, axis=-1)
-        return x, tf.gather(targets, rows)
+        def gather_and_augment(rows, batch_seed):
+            return augment(pixels[rows], batch_seed)  # uint8 in, float32 out
+
+        def to_batch(rows, batch_seed):
+            # OpenCV releases the GIL while warping, so parallel calls use every core.
+            x = tf.numpy_function(gather_and_augment, [rows, batch_seed], tf.float32,
+                                  stateful=False)
+            x = tf.ensure_shape(x, (None, image_size, image_size, 1))
+            return _repeat_channels(x, channels), tf.gather(targets, rows)
 
     ds = ds.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _repeat_channels(x: tf.Tensor, channels: int) -> tf.Tensor:
+    return tf.repeat(x, 3, axis=-1) if channels == 3 else x
 
 
 def _check_indices(indices, n_rows: int) -> np.ndarray:

@@ -378,3 +378,28 @@ def explanation_panel(rows, *, k: int = 5, title: str | None = None,
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save(fig, path)
+
+
+def training_curves(histories: dict, *, metrics=("loss", "accuracy", "auc"),
+                    title: str = "Training curves (solid: train, dashed: validation)",
+                    path=None) -> plt.Figure:
+    """Per-epoch curves of several trainings, one panel per metric.
+
+    ``histories``: ``{name: DataFrame}`` with one row per epoch and columns ``<metric>`` and
+    ``val_<metric>`` (``train.train_model``'s history); epochs are counted from 1.
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), dpi=DPI,
+                             squeeze=False)
+    palette = sns.color_palette("tab10", len(histories))
+    for ax, metric in zip(axes.flat, metrics):
+        for color, (name, history) in zip(palette, histories.items()):
+            epochs = np.arange(1, len(history) + 1)
+            if metric in history:
+                ax.plot(epochs, history[metric], color=color, label=name)
+            if f"val_{metric}" in history:
+                ax.plot(epochs, history[f"val_{metric}"], color=color, linestyle="--")
+        ax.set(title=metric, xlabel="epoch")
+    axes.flat[0].legend(fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)

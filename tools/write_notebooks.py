@@ -249,8 +249,229 @@ plots.image_grid(list(x.numpy()), [data.CLASSES[int(v)] for v in y.numpy()],
   augment exposure so the model learns the shape and place of opacities.
 - Images are grayscale: one input channel is enough and three times cheaper."""),
 ]
-NB04 = opening("04 · Model", "Placeholder.", "") + [code("print('todo')")]
-NB05 = opening("05 · Interpret", "Placeholder.", "") + [code("print('todo')")]
+NB04 = opening(
+    "04 · Model: baseline vs five-block CNN, four rebalancing strategies, one choice",
+    "We train a small baseline CNN and the five-block CNN, compare the four rebalancing strategies "
+    "on the **patient-level validation split**, and choose the final configuration on validation "
+    "only — by ROC AUC, with calibration (Brier score) breaking near-ties. The test split is not "
+    "touched here. Every model folder holds `model.keras`, its `config.json` (settings, seed, "
+    "library versions, manifest hash, timings), its history and its validation metrics.",
+    "import json\n\nfrom pneumo_helpers import experiment, models",
+) + [
+    code("""
+clean = pd.read_csv(cfg.path('clean_manifest.csv'))
+train_rows = clean[clean['split'] == 'train'].reset_index(drop=True)
+val_rows = clean[clean['split'] == 'val'].reset_index(drop=True)
+print(f'train {len(train_rows)} images, validation {len(val_rows)} images')""", check=True),
+    md("""
+## Candidates
+- **baseline**: three plain convolution blocks and a dense head — what a first attempt looks like.
+- **five_block**: five blocks of convolution + batch normalisation (momentum 0.9) + max-pooling,
+  separable convolutions from block 2 on, global average pooling and dropout; each image's
+  contrast is standardised inside the model, so exposure differences between devices matter less.
+- Rebalancing: `none`, `undersample`, `oversample`, `class_weight` (see 03).
+
+All train on the same cached, augmented input stream with the same seed, with early stopping on
+validation ROC AUC and the best epoch kept."""),
+    code("""
+import logging
+logging.getLogger('tensorflow').setLevel(logging.ERROR)  # retracing notices: one per new model
+
+candidates = [('baseline', 'class_weight')] + [('five_block', s) for s in
+                                               ('none', 'undersample', 'oversample', 'class_weight')]
+settings = dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed,
+                n_boot=200, cache_dir=cfg.path('cache', 'x'), verbose=0)
+results = []
+for model, strategy in candidates:
+    result = experiment.run_candidate(train_rows, val_rows, model=model, strategy=strategy,
+                                      epochs=cfg.compare_epochs,
+                                      out_dir=cfg.path('models', f'{model}-{strategy}', 'x').parent,
+                                      **settings)
+    results.append(result)
+    auc = result.metrics.set_index('metric').loc['roc_auc']
+    print(f"{result.name:26s} {len(result.history)} epochs, "
+          f"{result.config['mean_seconds_per_epoch']:.1f} s/epoch, val ROC AUC {auc['value']:.3f}")"""),
+    md("## Training curves"),
+    code("plots.training_curves({r.name: r.history for r in results}, "
+         "path=cfg.path('figures', '04_training_curves.png'));"),
+    md("""
+Solid lines are training, dashed validation. A validation curve that flattens while training keeps
+improving marks where more epochs stop paying; early stopping keeps the best validation epoch."""),
+    md("## Comparison on validation (95% intervals, patients resampled)"),
+    code("""
+table = experiment.compare(results)
+wide = table.pivot_table(index='model', columns='metric', values='value')
+print(wide[['roc_auc', 'pr_auc', 'brier', 'accuracy', 'recall', 'specificity']].round(3).to_string())"""),
+    code("plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], "
+         "path=cfg.path('figures', '04_model_comparison.png'));"),
+    md("""
+Sensitivity and specificity here are at each model's own validation-chosen threshold (Youden's J),
+so they are comparable; ROC AUC does not depend on a threshold at all. The intervals overlap
+heavily on the bundled sample — its validation split is tiny — while on the full data they are
+narrow enough to separate the candidates."""),
+    md("""
+## Transfer learning
+A pretrained backbone (EfficientNetB0 with ImageNet weights) is offered when its weights are on
+this machine; nothing is ever downloaded at run time."""),
+    code("""
+if models.imagenet_weights_available('EfficientNetB0'):
+    print('ImageNet weights found: see models.build_transfer_model / unfreeze_top to add it.')
+else:
+    print('Transfer learning skipped: no ImageNet weights for EfficientNetB0 in the Keras cache '
+          '(offline machine).')"""),
+    md("""
+## The choice
+The best validation ROC AUC wins; candidates within 0.005 of it are separated by the Brier score
+(better calibrated probabilities make the validation threshold travel better). When the full
+profile allows more epochs than the comparison used, the winner is retrained with them."""),
+    code("""
+best = experiment.pick_best(table)
+chosen = next(r for r in results if r.name == best)
+if cfg.epochs > cfg.compare_epochs:
+    chosen = experiment.run_candidate(
+        train_rows, val_rows, model=chosen.config['model'], strategy=chosen.config['balance'],
+        epochs=cfg.epochs, name=f'{best}-final', out_dir=cfg.path('models', f'{best}-final', 'x').parent,
+        **{**settings, 'n_boot': 1000})
+cfg.path('models', 'chosen.json').write_text(json.dumps(
+    {'model': chosen.name, 'rule': 'best validation ROC AUC; Brier within 0.005'}, indent=2))
+print(f'chosen: {chosen.name} (threshold {chosen.threshold:.3f} chosen on validation)')
+print(chosen.metrics.round(3).to_string(index=False))"""),
+    md("""
+## What this tells us
+The comparison above, not a rule of thumb, decides the rebalancing strategy and architecture for
+this run; the chosen model, its threshold and its validation metrics are what 05 evaluates on the
+held-out test split. Validation accuracy alone would mislead: a model can be excellent on a
+random cut of the training data and still call many normal images from another device
+pneumonia, so 05 looks at specificity, calibration and explanations too."""),
+]
+
+NB05 = opening(
+    "05 · Interpret: honest evaluation, errors and explanations",
+    "We load the model chosen in 04 (or the shipped one with `MODEL='shipped'`), evaluate it on "
+    "validation and on the held-out test split **at the threshold chosen on validation**, look at "
+    "calibration and the most confident mistakes, and explain individual predictions with LIME "
+    "and Grad-CAM.",
+    "import json\n\nimport numpy as np\nfrom IPython.display import Markdown\n\n"
+    "from pneumo_helpers import balance, evaluate, experiment, explain, generators, inference",
+) + [
+    code("""
+MODEL = os.environ.get('PNEUMO_MODEL')  # None: the model chosen in 04; 'shipped': the packaged one
+if MODEL == 'shipped':
+    loaded = inference.load_model()
+    print('Using the shipped model; it was trained on the Kermany training split, so splits cut '
+          'from that split overlap its training data.')
+else:
+    name = MODEL or json.loads(cfg.path('models', 'chosen.json').read_text())['model']
+    loaded = inference.load_model(cfg.path('models', name, 'x').parent)
+print(f'model: {loaded.path.name}; input {loaded.image_size}px; '
+      f'threshold {loaded.threshold:.3f} ({loaded.threshold_rule}, chosen on validation)')"""),
+    code("""
+clean = pd.read_csv(cfg.path('clean_manifest.csv'))
+splits, probs, pixels = {}, {}, {}
+for split in ('val', 'test'):
+    rows = clean[clean['split'] == split].reset_index(drop=True)
+    pixels[split] = generators.load_images(rows, image_size=loaded.image_size,
+                                           cache_dir=cfg.path('cache', 'x'))[..., 0]
+    splits[split], probs[split] = rows, loaded.predict(pixels[split])
+y = {split: balance.encode_labels(rows['label']) for split, rows in splits.items()}
+test_origin = clean.loc[clean['split'] == 'test', 'orig_split'].unique()
+print('test split:', 'the dataset\\'s own test split' if list(test_origin) == ['test']
+      else 'carved by patient from the training data (no official test split given)')"""),
+    md("""
+## Metrics with 95% intervals
+Each interval resamples **patients** (all images of a child together), since images of one child
+are not independent. The threshold comes from validation and is applied unchanged to test."""),
+    code("""
+tables = {split: evaluate.evaluate(y[split], probs[split], threshold=loaded.threshold,
+                                   groups=splits[split]['patient'], n_boot=1000, seed=cfg.seed)
+          for split in ('val', 'test')}
+summary = {'model': loaded.path.name}
+for split, table in tables.items():
+    block = evaluate.metrics_to_json(table, cfg.path('metrics', f'{split}.json'),
+                                     threshold=loaded.threshold, rule=loaded.threshold_rule,
+                                     split=split, model=loaded.path.name)
+    summary[split] = block
+cfg.path('metrics.json').write_text(json.dumps(summary, indent=2))
+both = pd.concat({s: t.set_index('metric')[['value', 'ci_low', 'ci_high']] for s, t in tables.items()},
+                 axis=1)
+print(both.round(3).to_string())"""),
+    code("""
+cm = evaluate.confusion(y['test'], probs['test'] >= loaded.threshold)
+print(cm.to_string())
+print(evaluate.report(y['test'], probs['test'] >= loaded.threshold))"""),
+    code("plots.confusion_matrix_plot(cm, path=cfg.path('figures', '05_confusion.png'));"),
+    md("""
+Rows are the truth, columns the prediction. The off-diagonal cells are the two kinds of error:
+normal children flagged (false positives, costly in follow-up) and pneumonia missed (false
+negatives, costly in harm)."""),
+    code("plots.roc_pr_curves(y['test'], probs['test'], threshold=loaded.threshold, "
+         "path=cfg.path('figures', '05_roc_pr.png'));"),
+    md("""
+The marked point is the validation-chosen threshold. How far it sits from the test curve's best
+trade-off shows how well a threshold chosen on one split transfers to another."""),
+    code("plots.reliability_diagram(y['test'], probs['test'], "
+         "path=cfg.path('figures', '05_calibration.png'));"),
+    md("""
+A calibrated model's points lie on the diagonal: among images given P(pneumonia) = 0.8, 80% have
+pneumonia. Points below the diagonal mean over-confidence in pneumonia."""),
+    code("plots.probability_histogram(y['test'], probs['test'], threshold=loaded.threshold, "
+         "path=cfg.path('figures', '05_probabilities.png'));"),
+    md("## The most confident mistakes"),
+    code("plots.error_gallery(pixels['test'], y['test'], probs['test'], threshold=loaded.threshold, "
+         "path=cfg.path('figures', '05_errors.png'));"),
+    md("""
+Confident errors are where to look for label noise, unusual exposures, or shortcuts such as
+markers and text burned into the image."""),
+    md("## The models compared in 04"),
+    code("plots.model_comparison(experiment.read_candidates(cfg.path('models', 'x').parent), "
+         "metric=['roc_auc', 'brier'], path=cfg.path('figures', '05_model_comparison.png'));"),
+    md("""
+## Why did the model say that? LIME and Grad-CAM
+For one true positive, true negative, false positive and false negative of the test split (when
+they exist): LIME (SLIC superpixels that follow the lung outline; green pushes towards pneumonia,
+red towards normal) next to Grad-CAM on the last convolutional block."""),
+    code("""
+pred = probs['test'] >= loaded.threshold
+cases = {'true positive': (y['test'] == 1) & pred, 'true negative': (y['test'] == 0) & ~pred,
+         'false positive': (y['test'] == 0) & pred, 'false negative': (y['test'] == 1) & ~pred}
+picked = {name: int(np.flatnonzero(mask)[0]) for name, mask in cases.items() if mask.any()}
+images = pixels['test'][list(picked.values())].astype('float32') / 255.0
+lime = explain.LimeExplainer(loaded.model, num_samples=cfg.lime_samples,
+                             threshold=loaded.threshold, random_state=cfg.seed)
+heatmaps = explain.grad_cam(loaded.model, images[..., None])
+rows = [(img, lime.explain(img), heat, name) for img, heat, name in zip(images, heatmaps, picked)]
+plots.explanation_panel(rows, path=cfg.path('figures', '05_explanations.png'));"""),
+    md("""
+Where both explainers point into the lung fields the model is using the right evidence; where
+they light up the image border, the shoulders or a text marker, the prediction rests on a
+shortcut that will not transfer to other hospitals."""),
+    md("## Findings, from this run's numbers"),
+    code("""
+t, v = tables['test'].set_index('metric'), tables['val'].set_index('metric')
+def fmt(table, metric):
+    row = table.loc[metric]
+    return f"{row['value']:.3f} (95% CI {row['ci_low']:.3f}–{row['ci_high']:.3f})"
+fp, fn = int(cm.iloc[0, 1]), int(cm.iloc[1, 0])
+Markdown(f\"\"\"
+- On the test split ({len(y['test'])} images) the model reached ROC AUC {fmt(t, 'roc_auc')},
+  accuracy {fmt(t, 'accuracy')}, sensitivity {fmt(t, 'recall')} and specificity
+  {fmt(t, 'specificity')} at the validation threshold {loaded.threshold:.3f}.
+- Validation ROC AUC was {fmt(v, 'roc_auc')}: a drop on test is the gap between a random cut of
+  the training data and new images.
+- It flagged {fp} normal image(s) as pneumonia and missed {fn} pneumonia image(s).
+- Brier score on test {fmt(t, 'brier')} (0 is perfect; 0.25 is a coin flip at 50/50).
+{'- **This run used the bundled sample**: these numbers demonstrate the pipeline only.' if cfg.profile == 'sample' else ''}
+\"\"\")"""),
+    md("""
+## Recommendations
+- Judge the model on data from other hospitals and devices before trusting any figure here;
+  the Kermany images come from one centre, and specificity is what suffers first on new data.
+- Keep the threshold chosen on validation; re-choose it (on a validation set from the new site)
+  rather than on test results when moving to new data.
+- Read the explanations of errors: a pattern of attention outside the lungs calls for masking
+  or cropping the lung fields before training.
+- **Not for clinical use.**"""),
+]
 
 
 def write(name: str, cells: list) -> None:

@@ -1,0 +1,126 @@
+"""One training configuration end to end: rows of a manifest in, a chosen model folder out.
+
+:func:`run_candidate` is what notebook 04 calls once per configuration it compares and what
+``tools/train_full.py`` calls for the shipped model, so both train exactly the same way:
+
+    rebalance the training rows -> cached, augmented tf.data stream -> build the model ->
+    train (checkpoints, early stopping, resume) -> predict validation -> choose the threshold
+    on validation -> metrics with 95 % patient-bootstrap intervals -> files next to the model.
+
+The model folder then holds ``model.keras``, ``config.json`` (settings, seed, versions,
+timings), ``history.csv``, ``val_metrics.json`` (with the threshold) and
+``val_predictions.csv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import balance, evaluate, generators, models, train
+from .data import manifest_hash
+
+__all__ = ["BUILDERS", "CandidateResult", "run_candidate", "compare", "read_candidates"]
+
+BUILDERS = {"baseline": models.build_baseline_cnn, "five_block": models.build_five_block_cnn}
+
+
+@dataclass
+class CandidateResult:
+    """What one trained configuration produced (see the module docstring for the files)."""
+
+    name: str
+    out_dir: Path
+    history: pd.DataFrame
+    metrics: pd.DataFrame
+    threshold: float
+    config: dict
+
+
+def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, name=None,
+                  model: str = "five_block", strategy: str = "class_weight",
+                  image_size: int = 128, batch_size: int = 64, epochs: int = 10,
+                  seed: int = 42, augment: generators.Augment | bool | None = None,
+                  threshold_rule: str = "youden", n_boot: int = 1000, cache_dir=None,
+                  model_kwargs: dict | None = None, verbose="auto") -> CandidateResult:
+    """Train one configuration and evaluate it on validation.
+
+    Args:
+        train_rows, val_rows: manifest rows (``path``, ``label``, ``patient``, ``sha256``).
+        out_dir: the model folder (an interrupted training there resumes).
+        model: a key of :data:`BUILDERS`. strategy: a :data:`balance.STRATEGIES` entry.
+        image_size: pixels a side; batch_size; epochs: upper bound (early stopping on
+            validation ROC AUC). seed: every random choice. augment: see
+            :func:`generators.make_dataset`.
+        threshold_rule: how :func:`evaluate.choose_threshold` picks the operating point on
+            validation. n_boot: bootstrap resamples for the intervals.
+        cache_dir: decoded-image cache shared by every candidate.
+        model_kwargs: extra keyword arguments of the builder (e.g. ``dropout``).
+    """
+    if model not in BUILDERS:
+        raise ValueError(f"model must be one of {sorted(BUILDERS)}, got {model!r}")
+    name = name or f"{model}-{strategy}"
+    out_dir = Path(out_dir)
+    train.set_seed(seed)
+    chosen = balance.rebalance(train_rows["label"], strategy, seed=seed)
+    common = dict(image_size=image_size, batch_size=batch_size, seed=seed, cache_dir=cache_dir)
+    train_ds = generators.make_dataset(train_rows, training=True, augment=augment,
+                                       indices=chosen.indices, **common)
+    val_ds = generators.make_dataset(val_rows, training=False, **common)
+    net = BUILDERS[model](image_size=image_size, channels=1, **(model_kwargs or {}))
+    augment_used = augment if isinstance(augment, generators.Augment) else (
+        None if augment is False else generators.Augment())
+    config = dict(name=name, model=model, balance=strategy, image_size=image_size, channels=1,
+                  batch_size=batch_size, epochs=epochs, seed=seed,
+                  augment=dataclasses.asdict(augment_used) if augment_used else None,
+                  model_kwargs=model_kwargs or {}, threshold_rule=threshold_rule,
+                  manifest_hash=manifest_hash(pd.concat([train_rows, val_rows])),
+                  n_train=len(train_rows), n_val=len(val_rows))
+    history = train.train_model(net, train_ds, val_ds, out_dir=out_dir, epochs=epochs,
+                                class_weight=chosen.class_weight, config=config,
+                                verbose=verbose)
+
+    y_val = balance.encode_labels(val_rows["label"])
+    p_val = evaluate.predict_proba(net, val_ds)
+    threshold = evaluate.choose_threshold(y_val, p_val, rule=threshold_rule)
+    metrics = evaluate.evaluate(y_val, p_val, threshold=threshold, groups=val_rows["patient"],
+                                n_boot=n_boot, seed=seed)
+    evaluate.metrics_to_json(metrics, out_dir / "val_metrics.json", threshold=threshold,
+                             rule=threshold_rule, split="val", model=name)
+    val_rows[["path", "label", "patient"]].assign(probability=p_val).to_csv(
+        out_dir / "val_predictions.csv", index=False)
+    return CandidateResult(name=name, out_dir=out_dir, history=history, metrics=metrics,
+                           threshold=threshold,
+                           config=json.loads((out_dir / "config.json").read_text()))
+
+
+def compare(results: list[CandidateResult]) -> pd.DataFrame:
+    """Tidy table ``model, metric, value, ci_low, ci_high`` of several candidates."""
+    return pd.concat([r.metrics.assign(model=r.name) for r in results], ignore_index=True)
+
+
+def read_candidates(models_dir) -> pd.DataFrame:
+    """The same tidy table, read back from every ``*/val_metrics.json`` under ``models_dir``."""
+    rows = []
+    for path in sorted(Path(models_dir).glob("*/val_metrics.json")):
+        stored = evaluate.read_metrics_json(path)
+        for metric, cell in stored.items():
+            if isinstance(cell, dict) and "value" in cell:
+                rows.append(dict(model=path.parent.name, metric=metric, **cell))
+    return pd.DataFrame(rows, columns=["model", "metric", "value", "ci_low", "ci_high"])
+
+
+def pick_best(table: pd.DataFrame, *, metric: str = "roc_auc", tie: float = 0.005,
+              tie_breaker: str = "brier") -> str:
+    """The model with the best validation ``metric``; among those within ``tie`` of the best,
+    the one with the lowest ``tie_breaker`` (Brier score: better calibrated).
+
+    ``table``: the tidy table of :func:`compare` / :func:`read_candidates`.
+    """
+    wide = table.pivot_table(index="model", columns="metric", values="value")
+    close = wide[wide[metric] >= wide[metric].max() - tie]
+    return str(close[tie_breaker].idxmin())

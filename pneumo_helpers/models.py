@@ -1,0 +1,409 @@
+"""The classifiers: a small five-block CNN (the main model), a baseline CNN and transfer learning.
+
+Every model takes images ``float32 (B, H, W, C)`` with values in ``[0, 1]`` and outputs
+``P(PNEUMONIA)`` as ``float32 (B, 1)`` (NORMAL = 0, PNEUMONIA = 1). All of them are compiled the
+same way (Adam, binary cross-entropy, accuracy/precision/recall/AUC) so notebooks can swap them.
+
+Design: the five-block CNN is built to train on two CPU cores within minutes and to stay well
+under 15 MB: depthwise-separable convolutions after the first block and a global-average-pooling
+head instead of a large dense layer. A per-image standardisation layer at the input makes the
+model less sensitive to exposure differences between X-ray devices. Only ``keras.layers`` and
+``keras.ops`` are used, so the models run on any Keras 3 backend, and the custom layers are
+registered so ``keras.models.load_model`` restores them without extra arguments.
+
+Transfer models never download anything: ImageNet weights are used only when Keras already has
+them in its cache folder; otherwise :class:`WeightsUnavailable` says what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+import keras
+from keras import layers, ops
+
+__all__ = [
+    "PerImageStandardization",
+    "BackbonePreprocessing",
+    "WeightsUnavailable",
+    "BACKBONES",
+    "build_five_block_cnn",
+    "build_baseline_cnn",
+    "build_transfer_model",
+    "compile_binary",
+    "last_conv_layer_name",
+    "imagenet_weights_available",
+    "keras_cache_dir",
+    "unfreeze_top",
+]
+
+LAST_CONV = "last_conv"
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights were asked for but are not on this machine (and nothing is downloaded)."""
+
+
+@keras.saving.register_keras_serializable(package="pneumo")
+class PerImageStandardization(layers.Layer):
+    """Standardise each image to zero mean and unit variance over all its pixels and channels.
+
+    ``(x - mean(x)) / max(std(x), epsilon)`` per image: brightness and contrast differences
+    between devices and exposures largely cancel, so the network learns anatomy, not exposure.
+
+    Args:
+        epsilon: lower bound of the divisor, in input units (inputs are in ``[0, 1]``), so a
+            nearly uniform image is not blown up into amplified noise.
+
+    Input/output: ``float (B, H, W, C)``, same shape.
+    """
+
+    def __init__(self, epsilon: float = 0.01, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        std = ops.std(x, axis=(1, 2, 3), keepdims=True)
+        return (x - mean) / ops.maximum(std, self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Backbone:
+    """How to build one ``keras.applications`` backbone and where Keras caches its weights."""
+
+    constructor: Callable
+    preprocess: Callable  # the application's own preprocess_input, inputs in [0, 255]
+    weights_file: str  # file name of the ImageNet "notop" weights in ~/.keras/models
+    md5: str  # hash keras.applications checks; a mismatch there would trigger a download
+
+
+BACKBONES: dict[str, _Backbone] = {
+    "EfficientNetB0": _Backbone(keras.applications.EfficientNetB0,
+                                keras.applications.efficientnet.preprocess_input,
+                                "efficientnetb0_notop.h5", "50bc09e76180e00e4465e1a485ddc09d"),
+    "DenseNet121": _Backbone(keras.applications.DenseNet121,
+                             keras.applications.densenet.preprocess_input,
+                             "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                             "30ee3e1110167f948a6b9946edeeb738"),
+    "ResNet50": _Backbone(keras.applications.ResNet50,
+                          keras.applications.resnet50.preprocess_input,
+                          "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                          "4d473c1dd8becc155b73f8504c6f6626"),
+}
+
+
+def _backbone_spec(backbone: str) -> _Backbone:
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
+    return BACKBONES[backbone]
+
+
+@keras.saving.register_keras_serializable(package="pneumo")
+class BackbonePreprocessing(layers.Layer):
+    """Map images in ``[0, 1]`` to what an ImageNet backbone expects, inside the model.
+
+    Scales to ``[0, 255]`` and applies the application's own ``preprocess_input`` (identity for
+    EfficientNet, which rescales internally; "torch" normalisation for DenseNet; "caffe" BGR
+    mean-subtraction for ResNet50). Keeping it in the model means a saved model takes the same
+    ``[0, 1]`` input as every other model of the project.
+
+    Input/output: ``float (B, H, W, 3)``.
+    """
+
+    def __init__(self, backbone: str, **kwargs):
+        super().__init__(**kwargs)
+        _backbone_spec(backbone)
+        self.backbone = backbone
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype) * 255.0
+        return BACKBONES[self.backbone].preprocess(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone}
+
+
+def compile_binary(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
+    """Compile ``model`` for binary classification with the project's loss and metrics.
+
+    Adam at ``learning_rate``; binary cross-entropy on ``P(PNEUMONIA)``; metrics named
+    ``accuracy``, ``precision``, ``recall`` and ``auc`` (so logs read ``val_auc`` etc.).
+    Returns the same model.
+    """
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
+                 keras.metrics.Precision(name="precision"),
+                 keras.metrics.Recall(name="recall"),
+                 keras.metrics.AUC(name="auc")],
+    )
+    return model
+
+
+def _check_input(image_size: int, channels: int, min_size: int) -> None:
+    if not isinstance(image_size, int) or image_size < min_size:
+        raise ValueError(f"image_size must be an integer >= {min_size}, got {image_size!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+
+
+def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
+                         filters: tuple[int, ...] = (16, 32, 64, 128, 256),
+                         dropout: float = 0.3, dense_units: int = 64, separable_from: int = 2,
+                         convs_per_block: int = 1, bn_momentum: float = 0.9,
+                         learning_rate: float = 1e-3, standardize: bool = True,
+                         name: str = "five_block_cnn") -> keras.Model:
+    """The main classifier: five conv blocks and a global-average-pooling head.
+
+    Each block is ``convs_per_block`` x (conv 3x3 -> BatchNormalization -> ReLU), then a 2x2
+    max-pooling. The conv of the last block is named ``"last_conv"`` for Grad-CAM.
+
+    Args:
+        image_size: side of the square input, in pixels (at least ``2 ** len(filters)``).
+        channels: 1 (grayscale) or 3.
+        filters: output channels of each block; one entry per block.
+        dropout: dropout rate before and after the hidden dense layer.
+        dense_units: width of the hidden dense layer.
+        separable_from: first block (1-based) that uses ``SeparableConv2D``.
+        convs_per_block: convolutions in each block.
+        bn_momentum: BatchNormalization momentum. 0.9, not Keras' 0.99: with the few hundred
+            steps of a CPU training, 0.99 left the moving statistics so far behind the
+            weights that the trained model predicted PNEUMONIA for every image in inference.
+        learning_rate: Adam learning rate.
+        standardize: add :class:`PerImageStandardization` at the input.
+        name: model name.
+
+    Returns:
+        A compiled ``keras.Model``: ``float32 (B, image_size, image_size, channels)`` in
+        ``[0, 1]`` -> ``P(PNEUMONIA)`` ``float32 (B, 1)``.
+    """
+    if not filters:
+        raise ValueError("filters must list at least one block width, e.g. (16, 32, 64, 128, 256)")
+    _check_input(image_size, channels, 2 ** len(filters))
+    inputs = keras.Input((image_size, image_size, channels), name="image")
+    x = PerImageStandardization(name="standardize")(inputs) if standardize else inputs
+    for block, width in enumerate(filters, start=1):
+        # A separable conv costs ~1/9 + 1/width of a full 3x3 conv in weights and FLOPs; from 32
+        # channels on that is a 4-8x saving at little accuracy cost. Block 1 stays a plain conv:
+        # on 1-3 input channels a depthwise step has almost nothing to factorise.
+        conv = layers.SeparableConv2D if block >= separable_from else layers.Conv2D
+        for i in range(1, convs_per_block + 1):
+            last = block == len(filters) and i == convs_per_block
+            prefix = f"block{block}_conv{i}"
+            # No bias: the BatchNormalization right after has its own offset.
+            x = conv(width, 3, padding="same", use_bias=False,
+                     name=LAST_CONV if last else prefix)(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn")(x)
+            x = layers.ReLU(name=f"{prefix}_relu")(x)
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    # Global average pooling instead of Flatten: the head stays a few thousand weights
+    # whatever the image size, which keeps the model small and less prone to overfitting.
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout_1")(x)
+    x = layers.Dense(dense_units, activation="relu", name="dense")(x)
+    x = layers.Dropout(dropout, name="dropout_2")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
+    return compile_binary(keras.Model(inputs, outputs, name=name), learning_rate)
+
+
+def build_baseline_cnn(*, image_size: int = 128, channels: int = 1,
+                       learning_rate: float = 1e-3) -> keras.Model:
+    """A plain three-block CNN with a Flatten head: the textbook baseline to beat.
+
+    No BatchNormalization, no standardisation, no separable convs, so the gains of
+    :func:`build_five_block_cnn` can be measured against it.
+
+    Returns:
+        A compiled ``keras.Model``: ``float32 (B, image_size, image_size, channels)`` in
+        ``[0, 1]`` -> ``P(PNEUMONIA)`` ``float32 (B, 1)``.
+    """
+    _check_input(image_size, channels, 8)
+    inputs = keras.Input((image_size, image_size, channels), name="image")
+    x = inputs
+    for block, width in enumerate((16, 32, 64), start=1):
+        x = layers.Conv2D(width, 3, padding="same", activation="relu",
+                          name=f"block{block}_conv")(x)
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(0.5, name="dropout")(x)
+    x = layers.Dense(64, activation="relu", name="dense")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
+    return compile_binary(keras.Model(inputs, outputs, name="baseline_cnn"), learning_rate)
+
+
+def last_conv_layer_name(model: keras.Model) -> str:
+    """Name of the layer whose feature maps Grad-CAM should use.
+
+    ``"last_conv"`` for :func:`build_five_block_cnn`; otherwise the last top-level
+    ``Conv2D``/``SeparableConv2D`` (e.g. the baseline). Raises ``ValueError`` when the model
+    has none at top level (transfer models nest their convs inside the backbone).
+    """
+    names = [layer.name for layer in model.layers]
+    if LAST_CONV in names:
+        return LAST_CONV
+    convs = [layer.name for layer in model.layers
+             if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D))]
+    if not convs:
+        raise ValueError(f"model {model.name!r} has no top-level convolution layer for Grad-CAM")
+    return convs[-1]
+
+
+def keras_cache_dir() -> Path:
+    """Folder where Keras keeps downloaded files: ``$KERAS_HOME``, else ``~/.keras``.
+
+    Read at call time with the same rule as ``keras.utils.get_file`` (which falls back to
+    ``/tmp/.keras`` when the folder is not writable).
+    """
+    return _writable_or_tmp(os.environ.get("KERAS_HOME") or "~/.keras")
+
+
+def _writable_or_tmp(home) -> Path:
+    home = Path(home).expanduser()
+    return Path("/tmp/.keras") if home.exists() and not os.access(home, os.W_OK) else home
+
+
+def _imagenet_weights_path(backbone: str) -> Path:
+    return keras_cache_dir() / "models" / _backbone_spec(backbone).weights_file
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def imagenet_weights_available(backbone: str) -> bool:
+    """True when the ImageNet weights (no top) of ``backbone`` are complete in Keras' cache."""
+    path = _imagenet_weights_path(backbone)
+    return path.is_file() and _md5(path) == BACKBONES[backbone].md5
+
+
+def _resolve_weights(backbone: str, weights) -> str | None:
+    """``weights`` as ``keras.applications`` takes it, or WeightsUnavailable; never downloads."""
+    if weights is None:
+        return None
+    if weights == "imagenet":
+        if not imagenet_weights_available(backbone):
+            path = _imagenet_weights_path(backbone)
+            state = "are incomplete or corrupt in" if path.is_file() else "are not in"
+            raise WeightsUnavailable(
+                f"ImageNet weights for {backbone} {state} {path.parent} and this machine is "
+                "offline; pass weights=path or skip transfer learning")
+        if backbone != "EfficientNetB0":
+            return str(_imagenet_weights_path(backbone))  # a local file: no download possible
+        # EfficientNet adds an input rescaling only for weights="imagenet", so it must go through
+        # Keras' cache lookup; make sure Keras reads the folder just verified.
+        if _writable_or_tmp(keras.src.backend.config.keras_home()) != keras_cache_dir():
+            raise WeightsUnavailable(
+                f"KERAS_HOME changed after Keras was imported, so Keras would look for the "
+                f"{backbone} weights elsewhere and try to download them; set it before starting")
+        return "imagenet"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailable(
+            f"weights file {path} for {backbone} does not exist; pass an existing file, "
+            "weights='imagenet' (if cached) or weights=None")
+    return str(path)
+
+
+def build_transfer_model(*, backbone: str = "EfficientNetB0", image_size: int = 224,
+                         channels: int = 1, weights: str | None = "imagenet",
+                         dropout: float = 0.2, learning_rate: float = 1e-3) -> keras.Model:
+    """A frozen ImageNet backbone with a small sigmoid head (stage 1 of transfer learning).
+
+    Grayscale input is repeated to 3 channels and mapped to the backbone's own preprocessing
+    inside the model, so it takes the same ``[0, 1]`` images as the other models. The backbone
+    is frozen and always runs in inference mode (``training=False``), so its BatchNormalization
+    statistics stay the ImageNet ones even after :func:`unfreeze_top`.
+
+    Args:
+        backbone: one of :data:`BACKBONES` (``"EfficientNetB0"``, ``"DenseNet121"``,
+            ``"ResNet50"``).
+        image_size: side of the square input, in pixels (at least 32).
+        channels: 1 (grayscale) or 3.
+        weights: ``"imagenet"`` (only if already in :func:`keras_cache_dir` ``/models``;
+            nothing is downloaded), a path to a no-top weights file of the same backbone
+            (for EfficientNetB0, one saved from a backbone built here: the ImageNet file
+            itself needs ``"imagenet"``, which adds a matching input rescaling), or ``None``
+            (random initialisation, for tests).
+        dropout: dropout rate before the output layer.
+        learning_rate: Adam learning rate of the head.
+
+    Returns:
+        A compiled ``keras.Model``: ``float32 (B, image_size, image_size, channels)`` in
+        ``[0, 1]`` -> ``P(PNEUMONIA)`` ``float32 (B, 1)``.
+
+    Raises:
+        WeightsUnavailable: weights were asked for but are not on this machine.
+    """
+    spec = _backbone_spec(backbone)
+    _check_input(image_size, channels, 32)
+    resolved = _resolve_weights(backbone, weights)
+    try:
+        base = spec.constructor(include_top=False, weights=resolved,
+                                input_shape=(image_size, image_size, 3))
+    except Exception as err:  # a corrupt file fails deep inside h5py/Keras in many ways
+        raise WeightsUnavailable(f"could not load weights {weights!r} into {backbone}: {err}"
+                                 ) from err
+    base.trainable = False
+
+    inputs = keras.Input((image_size, image_size, channels), name="image")
+    x = layers.Concatenate(name="gray_to_rgb")([inputs] * 3) if channels == 1 else inputs
+    x = BackbonePreprocessing(backbone, name="backbone_preprocessing")(x)
+    x = base(x, training=False)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
+    model = keras.Model(inputs, outputs, name=f"transfer_{backbone.lower()}")
+    return compile_binary(model, learning_rate)
+
+
+def _backbone_of(model: keras.Model) -> keras.Model:
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nested) != 1:
+        raise ValueError(f"model {model.name!r} is not a transfer model from "
+                         "build_transfer_model (expected exactly one nested backbone)")
+    return nested[0]
+
+
+def unfreeze_top(model: keras.Model, n_layers: int = 20,
+                 learning_rate: float = 1e-5) -> keras.Model:
+    """Fine-tuning stage: make the top ``n_layers`` non-BatchNorm backbone layers trainable.
+
+    The last ``n_layers`` layers of the backbone that are not BatchNormalization become
+    trainable; everything below stays frozen. BatchNormalization layers stay frozen (and run
+    in inference mode): updating their statistics from small X-ray batches would overwrite the
+    ImageNet statistics the pretrained weights depend on and wreck the features in a few steps.
+    The model is recompiled at a low ``learning_rate`` so the pretrained weights move gently.
+
+    Returns the same model, recompiled.
+    """
+    if n_layers < 0:
+        raise ValueError(f"n_layers must be >= 0, got {n_layers}")
+    base = _backbone_of(model)
+    base.trainable = True
+    candidates = [layer for layer in base.layers
+                  if not isinstance(layer, layers.BatchNormalization)]
+    chosen = {id(layer) for layer in candidates[max(0, len(candidates) - n_layers):]
+              } if n_layers else set()
+    for layer in base.layers:
+        layer.trainable = id(layer) in chosen
+    return compile_binary(model, learning_rate)

@@ -1,0 +1,292 @@
+"""Tests of pneumo_helpers.evaluate and of the evaluation/explanation figures in plots."""
+
+import json
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import keras  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from sklearn import metrics as skm  # noqa: E402
+
+from pneumo_helpers import evaluate as ev  # noqa: E402
+from pneumo_helpers import plots  # noqa: E402
+
+
+def scores(n: int, seed: int = 0, separation: float = 0.3):
+    """Labels (n,) and noisy P(PNEUMONIA) (n,) of a decent classifier."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    p = np.clip(separation * y + rng.random(n) * (1 - separation), 0, 1)
+    return y, p
+
+
+def row(df, metric):
+    return df.set_index("metric").loc[metric]
+
+
+# --------------------------------------------------------------------------- metrics
+
+def test_hand_computed_small_case():
+    # 4 NORMAL, 6 PNEUMONIA. At 0.5: TN=3, FP=1, FN=2, TP=4.
+    y = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    p = [0.1, 0.2, 0.3, 0.7, 0.9, 0.8, 0.6, 0.55, 0.4, 0.2]
+    df = ev.evaluate(y, p, threshold=0.5, n_boot=200)
+    assert list(df.columns) == ["metric", "value", "ci_low", "ci_high", "n"]
+    assert list(df["metric"]) == list(ev.METRICS)
+    assert row(df, "accuracy")["value"] == pytest.approx(7 / 10)
+    assert row(df, "specificity")["value"] == pytest.approx(3 / 4)
+    assert row(df, "recall")["value"] == pytest.approx(4 / 6)
+    assert row(df, "precision")["value"] == pytest.approx(4 / 5)
+    assert row(df, "f1_pneumonia")["value"] == pytest.approx(8 / 11)
+    assert row(df, "f1_normal")["value"] == pytest.approx(6 / 9)
+    assert row(df, "brier")["value"] == pytest.approx(np.mean((np.array(p) - y) ** 2))
+    assert (df["n"] == 10).all()
+    # Threshold moves the calls: at 0.35, 0.4 becomes a TP and nothing else changes.
+    assert row(ev.evaluate(y, p, threshold=0.35, n_boot=0), "recall")["value"] == \
+        pytest.approx(5 / 6)
+
+
+def test_class_names_are_accepted_and_bad_labels_named():
+    names = np.array(["NORMAL", "PNEUMONIA", "PNEUMONIA"])
+    df = ev.evaluate(names, [0.2, 0.9, 0.6], n_boot=0)
+    assert row(df, "accuracy")["value"] == 1
+    with pytest.raises(ValueError, match="y_true"):
+        ev.evaluate([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="one probability per image"):
+        ev.evaluate([0, 1], [0.1])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ev.evaluate([0, 1], [0.1, 4.0])
+    with pytest.raises(ValueError, match="one id per image"):
+        ev.evaluate([0, 1], [0.1, 0.9], groups=["a"])
+
+
+def test_ci_contains_point_estimate_and_narrows_with_more_data():
+    widths = []
+    for n in (100, 2000):
+        y, p = scores(n)
+        df = ev.evaluate(y, p, n_boot=500, seed=1)
+        assert (df["ci_low"] <= df["value"] + 1e-12).all()
+        assert (df["value"] <= df["ci_high"] + 1e-12).all()
+        widths.append(df["ci_high"] - df["ci_low"])
+    assert (widths[1] < widths[0]).all()
+
+
+def test_perfect_classifier():
+    y = np.array([0] * 20 + [1] * 30)
+    p = np.r_[np.linspace(0, 0.4, 20), np.linspace(0.6, 1, 30)]
+    df = ev.evaluate(y, p, n_boot=200)
+    for metric in ("roc_auc", "pr_auc", "accuracy", "recall", "specificity"):
+        assert row(df, metric)[["value", "ci_low", "ci_high"]].tolist() == \
+            pytest.approx([1, 1, 1])
+
+
+def test_bootstrap_by_patient_keeps_patients_whole():
+    # Patient A: 50 images all right; patient B: 50 images all wrong. Drawing patients
+    # can only give accuracy 0, 0.5 or 1; drawing images gives values near 0.5.
+    y = np.ones(100, int)
+    p = np.r_[np.full(50, 0.9), np.full(50, 0.1)]
+    groups = np.repeat(["A", "B"], 50)
+    by_patient = ev.bootstrap(y, p, groups=groups, n_boot=300)["accuracy"]
+    assert set(np.round(by_patient, 6)) <= {0.0, 0.5, 1.0}
+    assert {0.0, 1.0} <= set(np.round(by_patient, 6))
+    by_image = ev.bootstrap(y, p, n_boot=300)["accuracy"]
+    assert by_image.between(0.3, 0.7).all()
+    df = ev.evaluate(y, p, groups=groups, n_boot=300)
+    assert row(df, "accuracy")[["ci_low", "ci_high"]].tolist() == [0, 1]
+    assert df.attrs["n_patients"] == 2
+
+
+def test_bootstrap_matches_sklearn_with_weights():
+    """The vectorised resample metrics equal scikit-learn's with sample_weight."""
+    y, p = scores(300, seed=3)
+    p = np.round(p, 2)  # ties, which ROC/PR curves must handle
+    pred = (p >= 0.5).astype(int)
+    weights = np.random.default_rng(0).integers(0, 4, (4, 300)).astype(float)
+    got = ev._weighted_metrics(y, p, pred, weights)
+    for b, w in enumerate(weights):
+        assert got["roc_auc"][b] == pytest.approx(skm.roc_auc_score(y, p, sample_weight=w))
+        assert got["pr_auc"][b] == pytest.approx(
+            skm.average_precision_score(y, p, sample_weight=w))
+        assert got["precision"][b] == pytest.approx(skm.precision_score(y, pred, sample_weight=w))
+        assert got["f1_normal"][b] == pytest.approx(
+            skm.f1_score(y, pred, pos_label=0, sample_weight=w))
+        assert got["brier"][b] == pytest.approx(skm.brier_score_loss(y, p, sample_weight=w))
+
+
+def test_bootstrap_is_seeded_and_fast():
+    y, p = scores(1000, seed=4)
+    groups = np.random.default_rng(0).integers(0, 400, 1000)
+    start = time.perf_counter()
+    first = ev.evaluate(y, p, groups=groups, n_boot=1000, seed=7)
+    assert time.perf_counter() - start < 2.0
+    pd.testing.assert_frame_equal(first, ev.evaluate(y, p, groups=groups, n_boot=1000, seed=7))
+    assert not first.equals(ev.evaluate(y, p, groups=groups, n_boot=1000, seed=8))
+
+
+def test_undefined_metric_is_nan_not_an_error():
+    df = ev.evaluate([1, 1, 1], [0.9, 0.8, 0.2], n_boot=50)
+    assert np.isnan(row(df, "roc_auc")["value"]) and np.isnan(row(df, "specificity")["value"])
+    assert row(df, "recall")["value"] == pytest.approx(2 / 3)
+
+
+# --------------------------------------------------------------------------- thresholds
+
+def test_threshold_rules_on_a_constructed_example():
+    # 5 NORMAL, 10 PNEUMONIA; calls are "p >= threshold".
+    y = np.array([0] * 5 + [1] * 10)
+    p = np.array([.1, .2, .3, .4, .45] + [.42, .5, .55, .6, .65, .7, .75, .8, .85, .9])
+    # At 0.5: TP 9, FP 0 -> sens 0.9, spec 1.0, J = 0.9, F1 = 18/19 = 0.947.
+    # At 0.42: TP 10, FP 1 -> sens 1.0, spec 0.8, J = 0.8, F1 = 20/21 = 0.952.
+    # Every other threshold is worse on both, so Youden and F1 disagree here.
+    assert ev.choose_threshold(y, p, rule="youden") == pytest.approx(0.5)
+    assert ev.choose_threshold(y, p, rule="f1") == pytest.approx(0.42)
+    # Sensitivity >= 0.95 needs all ten PNEUMONIA: 0.42 (spec 0.8; 0.4 would give 0.6).
+    assert ev.choose_threshold(y, p, rule="sens>=0.95") == pytest.approx(0.42)
+    assert ev.choose_threshold(y, p, rule="sens >= 0.9") == pytest.approx(0.5)
+    assert ev.choose_threshold(y, p, rule="0.5") == 0.5
+    assert ev.choose_threshold(y, p, rule="0.3") == 0.3
+    with pytest.raises(ValueError, match="unknown threshold rule"):
+        ev.choose_threshold(y, p, rule="best")
+    with pytest.raises(ValueError, match="both classes"):
+        ev.choose_threshold(np.ones(3), [0.1, 0.5, 0.9])
+
+
+def test_youden_threshold_of_a_perfect_classifier_separates_classes():
+    y = np.array([0, 0, 1, 1])
+    t = ev.choose_threshold(y, [0.1, 0.3, 0.7, 0.8])
+    assert 0.3 < t <= 0.7
+
+
+# --------------------------------------------------------------------------- reports, JSON
+
+def test_confusion_and_report():
+    cm = ev.confusion([0, 0, 1, 1, 1], [0, 1, 1, 1, 0])
+    assert cm.loc["NORMAL", "NORMAL"] == 1 and cm.loc["NORMAL", "PNEUMONIA"] == 1
+    assert cm.loc["PNEUMONIA", "PNEUMONIA"] == 2 and cm.loc["PNEUMONIA", "NORMAL"] == 1
+    text = ev.report([0, 0, 1, 1, 1], [0, 1, 1, 1, 0])
+    assert "NORMAL" in text and "PNEUMONIA" in text and "0.667" in text
+
+
+def test_metrics_json_round_trip(tmp_path):
+    y, p = scores(200)
+    df = ev.evaluate(y, p, threshold=0.4, n_boot=100)
+    path = tmp_path / "out" / "metrics.json"
+    ev.metrics_to_json(df, path, rule="youden", model="five_block", split="test")
+    back = ev.read_metrics_json(path)
+    assert back["threshold"] == 0.4 and back["rule"] == "youden" and back["n"] == 200
+    assert back["model"] == "five_block" and back["split"] == "test"
+    assert back["roc_auc"]["value"] == pytest.approx(row(df, "roc_auc")["value"])
+    assert set(back["recall"]) == {"value", "ci_low", "ci_high"}
+    # NaN is written as null, so the file stays valid JSON for any reader.
+    nan_df = ev.evaluate([1, 1], [0.9, 0.8], n_boot=0)
+    ev.metrics_to_json(nan_df, path)
+    assert json.loads(path.read_text())["roc_auc"]["value"] is None
+    with pytest.raises(FileNotFoundError, match="metrics_to_json"):
+        ev.read_metrics_json(tmp_path / "missing.json")
+
+
+def test_predict_proba_with_arrays_and_datasets():
+    import tensorflow as tf
+
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).random((10, 8, 8)).astype("float32")
+    p = ev.predict_proba(model, x, batch_size=4)
+    assert p.shape == (10,) and ((p >= 0) & (p <= 1)).all()
+    np.testing.assert_allclose(ev.predict_proba(model, x[..., None]), p, atol=1e-6)
+    dataset = tf.data.Dataset.from_tensor_slices((x[..., None], np.zeros(10))).batch(3)
+    np.testing.assert_allclose(ev.predict_proba(model, dataset), p, atol=1e-6)
+    np.testing.assert_array_equal(ev.pneumonia_column([[0.3, 0.7], [0.9, 0.1]]), [0.7, 0.1])
+    with pytest.raises(ValueError, match="expected"):
+        ev.pneumonia_column(np.zeros((2, 3)))
+
+
+# --------------------------------------------------------------------------- figures
+
+@pytest.fixture
+def results():
+    y, p = scores(120, seed=5)
+    return y, p, ev.choose_threshold(y, p)
+
+
+def check_figure(fig, path):
+    assert isinstance(fig, plt.Figure)
+    assert path.is_file() and path.stat().st_size > 1000
+    plt.close(fig)
+
+
+def test_confusion_matrix_plot(results, tmp_path):
+    y, p, t = results
+    fig = plots.confusion_matrix_plot(ev.confusion(y, p >= t), path=tmp_path / "cm.png")
+    texts = [text.get_text() for text in fig.axes[1].texts]
+    assert any(text.endswith("%") for text in texts)  # row rates on the right
+    check_figure(fig, tmp_path / "cm.png")
+
+
+def test_roc_pr_curves(results, tmp_path):
+    y, p, t = results
+    fig = plots.roc_pr_curves(y, p, threshold=t, path=tmp_path / "roc.png")
+    assert len(fig.axes) == 2
+    check_figure(fig, tmp_path / "roc.png")
+
+
+def test_reliability_diagram(results, tmp_path):
+    y, p, _ = results
+    check_figure(plots.reliability_diagram(y, p, n_bins=5, path=tmp_path / "rel.png"),
+                 tmp_path / "rel.png")
+
+
+def test_probability_histogram(results, tmp_path):
+    y, p, t = results
+    fig = plots.probability_histogram(y, p, threshold=t, path=tmp_path / "hist.png")
+    colors = {matplotlib.colors.to_hex(patch.get_facecolor()[:3])
+              for patch in fig.axes[0].patches}
+    assert colors == {c.lower() for c in plots.CLASS_COLORS.values()}
+    check_figure(fig, tmp_path / "hist.png")
+
+
+def test_error_gallery(results, tmp_path):
+    y, p, t = results
+    images = np.random.default_rng(0).integers(0, 255, (len(y), 16, 16), dtype=np.uint8)
+    fig = plots.error_gallery(images, y, p, threshold=t, n=4, path=tmp_path / "err.png")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    fp_probs = [float(s.split("=")[1]) for s in titles[:4]]
+    assert fp_probs == sorted(fp_probs, reverse=True) and min(fp_probs) >= t
+    check_figure(fig, tmp_path / "err.png")
+
+
+def test_model_comparison(results, tmp_path):
+    y, p, _ = results
+    table = pd.concat({"a": ev.evaluate(y, p, n_boot=50),
+                       "b": ev.evaluate(y, 1 - p, n_boot=50)}, names=["model"]).reset_index(0)
+    fig = plots.model_comparison(table, metric=["roc_auc", "recall"],
+                                 path=tmp_path / "cmp.png")
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="not in df"):
+        plots.model_comparison(table, metric="kappa")
+    check_figure(fig, tmp_path / "cmp.png")
+
+
+def test_explanation_panel(tmp_path):
+    from pneumo_helpers.explain import Explanation
+
+    rng = np.random.default_rng(0)
+    image = rng.random((24, 24)).astype(np.float32)
+    segments = np.repeat(np.arange(4), 144).reshape(24, 24)
+    weights = np.array([0.3, -0.2, 0.05, -0.01])
+    e = Explanation(image=image, segments=segments, weights=weights, heatmap=weights[segments],
+                    probability=0.83, label="PNEUMONIA", score=0.9, intercept=0.1)
+    heat = rng.random((24, 24))
+    fig = plots.explanation_panel([(image, e, heat, "true PNEUMONIA"),
+                                   (image, None, None, "no explainers")],
+                                  path=tmp_path / "panel.png")
+    assert fig.axes[0].get_title().endswith("P(PNEUMONIA) = 0.83")
+    assert len(fig.axes) == 6
+    check_figure(fig, tmp_path / "panel.png")

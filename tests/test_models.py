@@ -1,0 +1,219 @@
+"""Tests of pneumo_helpers.models on tiny synthetic images (nothing is downloaded)."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from pneumo_helpers import models  # noqa: E402
+
+# Parameter count of build_five_block_cnn() with its defaults; printed by the test below.
+DEFAULT_PARAMS = 64321
+
+
+def pattern_batch(n=16, size=32, channels=1, seed=0):
+    """Random images; label-1 images carry a bright square in the upper-left quadrant."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 0.6, (n, size, size, channels)).astype("float32")
+    y = np.tile([0.0, 1.0], n // 2).astype("float32")
+    q = size // 4
+    x[y == 1, q:2 * q, q:2 * q, :] = 1.0
+    return x, y
+
+
+def infer(model, x):
+    """Inference-mode predictions without tracing a predict function (faster in tests)."""
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def test_default_parameter_count_and_size_on_disk(tmp_path):
+    model = models.build_five_block_cnn()
+    print("five_block_cnn default parameters:", model.count_params())
+    assert model.count_params() == DEFAULT_PARAMS
+    assert model.input_shape == (None, 128, 128, 1)
+    model.save(tmp_path / "m.keras")
+    assert (tmp_path / "m.keras").stat().st_size < 15 * 2**20
+
+
+def test_architecture_choices():
+    model = models.build_five_block_cnn(image_size=64)
+    assert models.last_conv_layer_name(model) == "last_conv"
+    assert isinstance(model.get_layer("last_conv"), keras.layers.SeparableConv2D)
+    assert type(model.get_layer("block1_conv1")) is keras.layers.Conv2D
+    assert isinstance(model.get_layer("standardize"), models.PerImageStandardization)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 5 and all(layer.momentum == 0.9 for layer in norms)
+    assert model.get_layer("last_conv").output.shape[1:] == (4, 4, 256)
+    assert "standardize" not in [l.name for l in
+                                 models.build_five_block_cnn(image_size=64,
+                                                             standardize=False).layers]
+
+
+@pytest.mark.parametrize("build", [models.build_five_block_cnn, models.build_baseline_cnn])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_output_shape_and_range(build, channels):
+    model = build(image_size=64, channels=channels)
+    x, y = pattern_batch(4, 64, channels)
+    p = model.predict(x, verbose=0)
+    assert p.shape == (4, 1) and p.dtype == np.float32
+    assert np.all((p >= 0) & (p <= 1))
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "accuracy", "precision", "recall", "auc"}
+
+
+def test_baseline_last_conv_is_found():
+    assert models.last_conv_layer_name(models.build_baseline_cnn(image_size=32)) == "block3_conv"
+
+
+@pytest.mark.parametrize("kwargs", [dict(image_size=16), dict(channels=2), dict(filters=())])
+def test_bad_arguments_raise_clear_errors(kwargs):
+    with pytest.raises(ValueError, match="image_size|channels|filters"):
+        models.build_five_block_cnn(**kwargs)
+
+
+def test_standardization_cancels_exposure():
+    x, _ = pattern_batch(4, 32)
+    layer = models.PerImageStandardization()
+    z = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(z.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(axis=(1, 2, 3)), 1, atol=1e-4)
+    # A darker, lower-contrast exposure of the same images gives the same model input.
+    z2 = keras.ops.convert_to_numpy(layer(0.5 * x + 0.1))
+    np.testing.assert_allclose(z, z2, atol=1e-4)
+    # A blank image stays finite.
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(layer(np.zeros((1, 8, 8, 1))))))
+
+
+def test_save_load_round_trip_gives_identical_predictions(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = models.build_five_block_cnn(image_size=32)
+    x, y = pattern_batch(16, 32)
+    model.train_on_batch(x, y)  # non-trivial BN statistics
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.get_layer("standardize"), models.PerImageStandardization)
+    np.testing.assert_allclose(infer(loaded, x), infer(model, x),
+                               atol=1e-6)
+
+
+def test_overfits_tiny_batch_and_inference_predictions_differ():
+    keras.utils.set_random_seed(1)
+    model = models.build_five_block_cnn(image_size=32)
+    x, y = pattern_batch(16, 32)
+    # train_on_batch reports the loss before its update: the first one is the untrained loss.
+    losses = [model.train_on_batch(x, y, return_dict=True)["loss"] for _ in range(30)]
+    first, last = losses[0], losses[-1]
+    assert last < 0.5 * first, (first, last)
+    # Inference mode uses the BN moving statistics. With Keras' default momentum 0.99 they lag
+    # so far behind that every prediction is the same (spread ~1e-4 here); 0.9 gives ~0.05.
+    p = infer(model, pattern_batch(16, 32, seed=5)[0]).ravel()
+    assert np.ptp(p) > 0.01, p
+
+
+# --- transfer learning (random weights: nothing is downloaded) -------------------------------
+
+@pytest.fixture(scope="module")
+def transfer_model():
+    return models.build_transfer_model(backbone="EfficientNetB0", image_size=32, weights=None)
+
+
+def head_weight_names(model):
+    return sorted(w.path for w in model.trainable_weights)
+
+
+def test_transfer_model_grayscale_and_frozen_backbone(transfer_model):
+    x, _ = pattern_batch(2, 32, 1)
+    p = infer(transfer_model, x)
+    assert p.shape == (2, 1) and np.all((p >= 0) & (p <= 1))
+    # Only the head's Dense kernel and bias train while the backbone is frozen.
+    assert head_weight_names(transfer_model) == ["pneumonia/bias", "pneumonia/kernel"]
+    assert len(transfer_model.non_trainable_weights) > 100
+
+
+def test_transfer_model_rgb_input():
+    model = models.build_transfer_model(backbone="EfficientNetB0", image_size=32, channels=3,
+                                        weights=None)
+    assert infer(model, pattern_batch(2, 32, 3)[0]).shape == (2, 1)
+
+
+def test_unfreeze_top_unfreezes_exactly_the_top_non_bn_layers():
+    model = models.build_transfer_model(backbone="EfficientNetB0", image_size=32, weights=None)
+    base = model.get_layer("efficientnetb0")
+    models.unfreeze_top(model, n_layers=7, learning_rate=1e-5)
+    non_bn = [l for l in base.layers if not isinstance(l, keras.layers.BatchNormalization)]
+    assert [l.name for l in base.layers if l.trainable] == [l.name for l in non_bn[-7:]]
+    assert not any(l.trainable for l in base.layers
+                   if isinstance(l, keras.layers.BatchNormalization))
+    assert len(model.trainable_weights) > 2  # head plus the unfrozen convs
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_transfer_model_save_load_and_weights_from_file(tmp_path, transfer_model):
+    x, _ = pattern_batch(2, 32, 1)
+    transfer_model.save(tmp_path / "t.keras")
+    loaded = keras.models.load_model(tmp_path / "t.keras")
+    np.testing.assert_allclose(infer(loaded, x),
+                               infer(transfer_model, x), atol=1e-6)
+    # weights=<path>: a no-top weights file of the same backbone is loaded.
+    transfer_model.get_layer("efficientnetb0").save_weights(tmp_path / "b.weights.h5")
+    again = models.build_transfer_model(image_size=32, weights=str(tmp_path / "b.weights.h5"))
+    a = again.get_layer("efficientnetb0").get_weights()
+    b = transfer_model.get_layer("efficientnetb0").get_weights()
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+@pytest.mark.parametrize("backbone", ["DenseNet121", "ResNet50"])
+def test_backbone_preprocessing_matches_keras_applications(backbone):
+    x = np.random.default_rng(0).random((2, 8, 8, 3)).astype("float32")
+    ours = keras.ops.convert_to_numpy(models.BackbonePreprocessing(backbone)(x))
+    module = {"DenseNet121": keras.applications.densenet,
+              "ResNet50": keras.applications.resnet50}[backbone]
+    np.testing.assert_allclose(ours, module.preprocess_input(x * 255.0), rtol=1e-5, atol=1e-4)
+
+
+@pytest.fixture
+def empty_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_missing_imagenet_weights_raise_one_clear_line(empty_home):
+    assert not models.imagenet_weights_available("EfficientNetB0")
+    with pytest.raises(models.WeightsUnavailable) as err:
+        models.build_transfer_model(image_size=32)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "EfficientNetB0" in message and "offline" in message and "weights=path" in message
+    assert str(empty_home / ".keras" / "models") in message
+
+
+def test_corrupt_cached_weights_are_not_used(empty_home):
+    cache = empty_home / ".keras" / "models"
+    cache.mkdir(parents=True)
+    (cache / models.BACKBONES["DenseNet121"].weights_file).write_bytes(b"partial download")
+    assert not models.imagenet_weights_available("DenseNet121")
+    with pytest.raises(models.WeightsUnavailable, match="incomplete or corrupt"):
+        models.build_transfer_model(backbone="DenseNet121", image_size=32)
+
+
+def test_efficientnet_weights_never_fetched_from_another_cache(tmp_path, monkeypatch):
+    # Valid-looking weights under a KERAS_HOME set after Keras was imported: Keras itself
+    # would look in its old folder and try to download, so the build must refuse.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "efficientnetb0_notop.h5").write_bytes(b"stand-in")
+    monkeypatch.setattr(models, "_md5", lambda path: models.BACKBONES["EfficientNetB0"].md5)
+    assert models.imagenet_weights_available("EfficientNetB0")
+    with pytest.raises(models.WeightsUnavailable, match="KERAS_HOME changed"):
+        models.build_transfer_model(image_size=32)
+
+
+def test_bad_transfer_arguments(tmp_path):
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        models.build_transfer_model(backbone="VGG16", weights=None)
+    with pytest.raises(models.WeightsUnavailable, match="does not exist"):
+        models.build_transfer_model(image_size=32, weights=str(tmp_path / "nope.h5"))
+    with pytest.raises(ValueError, match="not a transfer model"):
+        models.unfreeze_top(models.build_baseline_cnn(image_size=32))
