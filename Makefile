@@ -49,6 +49,17 @@ report: install
 	$(BIN)/python tools/render_notebooks_pdf.py $(RUN_DIR) -o presentation/notebooks.pdf
 	$(BIN)/python -m pneumo_helpers.report readme $(RUN_DIR)
 
+# The shipped model: final configuration on the full training data (about 15 min on 2 cores).
+SHARED_DATA ?= ../shared/data/chest_xray
+train-full: install
+	$(BIN)/python tools/train_full.py --data $(if $(DATA),$(DATA),$(SHARED_DATA))
+
+# Speed figures, printed and written as JSON to benchmarks/results/.
+bench: install
+	$(BIN)/python benchmarks/bench_pipeline.py --data $(if $(DATA),$(DATA),$(SHARED_DATA))
+	$(BIN)/python benchmarks/bench_explain.py
+	$(BIN)/python benchmarks/bench_model.py --data $(if $(DATA),$(DATA),$(SHARED_DATA))
+
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable > requirements-lock.txt
 

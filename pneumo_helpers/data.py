@@ -359,7 +359,7 @@ def scrub(manifest: pd.DataFrame, *, val_fraction: float = 0.15,
       so no test image is trained on. Extra copies go to ``dropped``.
     - Kaggle's ``val`` (16 images) is folded into ``train``; a patient-level, class-stratified
       validation split is cut from it. When the dataset has no ``test`` split one is cut the
-      same way first. Patients of ``train`` that also appear in ``test`` are dropped from
+      same way first (unless ``test_fraction`` is 0, e.g. to train a final model on all data). Patients of ``train`` that also appear in ``test`` are dropped from
       training. The original split is kept in ``orig_split``.
     """
     good, bad = validate_images(manifest, workers=workers)
@@ -381,7 +381,7 @@ def scrub(manifest: pd.DataFrame, *, val_fraction: float = 0.15,
         reason="patient also in test split")])
     kept = kept.loc[~leaking]
 
-    if (kept["split"] == "test").sum() == 0:
+    if (kept["split"] == "test").sum() == 0 and test_fraction > 0:
         kept = split_by_patient(kept, test_fraction, seed=seed, name="test")
         val_share = val_fraction / (1 - test_fraction)
     else:

@@ -262,7 +262,8 @@ def _fmt(value) -> str:
 def save_model_card(out_dir, *, config, val_metrics, data_description: str,
                     model_name: str = "pneumo pneumonia classifier",
                     intended_use: str | None = None, limitations: str | None = None,
-                    model: keras.Model | None = None) -> Path:
+                    model: keras.Model | None = None, threshold: float | None = None,
+                    threshold_rule: str | None = None) -> Path:
     """Write ``MODEL_CARD.md`` and ``val_metrics.json`` into ``out_dir``.
 
     Args:
@@ -274,6 +275,8 @@ def save_model_card(out_dir, *, config, val_metrics, data_description: str,
         model_name: title of the card.
         intended_use, limitations: paragraphs replacing the defaults.
         model: when given, its architecture name and parameter count are listed.
+        threshold, threshold_rule: the decision threshold chosen on validation and its rule,
+            stated next to the metrics (which are computed at it).
 
     Returns:
         Path of ``MODEL_CARD.md``.
@@ -281,9 +284,11 @@ def save_model_card(out_dir, *, config, val_metrics, data_description: str,
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     table = _metrics_table(val_metrics)
-    (out / "val_metrics.json").write_text(json.dumps(
-        {name: {k: (None if math.isnan(v) else v) for k, v in row.items()}
-         for name, row in table.to_dict(orient="index").items()}, indent=2))
+    # evaluate.metrics_to_json's file (with the decision threshold) wins over this plain one.
+    if not (out / "val_metrics.json").is_file():
+        (out / "val_metrics.json").write_text(json.dumps(
+            {name: {k: (None if math.isnan(v) else v) for k, v in row.items()}
+             for name, row in table.to_dict(orient="index").items()}, indent=2))
 
     has_ci = table[["ci_low", "ci_high"]].notna().any(axis=None)
     metric_lines = ["| metric | value | 95% CI |" if has_ci else "| metric | value |",
@@ -319,7 +324,11 @@ def save_model_card(out_dir, *, config, val_metrics, data_description: str,
         "Binary classifier of chest X-rays: NORMAL (0) vs PNEUMONIA (1).", "",
         "## Data", "", data_description.strip(), "",
         "## Training configuration", "", *setting_lines, "",
-        "## Validation metrics", "", *metric_lines, "",
+        "## Validation metrics", "",
+        *([f"At the decision threshold P(PNEUMONIA) >= {threshold:.3f}, chosen on validation "
+           f"({threshold_rule or 'rule not recorded'}); 95% intervals resample patients.", ""]
+          if threshold is not None else []),
+        *metric_lines, "",
         "## Intended use", "", intended_use, "",
         "## Limitations", "", limitations, "",
     ])
