@@ -22,7 +22,7 @@ SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
 PROFILES: dict[str, dict] = {
     "sample": dict(image_size=64, batch_size=32, epochs=4, compare_epochs=4, val_fraction=0.2,
                    test_fraction=0.2, lime_samples=300),
-    "full": dict(image_size=128, batch_size=64, epochs=12, compare_epochs=5, val_fraction=0.15,
+    "full": dict(image_size=128, batch_size=64, epochs=15, compare_epochs=6, val_fraction=0.15,
                  test_fraction=0.15, lime_samples=1000),
 }
 
