@@ -24,12 +24,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Tests also exercise the JAX data-parallel engine (docs/scaling.md).
+$(STAMP)-test: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,distributed]"
+	@touch $@
+
 run: install
 	$(BIN)/python tools/run_notebooks.py --run-dir $(RUN_DIR) $(if $(DATA),--data $(abspath $(DATA)))
 
 # nbval re-executes every notebook in a fresh kernel on the bundled sample, writing into a
 # throw-away run folder, and compares the cells marked NBVAL_CHECK_OUTPUT.
-test: install
+test: $(STAMP)-test
 	rm -rf runs/nbval
 	PNEUMO_RUN_DIR=$(CURDIR)/runs/nbval $(BIN)/python -m pytest tests notebooks \
 		--nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
