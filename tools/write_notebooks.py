@@ -211,13 +211,16 @@ print(f'training images as an array: {pixels.shape} {pixels.dtype}')""", check=T
     code("plots.intensity_histograms(pixels, train['label'], "
          "path=cfg.path('figures', '03_intensity.png'));"),
     md("""
-Pneumonia images are brighter on average (opacities are dense): a real signal, but also one that
-exposure settings mimic. That is why the models standardise each image's contrast and why
-training augments brightness and contrast — so the model has to look at *where* the opacity is."""),
+Overall brightness overlaps heavily between the classes, and pneumonia images vary more in
+exposure. Brightness alone is not a usable signal, while exposure differences between devices are
+a nuisance the model must learn to ignore: the models standardise each image's contrast, and
+training augments brightness and contrast, so that *where* an opacity sits is what counts."""),
     code("plots.mean_images(pixels, train['label'], path=cfg.path('figures', '03_mean_images.png'));"),
     md("""
-The difference image shows where the classes differ on average: the lung fields (pneumonia
-brighter), not the image borders — reassuring, though it says nothing about single images."""),
+The difference image shows where the classes differ on average: the lung fields are brighter in
+pneumonia (opacities), as expected — but the image borders and the neck differ too, which reflects
+how the two groups were framed and exposed, not disease. A model can use such framing as a
+shortcut; the explanations in 05 check whether it does."""),
     md("## Image sizes"),
     code("""
 sizes = clean.assign(aspect=clean['width'] / clean['height']).groupby('label')[
@@ -456,8 +459,9 @@ Markdown(f\"\"\"
 - On the test split ({len(y['test'])} images) the model reached ROC AUC {fmt(t, 'roc_auc')},
   accuracy {fmt(t, 'accuracy')}, sensitivity {fmt(t, 'recall')} and specificity
   {fmt(t, 'specificity')} at the validation threshold {loaded.threshold:.3f}.
-- Validation ROC AUC was {fmt(v, 'roc_auc')}: a drop on test is the gap between a random cut of
-  the training data and new images.
+- Validation ROC AUC was {fmt(v, 'roc_auc')}; the difference to test
+  ({t.loc['roc_auc', 'value'] - v.loc['roc_auc', 'value']:+.3f}) is the price of moving from the
+  split the threshold was chosen on to unseen patients.
 - It flagged {fp} normal image(s) as pneumonia and missed {fn} pneumonia image(s).
 - Brier score on test {fmt(t, 'brier')} (0 is perfect; 0.25 is a coin flip at 50/50).
 {'- **This run used the bundled sample**: these numbers demonstrate the pipeline only.' if cfg.profile == 'sample' else ''}
