@@ -309,9 +309,10 @@ print(wide[['roc_auc', 'pr_auc', 'brier', 'accuracy', 'recall', 'specificity']].
          "path=cfg.path('figures', '04_model_comparison.png'));"),
     md("""
 Sensitivity and specificity here are at each model's own validation-chosen threshold (Youden's J),
-so they are comparable; ROC AUC does not depend on a threshold at all. The intervals overlap
-heavily on the bundled sample — its validation split is tiny — while on the full data they are
-narrow enough to separate the candidates."""),
+so they are comparable; ROC AUC does not depend on a threshold at all. Where two candidates'
+intervals overlap, this validation split does not establish that one is better: the choice rule
+below then leans on calibration (Brier score), which separates candidates more clearly than
+ROC AUC once all of them rank images almost perfectly."""),
     md("""
 ## Transfer learning
 A pretrained backbone (EfficientNetB0 with ImageNet weights) is offered when its weights are on
