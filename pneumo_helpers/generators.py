@@ -6,35 +6,26 @@ Two steps:
    the GIL while decoding) and keeps the result as one ``.npy`` file in a cache folder. The file
    is keyed by every image's hash, size and modification time plus the image size, so it is
    reused across epochs, notebooks and processes, and rebuilt when any image or the size changes.
-2. :func:`make_dataset` serves batches from that in-memory array with ``tf.data``: row indices
-   are shuffled and batched, then one map per *batch* gathers the pixels and applies
-   :class:`Augment`, whose geometric part (rotation, shift, zoom, flips) is one fused affine
-   matrix per image applied by a single ``ImageProjectiveTransformV3`` call.
+2. :func:`make_dataset` serves batches from that in-memory uint8 array with ``tf.data``: row
+   indices are shuffled and batched, then one call per *batch* gathers the pixels and, when
+   training, applies :class:`Augment` through ``tf.numpy_function``. Per image, rotation,
+   shift, zoom and flips are one fused 2x3 affine matrix applied by a single bilinear
+   ``cv2.warpAffine`` on the uint8 pixels; brightness, contrast, clipping and the conversion to
+   float32 are then one 256-entry lookup table (``cv2.LUT``).
 
 Why ``tf.data`` rather than ``keras.utils.PyDataset``: a PyDataset runs Python for every batch
-and typically decodes its files there, every epoch; ``tf.data`` runs the batch function in C++
-threads, overlapped with training by ``prefetch``, with no Python per batch. Measured with
-``benchmarks/bench_pipeline.py`` on the 5,216 real training images (224 px JPEGs), 2 cores
-shared with other work (load average ~2.5), TF 2.21, batch 32
-(``benchmarks/results/pipeline.json``):
+and typically decodes its files there, every epoch; ``tf.data`` runs one batch call per core in
+its own threads, overlapped with training by ``prefetch``. Why OpenCV for the warp: TF's
+``ImageProjectiveTransformV3`` CPU kernel costs ~33 ns per output pixel on this machine, which
+held the augmented epoch at 1,285 images/s at 150 px (1.6x the naive loop); ``cv2.warpAffine``
+costs ~4-6 ns per pixel on uint8 and releases the GIL, so the parallel batch calls of
+``tf.data`` use both cores. Measured with ``benchmarks/bench_pipeline.py`` on the 5,216 real
+training images (224 px JPEGs), 2 cores, TF 2.21, OpenCV 5.0, batch 32
+(``benchmarks/results/pipeline.json``; TABLE_NOTE):
 
-==============================  ========  ========
-images/s                         150 px    224 px
-==============================  ========  ========
-cold pass: decode into cache      1,034     1,973
-cached, not augmented (eval)     16,571    16,125
-cached, augmented, shuffled       1,285       902
-naive PIL loop per epoch            806     1,056
-==============================  ========  ========
+TABLE
 
-The cache makes every un-augmented pass (validation, test, predictions) 15-20x faster than
-decoding again. Augmentation is the expensive part: TF's ``ImageProjectiveTransformV3`` CPU
-kernel costs ~33 ns per output pixel per core on this machine, so :class:`Augment` alone runs at
-~1,280 images per CPU-second at 150 px, ~96 % of the augmented pipeline's cost and about what
-decoding one of these small JPEGs costs: an augmented epoch is only ~1.6x faster than the naive
-loop, which does not augment at all. Fusing rotation, shift, zoom and flips keeps that to one
-warp per image (Keras' separate ``RandomRotation``/``RandomTranslation``/``RandomZoom`` layers
-would make three).
+FINDINGS
 
 Everything random is seeded: two pipelines built with the same seed give the same batches,
 epoch after epoch, and each epoch differs from the last.
@@ -262,16 +253,15 @@ class Augment:
                 seed gives the same result.
 
         Returns:
-            float32 ``(B, H, W, C)`` in ``[0, 1]``; a numpy array for numpy input, a tensor for
-            tensor input.
+            float32 ``(B, H, W, C)`` in ``[0, 1]``: a tensor when ``images`` is one, else a
+            numpy array.
         """
-        if not isinstance(images, tf.Tensor) and not isinstance(seed, tf.Tensor):
-            return self._augment(images, seed)
-        if tf.executing_eagerly():
-            return tf.constant(self._augment(np.asarray(images), np.asarray(seed)))
-        images = tf.convert_to_tensor(images)
-        out = tf.numpy_function(self._augment, [images, seed], tf.float32, stateful=False)
-        return tf.ensure_shape(out, images.shape)
+        if tf.is_symbolic_tensor(images) or tf.is_symbolic_tensor(seed):
+            images = tf.convert_to_tensor(images)
+            out = tf.numpy_function(self._augment, [images, seed], tf.float32, stateful=False)
+            return tf.ensure_shape(out, images.shape)
+        out = self._augment(np.asarray(images), np.asarray(seed))
+        return tf.constant(out) if isinstance(images, tf.Tensor) else out
 
     def _augment(self, images, seed) -> np.ndarray:
         images = np.asarray(images)
@@ -290,35 +280,37 @@ class Augment:
     def _apply(self, images: np.ndarray, draws: np.ndarray) -> np.ndarray:
         """Augment ``images`` (uint8 or float ``(B, H, W, C)``) with the given ``(B, 8)`` draws.
 
-        One pass per image while it is in cache: warp (on uint8 when given uint8, where OpenCV
-        is fastest), then brightness/contrast and the conversion to float32. On uint8 the
-        latter two are one 256-entry lookup table per image, clipping included.
+        Warps uint8 as uint8 (where OpenCV is fastest); brightness, contrast, clipping and the
+        conversion to float32 are then one pass: a 256-entry lookup table per image.
         """
+        images = np.ascontiguousarray(images, None if images.dtype == np.uint8 else np.float32)
         n, height, width, channels = images.shape
-        matrices = self._matrices(draws, height, width) if self.geometric else None
+        warped = images
+        if self.geometric:
+            matrices = self._matrices(draws, height, width)
+            warped = np.empty_like(images)
+            for i in range(n):
+                cv2.warpAffine(_plane(images[i]), matrices[i], (width, height),
+                               dst=_plane(warped[i]), borderValue=0,
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=_BORDERS[self.fill_mode])
+        # (x - mean) * factor + mean + delta = x * factor + offset, mean after the warp.
         factors = 1.0 + self.contrast * draws[:, 7]
-        deltas = self.brightness * draws[:, 6]
+        offsets = self.brightness * draws[:, 6]
         scale = 255.0 if images.dtype == np.uint8 else 1.0
+        if self.contrast:
+            # One OpenCV call for all the means (per-image Python calls cost more than this).
+            means = cv2.reduce(warped.reshape(n, -1), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F)
+            offsets = offsets + means[:, 0] / scale * (1.0 - factors)
+        if scale == 1.0:
+            out = warped * factors[:, None, None, None].astype(np.float32) \
+                + offsets[:, None, None, None].astype(np.float32)
+            return np.clip(out, 0.0, 1.0, out=out)
         levels = np.arange(256) / 255.0
-        out = np.empty((n, height, width, channels), np.float32)
+        luts = np.clip(levels * factors[:, None] + offsets[:, None], 0.0, 1.0).astype(np.float32)
+        out = np.empty(images.shape, np.float32)
         for i in range(n):
-            # cv2 drops a trailing channel axis of 1: work on (H, W) then.
-            image = images[i] if channels > 1 else images[i, :, :, 0]
-            target = out[i] if channels > 1 else out[i, :, :, 0]
-            if matrices is not None:
-                image = cv2.warpAffine(image, matrices[i], (width, height),
-                                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                       borderMode=_BORDERS[self.fill_mode], borderValue=0)
-            # (x - mean) * factor + mean + delta = x * factor + offset, mean after the warp.
-            offset = deltas[i]
-            if factors[i] != 1.0:
-                offset += np.mean(cv2.mean(image)[:channels]) / scale * (1.0 - factors[i])
-            if scale == 255.0:
-                lut = np.clip(levels * factors[i] + offset, 0.0, 1.0).astype(np.float32)
-                cv2.LUT(image, lut, dst=target)
-            else:
-                np.clip(image * np.float32(factors[i]) + np.float32(offset), 0.0, 1.0,
-                        out=target)
+            cv2.LUT(_plane(warped[i]), luts[i], dst=_plane(out[i]))
         return out
 
     def _matrices(self, draws: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -337,6 +329,11 @@ class Augment:
         centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
         shift = self.shift * draws[:, 1:3] * [width, height]
         return np.concatenate([linear, (centre - linear @ centre + shift)[..., None]], -1)
+
+
+def _plane(image: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` as OpenCV wants it: ``(H, W)`` when there is one channel (a view)."""
+    return image[:, :, 0] if image.shape[-1] == 1 else image
 
 
 # --- The dataset ----------------------------------------------------------------------------
@@ -418,8 +415,20 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
             x = tf.ensure_shape(x, (None, image_size, image_size, 1))
             return _repeat_channels(x, channels), tf.gather(targets, rows)
 
-    ds = ds.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # One batch call per usable core (the work is CPU-bound) and a fixed prefetch, with the
+    # autotuner off: with it on, augmented epochs on 2 cores intermittently settled into a
+    # lock-step of ~8 ms per batch (~4,000 images/s, a third of the epochs measured), with any
+    # parallelism; with it off, never (benchmarks/bench_pipeline.py).
+    ds = ds.map(to_batch, num_parallel_calls=_usable_cores(), deterministic=True)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(2).with_options(options)
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _repeat_channels(x: tf.Tensor, channels: int) -> tf.Tensor:

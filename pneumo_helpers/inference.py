@@ -9,6 +9,7 @@ plus ``config.json`` (image size, channels, …) and, once chosen on validation,
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,20 +121,25 @@ def collect_images(inputs) -> list[Path]:
     return files
 
 
-def predict_files(loaded: LoadedModel, files, *, batch_size: int = 64) -> pd.DataFrame:
+def predict_files(loaded: LoadedModel, files, *, batch_size: int = 64,
+                  workers: int = 4) -> pd.DataFrame:
     """Predict every file; files that cannot be read get an ``error`` and no probability.
 
     Returns:
         DataFrame with columns file, probability (P(PNEUMONIA), NaN on error), label
         (``NORMAL``/``PNEUMONIA`` at ``loaded.threshold``, empty on error) and error.
     """
-    rows, images = [], []
-    for path in files:
+    def read(path):
         try:
-            images.append(read_gray(path, size=loaded.image_size))
-            rows.append(dict(file=str(path), error=""))
+            return read_gray(path, size=loaded.image_size), ""
         except ImageError as exc:
-            rows.append(dict(file=str(path), error=str(exc).split(": ", 1)[-1]))
+            return None, str(exc).split(": ", 1)[-1]
+
+    # Threads: PIL releases the GIL while decoding, so both cores decode.
+    with ThreadPoolExecutor(workers) as pool:
+        decoded = list(pool.map(read, files))
+    rows = [dict(file=str(path), error=error) for path, (_, error) in zip(files, decoded)]
+    images = [image for image, error in decoded if not error]
     table = pd.DataFrame(rows, columns=["file", "error"])
     ok = table["error"] == ""
     table["probability"] = np.nan

@@ -203,30 +203,64 @@ def test_bad_arguments_raise_clear_errors(manifest):
 
 def test_flips_are_off_by_default_and_exact_when_on():
     assert Augment().horizontal_flip is False and Augment().vertical_flip is False
-    images = tf.constant(np.stack([_xray(i, SIZE) for i in range(16)])[..., None] / 255.0,
-                         tf.float32)
+    pixels = np.stack([_xray(i, SIZE) for i in range(16)])[..., None]
     flip_only = Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0,
                         horizontal_flip=True)
-    out = flip_only(images, tf.constant([1, 2])).numpy()
-    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-5) for o, i in zip(out, images.numpy())]
-    same = [np.allclose(o, i, atol=1e-5) for o, i in zip(out, images.numpy())]
+    # Float tensors in -> tensor out; uint8 numpy in -> numpy out; both flip the same images.
+    out = flip_only(tf.constant(pixels / 255.0, tf.float32), tf.constant([1, 2])).numpy()
+    assert np.array_equal(out, flip_only(pixels, np.array([1, 2])))
+    expected = pixels / 255.0
+    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-6) for o, i in zip(out, expected)]
+    same = [np.allclose(o, i, atol=1e-6) for o, i in zip(out, expected)]
     assert all(m or s for m, s in zip(mirrored, same))
     assert 0 < sum(mirrored) < 16
     # Defaults never mirror: a geometry-only Augment keeps the bright corner on the left.
-    geometry = Augment(brightness=0, contrast=0)(images, tf.constant([3, 4])).numpy()
+    geometry = Augment(brightness=0, contrast=0)(pixels, 3)
     assert (geometry[:, :8, :6].mean((1, 2, 3)) > geometry[:, :8, -6:].mean((1, 2, 3))).all()
 
 
 def test_fused_transform_is_identity_at_zero_and_keeps_the_centre():
     aug = Augment(rotation=30, shift=0.1, zoom=0.2)
-    shape = tf.constant([1, 11, 11, 1])
-    identity = aug._transforms(tf.zeros((1, 8)), shape).numpy()[0]
-    np.testing.assert_allclose(identity, [1, 0, 0, 0, 1, 0, 0, 0], atol=1e-6)
+    identity = aug._matrices(np.zeros((1, 8)), 11, 11)[0]
+    np.testing.assert_allclose(identity, [[1, 0, 0], [0, 1, 0]], atol=1e-12)
     # Rotation and zoom only (no shift): the centre pixel (5, 5) maps onto itself.
-    u = tf.constant([[1.0, 0, 0, 1.0, 0, 0, 0, 0]])
-    a0, a1, a2, b0, b1, b2, _, _ = aug._transforms(u, shape).numpy()[0]
-    np.testing.assert_allclose([a0 * 5 + a1 * 5 + a2, b0 * 5 + b1 * 5 + b2], [5, 5], atol=1e-5)
-    np.testing.assert_allclose(np.hypot(a0, b0), 1 / 1.2, rtol=1e-5)  # zoom in by 20 %
+    matrix = aug._matrices(np.array([[1.0, 0, 0, 1.0, 0, 0, 0, 0]]), 11, 11)[0]
+    np.testing.assert_allclose(matrix @ [5, 5, 1], [5, 5], atol=1e-12)
+    np.testing.assert_allclose(np.hypot(*matrix[:, 0]), 1 / 1.2, rtol=1e-12)  # zoom in 20 %
+    # The warp follows the matrix: rotating a centred bright bar by 30 degrees moves it.
+    bar = np.zeros((1, 41, 41, 1), np.uint8)
+    bar[0, 20, 5:36] = 255
+    rotated = Augment(rotation=30, shift=0, zoom=0, brightness=0, contrast=0)._apply(
+        bar, np.array([[1.0, 0, 0, 0, 0, 0, 0, 0]]))[0, :, :, 0]
+    assert rotated[20, 20] > 0.9 and rotated[20, 33] < 0.1  # centre kept, end moved
+    assert rotated[20 - 7, 20 + 12] > 0.5 or rotated[20 + 7, 20 + 12] > 0.5
+
+
+@pytest.mark.parametrize("fill_mode, row", [("nearest", [2, 3, 4, 4, 4]),
+                                            ("reflect", [2, 3, 4, 4, 3]),
+                                            ("constant", [2, 3, 4, 0, 0]),
+                                            ("wrap", [2, 3, 4, 0, 1])])
+def test_fill_modes_match_keras(fill_mode, row):
+    image = np.arange(20, dtype=np.uint8).reshape(1, 4, 5, 1)
+    aug = Augment(rotation=0, shift=0.4, zoom=0, brightness=0, contrast=0, fill_mode=fill_mode)
+    draws = np.array([[0, 1.0, 0, 0, 0, 0, 0, 0]])  # shift x by 0.4 * 5 = 2 pixels
+    np.testing.assert_allclose(aug._apply(image, draws)[0, 0, :, 0] * 255, row, atol=1e-4)
+
+
+def test_brightness_and_contrast_follow_the_formula():
+    images = np.stack([_xray(i, SIZE) for i in range(2)])[..., None]
+    aug = Augment(rotation=0, shift=0, zoom=0, brightness=0.1, contrast=0.5)
+    draws = np.zeros((2, 8))
+    draws[:, 6], draws[:, 7] = [1.0, -1.0], [1.0, -1.0]  # brighter + more contrast; inverse
+    out = aug._apply(images, draws)
+    x = images / 255.0
+    mean = x.mean((1, 2, 3), keepdims=True)
+    factor = np.array([1.5, 0.5]).reshape(2, 1, 1, 1)
+    delta = np.array([0.1, -0.1]).reshape(2, 1, 1, 1)
+    expected = np.clip((x - mean) * factor + mean + delta, 0, 1)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert out.dtype == np.float32 and (out[0] == 1.0).any()  # clipped at white
+    np.testing.assert_allclose(aug._apply(x.astype(np.float32), draws), expected, atol=1e-6)
 
 
 def test_augment_is_seeded_and_validated():
@@ -234,7 +268,17 @@ def test_augment_is_seeded_and_validated():
     aug = Augment()
     assert np.array_equal(aug(images, tf.constant([1, 2])), aug(images, tf.constant([1, 2])))
     assert not np.array_equal(aug(images, tf.constant([1, 2])), aug(images, tf.constant([1, 3])))
+    # Inside a tf.function (as in Dataset.map) it gives the same values as eagerly.
+    in_graph = tf.function(aug)(images, tf.constant([1, 2]))
+    assert in_graph.shape == (4, SIZE, SIZE, 1)
+    assert np.array_equal(in_graph, aug(images, tf.constant([1, 2])))
+    # Signed int64 seeds, as tf.data draws them, are fine.
+    assert aug(images.numpy(), np.array([-7, 2**62])).shape == (4, SIZE, SIZE, 1)
     with pytest.raises(ValueError, match="rotation"):
         Augment(rotation=400)
     with pytest.raises(ValueError, match="fill_mode"):
         Augment(fill_mode="mirror")
+    with pytest.raises(ValueError, match=r"\(B, H, W, C\)"):
+        aug(np.zeros((SIZE, SIZE), np.uint8), 0)
+    with pytest.raises(ValueError, match="int16"):
+        aug(np.zeros((1, SIZE, SIZE, 1), np.int16), 0)
