@@ -44,9 +44,11 @@ notebooks: install
 	rm -rf runs/store
 	$(BIN)/python tools/run_notebooks.py --run-dir runs/store --in-place
 
-# Reviewer PDFs and the README results table from a finished run, e.g. make report RUN=full.
+# Reviewer PDFs and the README results table. With DATA=..., first runs the five notebooks on it
+# (full settings, runs/full); without, renders an existing run (RUN=full, RUN_DIR=...).
 # Needs Chromium (Debian: apt-get install chromium), installed here when run as root.
 report: install
+	$(if $(DATA),$(BIN)/python tools/run_notebooks.py --run-dir $(RUN_DIR) --data $(abspath $(DATA)))
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } || \
 		{ echo "make report needs Chromium: sudo apt-get install chromium"; exit 1; }

@@ -174,16 +174,20 @@ def test_training_is_deterministic_per_seed_and_reshuffles(manifest, tmp_path):
 
 
 def test_augmentation_changes_pixels_not_labels(manifest, tmp_path):
+    # tf.data's random ops also read TF's global seed, which other tests set: fix it here so
+    # this test sees the same draws whatever ran before it.
+    tf.random.set_seed(0)
     kwargs = dict(image_size=SIZE, batch_size=8, training=True, seed=5, cache_dir=tmp_path)
     plain_x, plain_y = epoch(make_dataset(manifest, augment=False, **kwargs))
     aug_x, aug_y = epoch(make_dataset(manifest, **kwargs))  # default Augment()
     assert np.array_equal(plain_y, aug_y)  # same shuffle: labels stay with their images
     assert np.abs(plain_x - aug_x).mean() > 0.01
     assert 0.0 <= aug_x.min() and aug_x.max() <= 1.0
-    # Each augmented image is still closest to its own original.
+    # Each augmented image still correlates best with its own original (correlation ignores
+    # the brightness/contrast change; the small warp keeps the structure).
     flat_plain, flat_aug = plain_x.reshape(20, -1), aug_x.reshape(20, -1)
-    distance = ((flat_aug[:, None] - flat_plain[None]) ** 2).mean(-1)
-    assert (distance.argmin(1) == np.arange(20)).all()
+    correlation = np.corrcoef(flat_aug, flat_plain)[:20, 20:]
+    assert (correlation.argmax(1) == np.arange(20)).all()
 
 
 def test_bad_arguments_raise_clear_errors(manifest):
