@@ -197,11 +197,8 @@ def _scan(root: Path) -> list[tuple[Path, str, str]]:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _file_row(item: tuple[Path, str, str]) -> dict:

@@ -29,6 +29,7 @@ from lime import lime_image
 from skimage.segmentation import slic
 
 from .evaluate import CLASS_NAMES, pneumonia_column
+from .models import last_conv_layer_name
 
 __all__ = ["LIME_SETTINGS", "Explanation", "LimeExplainer", "segment_xray", "GradCam",
            "grad_cam", "gradcam_layer", "overlay", "lime_overlay"]
@@ -262,13 +263,7 @@ def gradcam_layer(model, layer_name: str | None = None):
             raise ValueError(f"model {model.name!r} has no layer {layer_name!r}; "
                              f"convolution layers: {_conv_names(model)}")
         return model.get_layer(layer_name)
-    if "last_conv" in names:
-        return model.get_layer("last_conv")
-    convs = _conv_names(model)
-    if not convs:
-        raise ValueError(f"model {model.name!r} has no top-level convolution layer; pass "
-                         "layer_name= the layer whose feature maps Grad-CAM should use")
-    return model.get_layer(convs[-1])
+    return model.get_layer(last_conv_layer_name(model))
 
 
 def _conv_names(model) -> list[str]:

@@ -267,7 +267,8 @@ def last_conv_layer_name(model: keras.Model) -> str:
     convs = [layer.name for layer in model.layers
              if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D))]
     if not convs:
-        raise ValueError(f"model {model.name!r} has no top-level convolution layer for Grad-CAM")
+        raise ValueError(f"model {model.name!r} has no top-level convolution layer; pass "
+                         "layer_name= the layer whose feature maps Grad-CAM should use")
     return convs[-1]
 
 
@@ -290,11 +291,8 @@ def _imagenet_weights_path(backbone: str) -> Path:
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def imagenet_weights_available(backbone: str) -> bool:
