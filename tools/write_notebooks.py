@@ -420,6 +420,10 @@ A calibrated model's points lie on the diagonal: among images given P(pneumonia)
 pneumonia. Points below the diagonal mean over-confidence in pneumonia."""),
     code("plots.probability_histogram(y['test'], probs['test'], threshold=loaded.threshold, "
          "path=cfg.path('figures', '05_probabilities.png'));"),
+    md("""
+Predicted P(pneumonia) per true class, with the threshold as a line: two well-separated humps
+mean confident, correct calls; NORMAL images piled up just above the line are the false alarms
+a slightly higher threshold would remove — at the cost of the pneumonia images just below it."""),
     md("## The most confident mistakes"),
     code("plots.error_gallery(pixels['test'], y['test'], probs['test'], threshold=loaded.threshold, "
          "path=cfg.path('figures', '05_errors.png'));"),
@@ -429,6 +433,10 @@ markers and text burned into the image."""),
     md("## The models compared in 04"),
     code("plots.model_comparison(experiment.read_candidates(cfg.path('models', 'x').parent), "
          "metric=['roc_auc', 'brier'], path=cfg.path('figures', '05_model_comparison.png'));"),
+    md("""
+Validation ROC AUC and Brier score of every model trained in 04, with 95% intervals: the chosen
+model should sit at the top for AUC and the bottom for Brier; overlapping intervals mean the
+validation split cannot tell those candidates apart."""),
     md("""
 ## Why did the model say that? LIME and Grad-CAM
 For one true positive, true negative, false positive and false negative of the test split (when
