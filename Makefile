@@ -19,14 +19,14 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,dicom]"
 	@touch $@
 
 install: $(STAMP)
 
 # Tests also exercise the JAX data-parallel engine (docs/scaling.md).
 $(STAMP)-test: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,distributed]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,dicom,distributed]"
 	@touch $@
 
 run: install

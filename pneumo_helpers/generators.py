@@ -71,7 +71,7 @@ from .images import ImageError, read_gray
 __all__ = ["Augment", "cache_key", "load_images", "make_dataset"]
 
 # Bump when read_gray's output changes for the same file, so old caches are not reused.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: OpenCV INTER_AREA resize (was PIL bilinear)
 # Below this many images the cold pass takes a second or two: no progress bar.
 _PROGRESS_MIN_IMAGES = 1000
 # Keras' fill modes as OpenCV borders ("reflect" repeats the edge pixel: BORDER_REFLECT).

@@ -9,6 +9,7 @@ plus ``config.json`` (image size, channels, …) and, once chosen on validation,
 from __future__ import annotations
 
 import json
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,15 +52,18 @@ class LoadedModel:
 
     def predict(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """P(PNEUMONIA) float (N,) of uint8 gray images (N, S, S)."""
-        x = images.astype(np.float32)[..., None] / 255.0
-        if self.channels == 3:
-            x = np.repeat(x, 3, axis=-1)
-        out = np.zeros(len(x), np.float32)
-        # predict_on_batch runs the compiled inference function (2-3x faster than eager calls)
-        # without model.predict's per-call set-up.
-        for start in range(0, len(x), batch_size):
-            out[start:start + batch_size] = np.asarray(
-                self.model.predict_on_batch(x[start:start + batch_size])).reshape(-1)
+        out = np.zeros(len(images), np.float32)
+        # Every call gets exactly batch_size images (the last batch padded with zeros): a new
+        # input shape makes TensorFlow trace the model again, ~0.1 s — a sixth of the time of
+        # predicting 624 files. predict_on_batch runs the compiled inference function (2-3x
+        # faster than eager calls) without model.predict's per-call set-up.
+        x = np.zeros((batch_size, self.image_size, self.image_size, self.channels), np.float32)
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            x[:len(chunk)] = chunk[..., None].astype(np.float32) / 255.0
+            x[len(chunk):] = 0.0
+            out[start:start + len(chunk)] = np.asarray(
+                self.model.predict_on_batch(x)).reshape(-1)[:len(chunk)]
         return out
 
 
@@ -122,29 +126,51 @@ def collect_images(inputs) -> list[Path]:
 
 
 def predict_files(loaded: LoadedModel, files, *, batch_size: int = 64,
-                  workers: int = 4) -> pd.DataFrame:
+                  workers: int = 2, prefetch: int = 2) -> pd.DataFrame:
     """Predict every file; files that cannot be read get an ``error`` and no probability.
+
+    Decoding overlaps prediction: while the model runs on one batch, ``workers`` threads
+    decode the next ``prefetch`` batches (OpenCV and TensorFlow both release the GIL), so the
+    two cores are never idle waiting for each other and memory stays bounded by
+    ``prefetch + 1`` batches whatever the number of files.
 
     Returns:
         DataFrame with columns file, probability (P(PNEUMONIA), NaN on error), label
-        (``NORMAL``/``PNEUMONIA`` at ``loaded.threshold``, empty on error) and error.
+        (``NORMAL``/``PNEUMONIA`` at ``loaded.threshold``, empty on error) and error, one
+        row per file in the given order.
     """
-    def read(path):
-        try:
-            return read_gray(path, size=loaded.image_size), ""
-        except ImageError as exc:
-            return None, str(exc).split(": ", 1)[-1]
+    files = list(files)
+    probability = np.full(len(files), np.nan)
+    errors = [""] * len(files)
 
-    # Threads: PIL releases the GIL while decoding, so both cores decode.
+    def read(i):
+        try:
+            return read_gray(files[i], size=loaded.image_size)
+        except ImageError as exc:
+            errors[i] = str(exc).split(": ", 1)[-1]
+            return None
+
+    def run(batch, decoded):
+        ok = [i for i, image in zip(batch, decoded) if image is not None]
+        if ok:
+            images = np.stack([image for image in decoded if image is not None])
+            probability[ok] = loaded.predict(images, batch_size=batch_size)
+
+    batches = [range(start, min(start + batch_size, len(files)))
+               for start in range(0, len(files), batch_size)]
     with ThreadPoolExecutor(workers) as pool:
-        decoded = list(pool.map(read, files))
-    rows = [dict(file=str(path), error=error) for path, (_, error) in zip(files, decoded)]
-    images = [image for image, error in decoded if not error]
-    table = pd.DataFrame(rows, columns=["file", "error"])
-    ok = table["error"] == ""
-    table["probability"] = np.nan
-    if ok.any():
-        table.loc[ok, "probability"] = loaded.predict(np.stack(images), batch_size=batch_size)
-    table["label"] = np.where(~ok, "", np.where(table["probability"] >= loaded.threshold,
-                                                "PNEUMONIA", "NORMAL"))
+        pending = deque()
+        for batch in batches:
+            pending.append((batch, [pool.submit(read, i) for i in batch]))
+            if len(pending) > prefetch:
+                done, futures = pending.popleft()
+                run(done, [f.result() for f in futures])
+        while pending:
+            done, futures = pending.popleft()
+            run(done, [f.result() for f in futures])
+    table = pd.DataFrame(dict(file=[str(f) for f in files], probability=probability,
+                              error=errors))
+    table["label"] = np.where(table["error"] != "", "",
+                              np.where(table["probability"] >= loaded.threshold,
+                                       "PNEUMONIA", "NORMAL"))
     return table[["file", "probability", "label", "error"]]

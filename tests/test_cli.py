@@ -104,3 +104,34 @@ def test_console_script_help_documents_every_command():
 def test_loaded_model_reads_threshold_and_size(model_dir):
     loaded = inference.load_model(model_dir)
     assert (loaded.image_size, loaded.channels, loaded.threshold) == (32, 1, 0.37)
+
+
+def test_streamed_batches_match_one_call_and_keep_the_file_order(model_dir, images):
+    (images / "broken.jpeg").write_text("not a jpeg")
+    loaded = inference.load_model(model_dir)
+    files = inference.collect_images([images])
+    # batch 2 with 5 files: two full batches, one padded, one bad file in the middle.
+    streamed = inference.predict_files(loaded, files, batch_size=2, prefetch=1)
+    assert streamed["file"].tolist() == [str(f) for f in files]
+    good = [f for f in files if f.name != "broken.jpeg"]
+    from pneumo_helpers.images import read_gray
+    direct = loaded.predict(np.stack([read_gray(f, size=32) for f in good]), batch_size=64)
+    np.testing.assert_allclose(streamed.set_index("file").loc[[str(f) for f in good],
+                                                              "probability"], direct, atol=1e-6)
+    assert streamed.set_index("file").loc[str(images / "broken.jpeg"), "error"] != ""
+
+
+def test_predict_reads_dicom_like_the_same_pixels_as_png(capsys, model_dir, tmp_path):
+    pytest.importorskip("pydicom")
+    from test_images import _write_dicom
+
+    pixels = np.random.default_rng(1).integers(0, 256, (48, 48)).astype(np.uint8)
+    pixels[0, 0], pixels[0, 1] = 0, 255  # full range: the DICOM min-max stretch is exact
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    Image.fromarray(pixels).save(folder / "a.png")
+    _write_dicom(folder / "b.dcm", pixels.astype(np.uint16), bits=8)
+    code, out, _ = run(capsys, "predict", folder, "--model", model_dir)
+    table = pd.read_csv(pd.io.common.StringIO(out))
+    assert code == 0 and len(table) == 2
+    assert table["probability"].iloc[0] == pytest.approx(table["probability"].iloc[1], abs=1e-6)
