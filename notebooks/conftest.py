@@ -9,5 +9,5 @@ compared through their ``text/plain`` twin.
 
 def pytest_collectstart(collector):
     if collector.fspath and collector.fspath.ext == ".ipynb":
-        collector.skip_compare += ("text/html", "image/png", "stderr",
+        collector.skip_compare += ("text/html", "image/png", "image/jpeg", "stderr",
                                    "application/javascript")

@@ -22,7 +22,7 @@ SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
 PROFILES: dict[str, dict] = {
     "sample": dict(image_size=64, batch_size=32, epochs=4, compare_epochs=4, val_fraction=0.2,
                    test_fraction=0.2, lime_samples=300),
-    "full": dict(image_size=128, batch_size=64, epochs=15, compare_epochs=6, val_fraction=0.15,
+    "full": dict(image_size=112, batch_size=64, epochs=15, compare_epochs=6, val_fraction=0.15,
                  test_fraction=0.15, lime_samples=1000),
 }
 
@@ -57,6 +57,9 @@ class RunConfig:
         balance: ``"none"``, ``"undersample"``, ``"oversample"`` or ``"class_weight"``.
         val_fraction, test_fraction: share of patients cut for validation / (missing) test.
         lime_samples: perturbations per LIME explanation.
+        threshold_rule: how the decision threshold is chosen on validation (see
+            :func:`pneumo_helpers.evaluate.choose_threshold`); default: the highest threshold
+            with validation sensitivity >= 0.95.
         seed: seed for every random choice of the run.
     """
 
@@ -72,6 +75,7 @@ class RunConfig:
     val_fraction: float | None = None
     test_fraction: float | None = None
     lime_samples: int | None = None
+    threshold_rule: str = "sens>=0.95"
     seed: int = 42
 
     def __post_init__(self):

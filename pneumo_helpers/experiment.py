@@ -45,7 +45,7 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
                   model: str = "five_block", strategy: str = "class_weight",
                   image_size: int = 128, batch_size: int = 64, epochs: int = 10,
                   seed: int = 42, augment: generators.Augment | bool | None = None,
-                  threshold_rule: str = "youden", n_boot: int = 1000, cache_dir=None,
+                  threshold_rule: str = evaluate.DEFAULT_RULE, n_boot: int = 1000, cache_dir=None,
                   model_kwargs: dict | None = None, verbose="auto") -> CandidateResult:
     """Train one configuration and evaluate it on validation.
 

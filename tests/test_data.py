@@ -232,6 +232,6 @@ def test_run_config_profiles_and_environment(monkeypatch, tmp_path):
     cfg = RunConfig.from_params()
     assert cfg.profile == "sample" and cfg.epochs == 7 and cfg.run_dir == str(tmp_path / "run")
     full = RunConfig.from_params(data_dir=str(tmp_path), epochs=None)
-    assert full.profile == "full" and full.image_size == 128
+    assert full.profile == "full" and full.image_size == 112
     with pytest.raises(TypeError, match="unknown run parameters"):
         RunConfig.from_params(imagesize=3)

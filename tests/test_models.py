@@ -219,3 +219,13 @@ def test_bad_transfer_arguments(tmp_path):
         models.build_transfer_model(image_size=32, weights=str(tmp_path / "nope.h5"))
     with pytest.raises(ValueError, match="not a transfer model"):
         models.unfreeze_top(models.build_baseline_cnn(image_size=32))
+
+
+@pytest.mark.parametrize("stem_stride", [1, 2])
+def test_stem_stride_halves_the_image_either_way(stem_stride):
+    model = models.build_five_block_cnn(image_size=64, stem_stride=stem_stride)
+    names = [layer.name for layer in model.layers]
+    assert model.get_layer("block1_conv1_relu").output.shape[1:3] == (32, 32)
+    assert ("block1_pool" in names) == (stem_stride == 1)
+    assert model.get_layer("block1_conv1").strides == (stem_stride, stem_stride)
+    assert model.count_params() == 64_321  # the stride changes the cost, not the weights

@@ -22,8 +22,8 @@ from pneumo_helpers.inference import SHIPPED_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 # The final configuration, chosen on validation in 04 on the full data (see the model card).
-FINAL = dict(model="five_block", strategy="oversample", image_size=128, batch_size=64,
-             epochs=15, seed=42)
+FINAL = dict(model="five_block", strategy="oversample", image_size=112, batch_size=64,
+             epochs=15, seed=42, threshold_rule="sens>=0.95")
 
 
 def main(argv=None) -> int:

@@ -33,9 +33,12 @@ def opening(title: str, intro: str, imports: str) -> list:
             "os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # keep TensorFlow's C++ logs "
             "out of the outputs\n\n"
             "import pandas as pd\n"
-            "from IPython.display import display\n\n"
+            "from IPython.display import display\n"
+            "from matplotlib_inline.backend_inline import set_matplotlib_formats\n\n"
             "from pneumo_helpers import RunConfig, plots\n"
             f"{imports}\n\n"
+            "# Figures inline as JPEG: X-ray grids in PNG made the stored notebooks ~1 MB each.\n"
+            "set_matplotlib_formats('jpeg', pil_kwargs={'quality': 85})\n"
             "cfg = RunConfig.from_params(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)\n"
             "print(f'profile={cfg.profile}  image_size={cfg.image_size}  epochs={cfg.epochs}  "
             "seed={cfg.seed}')\n"
@@ -283,7 +286,7 @@ logging.getLogger('tensorflow').setLevel(logging.ERROR)  # retracing notices: on
 candidates = [('baseline', 'class_weight')] + [('five_block', s) for s in
                                                ('none', 'undersample', 'oversample', 'class_weight')]
 settings = dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed,
-                n_boot=200, cache_dir=cfg.path('cache', 'x'), verbose=0)
+                threshold_rule=cfg.threshold_rule, n_boot=200, cache_dir=cfg.path('cache', 'x'), verbose=0)
 results = []
 for model, strategy in candidates:
     result = experiment.run_candidate(train_rows, val_rows, model=model, strategy=strategy,
@@ -308,8 +311,9 @@ print(wide[['roc_auc', 'pr_auc', 'brier', 'accuracy', 'recall', 'specificity']].
     code("plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], "
          "path=cfg.path('figures', '04_model_comparison.png'));"),
     md("""
-Sensitivity and specificity here are at each model's own validation-chosen threshold (Youden's J),
-so they are comparable; ROC AUC does not depend on a threshold at all. Where two candidates'
+Sensitivity and specificity here are at each model's own validation-chosen threshold (the
+run's `threshold_rule`: by default the highest threshold that keeps validation sensitivity at
+0.95 or more, the specificity-friendly end), so they are comparable; ROC AUC does not depend on a threshold at all. Where two candidates'
 intervals overlap, this validation split does not establish that one is better: the choice rule
 below then leans on calibration (Brier score), which separates candidates more clearly than
 ROC AUC once all of them rank images almost perfectly."""),
