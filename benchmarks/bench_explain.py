@@ -1,5 +1,6 @@
 """Time the explainers on the default-size CNN: LIME (default, thorough, a batch of 32) and
-Grad-CAM (single image and batched), on real 128 px X-rays from the bundled sample.
+Grad-CAM (single image and batched), on real X-rays from the bundled sample at the full
+profile's image size (112 px).
 
 The model is untrained (timing does not depend on the weights). Timings are medians over
 ``--repeats`` runs after one warm-up, so tracing and first-call costs are excluded; the load
@@ -25,7 +26,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pneumo_helpers import explain  # noqa: E402
-from pneumo_helpers.config import SAMPLE_DIR  # noqa: E402
+from pneumo_helpers.config import PROFILES, SAMPLE_DIR  # noqa: E402
 from pneumo_helpers.images import read_gray  # noqa: E402
 
 
@@ -82,7 +83,7 @@ def plain_lime(model, image: np.ndarray, num_samples: int) -> float:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/explain.json"))
-    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=PROFILES["full"]["image_size"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32, help="images in the LIME batch")
     parser.add_argument("--skip-plain-lime", action="store_true")
