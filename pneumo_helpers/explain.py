@@ -34,8 +34,9 @@ from .models import last_conv_layer_name
 __all__ = ["LIME_SETTINGS", "Explanation", "LimeExplainer", "segment_xray", "GradCam",
            "grad_cam", "gradcam_layer", "overlay", "lime_overlay"]
 
-# "default" keeps one explanation at 128 px to ~1-1.5 s on two CPU cores; "thorough" (3x the
-# perturbations, 2x finer superpixels) is for the few figures that go in a report.
+# "default" keeps one explanation at 112 px to ~0.6 s on two CPU cores (32 images in ~18 s,
+# benchmarks/bench_explain.py); "thorough" (3x the perturbations, 2x finer superpixels, ~1.8 s)
+# is for the few figures that go in a report.
 LIME_SETTINGS = {
     "default": dict(num_samples=1000, n_segments=50),
     "thorough": dict(num_samples=3000, n_segments=100),
