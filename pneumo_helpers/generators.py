@@ -78,7 +78,9 @@ _PROGRESS_MIN_IMAGES = 1000
 _BORDERS = {"nearest": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT,
             "constant": cv2.BORDER_CONSTANT, "wrap": cv2.BORDER_WRAP}
 # Upper bounds on Augment's limits that catch unit mistakes (radians vs degrees, % vs fraction).
-_LIMITS = dict(rotation=180.0, shift=0.5, zoom=0.9, brightness=1.0, contrast=1.0)
+_LIMITS = dict(rotation=180.0, shift=0.5, zoom=0.9, brightness=1.0, contrast=1.0, gamma=1.5,
+               blur=5.0)
+_N_DRAWS = 10  # per image: rotation, shift x/y, zoom, flip x/y, brightness, contrast, gamma, blur
 
 
 # --- Decoding once, caching on disk -------------------------------------------------------
@@ -214,10 +216,18 @@ class Augment:
 
     Each image gets its own random rotation, shift, zoom (and flips, when on), fused into one
     2x3 affine matrix about the image centre and applied by a single bilinear
-    ``cv2.warpAffine``, then its own brightness and contrast change. Values are drawn uniformly
-    from ``[-limit, +limit]`` by a numpy generator seeded with the batch seed, so the same seed
-    gives the same batch. The defaults are mild: a chest film is taken in a standard position,
-    and large changes would make images no scanner produces.
+    ``cv2.warpAffine``, then its own blur, gamma curve, brightness and contrast change. Values
+    are drawn uniformly from ``[-limit, +limit]`` (blur: ``[0, limit]``) by a numpy generator
+    seeded with the batch seed, so the same seed gives the same batch. The defaults are mild: a
+    chest film is taken in a standard position, and large changes would make images no scanner
+    produces.
+
+    Why gamma and blur: the model standardises each image at its input, which undoes any
+    brightness and contrast change (they only matter where they clip). What differs between
+    X-ray systems beyond that is the shape of the exposure curve (gamma) and the sharpness of
+    the detector and its processing (blur) — and a softer, denser-looking normal film is what a
+    pneumonia model is tempted to call an opacity. Both are off by default; the shipped model's
+    setting is in its model card.
 
     Attributes:
         rotation: maximum rotation, in degrees.
@@ -225,6 +235,10 @@ class Augment:
         zoom: maximum scale change, as a fraction (0.1: 90 % to 110 %).
         brightness: maximum added intensity, on the ``[0, 1]`` pixel scale.
         contrast: maximum relative change of contrast around each image's mean.
+        gamma: maximum log-gamma: pixels ``x`` in ``[0, 1]`` become ``x ** exp(g)`` with ``g``
+            in ``[-gamma, gamma]`` (0.3: gamma 0.74 to 1.35), before brightness and contrast.
+        blur: maximum Gaussian blur, as sigma in pixels (per image uniform in ``[0, blur]``;
+            below 0.1 px nothing is done).
         horizontal_flip: mirror left-right half of the time. Off by default: the chest is not
             mirror-symmetric (the heart sits on the patient's left, film markers read
             backwards), so mirrored films are unrealistic images. On when asked.
@@ -239,12 +253,14 @@ class Augment:
     zoom: float = 0.1
     brightness: float = 0.1
     contrast: float = 0.15
+    gamma: float = 0.0
+    blur: float = 0.0
     horizontal_flip: bool = False
     vertical_flip: bool = False
     fill_mode: str = "nearest"
 
     def __post_init__(self):
-        for name in ("rotation", "shift", "zoom", "brightness", "contrast"):
+        for name in _LIMITS:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value < _LIMITS[name]:
                 raise ValueError(f"Augment.{name} must be a number in [0, {_LIMITS[name]}), "
@@ -290,16 +306,16 @@ class Augment:
                              f"{images.shape}")
         # SeedSequence wants non-negative words; tf.data's random seeds are signed int64.
         words = np.atleast_1d(np.asarray(seed)).astype(np.int64).view(np.uint64)
-        # One draw per image and parameter, in [-1, 1): rotation, shift x/y, zoom, flip x/y,
-        # brightness, contrast.
-        draws = np.random.default_rng(words).uniform(-1.0, 1.0, (len(images), 8))
+        # One draw per image and parameter, in [-1, 1) (see _N_DRAWS).
+        draws = np.random.default_rng(words).uniform(-1.0, 1.0, (len(images), _N_DRAWS))
         return self._apply(images, draws)
 
     def _apply(self, images: np.ndarray, draws: np.ndarray) -> np.ndarray:
-        """Augment ``images`` (uint8 or float ``(B, H, W, C)``) with the given ``(B, 8)`` draws.
+        """Augment ``images`` (uint8 or float ``(B, H, W, C)``) with ``(B, _N_DRAWS)`` draws.
 
-        Warps uint8 as uint8 (where OpenCV is fastest); brightness, contrast, clipping and the
-        conversion to float32 are then one pass: a 256-entry lookup table per image.
+        Warps and blurs uint8 as uint8 (where OpenCV is fastest); gamma, brightness, contrast,
+        clipping and the conversion to float32 are then one pass: a 256-entry lookup table per
+        image.
         """
         images = np.ascontiguousarray(images, None if images.dtype == np.uint8 else np.float32)
         n, height, width, channels = images.shape
@@ -312,19 +328,28 @@ class Augment:
                                dst=_plane(warped[i]), borderValue=0,
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=_BORDERS[self.fill_mode])
-        # (x - mean) * factor + mean + delta = x * factor + offset, mean after the warp.
+        if self.blur:
+            sigmas = self.blur * np.abs(draws[:, 9])
+            warped = warped.copy() if warped is images else warped
+            for i in np.flatnonzero(sigmas >= 0.1):
+                cv2.GaussianBlur(_plane(warped[i]), (0, 0), sigmas[i], dst=_plane(warped[i]))
+        gammas = np.exp(self.gamma * draws[:, 8])
+        # (x ** gamma - mean) * factor + mean + delta = x ** gamma * factor + offset, with the
+        # mean taken after the warp and approximated after the gamma curve as mean ** gamma.
         factors = 1.0 + self.contrast * draws[:, 7]
         offsets = self.brightness * draws[:, 6]
         scale = 255.0 if images.dtype == np.uint8 else 1.0
         if self.contrast:
             # One OpenCV call for all the means (per-image Python calls cost more than this).
             means = cv2.reduce(warped.reshape(n, -1), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F)
-            offsets = offsets + means[:, 0] / scale * (1.0 - factors)
+            offsets = offsets + (means[:, 0] / scale) ** gammas * (1.0 - factors)
         if scale == 1.0:
-            out = warped * factors[:, None, None, None].astype(np.float32) \
+            curved = warped if not self.gamma else np.power(
+                np.clip(warped, 0.0, 1.0), gammas[:, None, None, None].astype(np.float32))
+            out = curved * factors[:, None, None, None].astype(np.float32) \
                 + offsets[:, None, None, None].astype(np.float32)
             return np.clip(out, 0.0, 1.0, out=out)
-        levels = np.arange(256) / 255.0
+        levels = (np.arange(256) / 255.0)[None, :] ** gammas[:, None]
         luts = np.clip(levels * factors[:, None] + offsets[:, None], 0.0, 1.0).astype(np.float32)
         out = np.empty(images.shape, np.float32)
         for i in range(n):

@@ -225,17 +225,17 @@ def test_flips_are_off_by_default_and_exact_when_on():
 
 def test_fused_transform_is_identity_at_zero_and_keeps_the_centre():
     aug = Augment(rotation=30, shift=0.1, zoom=0.2)
-    identity = aug._matrices(np.zeros((1, 8)), 11, 11)[0]
+    identity = aug._matrices(np.zeros((1, 10)), 11, 11)[0]
     np.testing.assert_allclose(identity, [[1, 0, 0], [0, 1, 0]], atol=1e-12)
     # Rotation and zoom only (no shift): the centre pixel (5, 5) maps onto itself.
-    matrix = aug._matrices(np.array([[1.0, 0, 0, 1.0, 0, 0, 0, 0]]), 11, 11)[0]
+    matrix = aug._matrices(np.array([[1.0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0]]), 11, 11)[0]
     np.testing.assert_allclose(matrix @ [5, 5, 1], [5, 5], atol=1e-12)
     np.testing.assert_allclose(np.hypot(*matrix[:, 0]), 1 / 1.2, rtol=1e-12)  # zoom in 20 %
     # The warp follows the matrix: rotating a centred bright bar by 30 degrees moves it.
     bar = np.zeros((1, 41, 41, 1), np.uint8)
     bar[0, 20, 5:36] = 255
     rotated = Augment(rotation=30, shift=0, zoom=0, brightness=0, contrast=0)._apply(
-        bar, np.array([[1.0, 0, 0, 0, 0, 0, 0, 0]]))[0, :, :, 0]
+        bar, np.array([[1.0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]))[0, :, :, 0]
     assert rotated[20, 20] > 0.9 and rotated[20, 33] < 0.1  # centre kept, end moved
     assert rotated[20 - 7, 20 + 12] > 0.5 or rotated[20 + 7, 20 + 12] > 0.5
 
@@ -247,14 +247,14 @@ def test_fused_transform_is_identity_at_zero_and_keeps_the_centre():
 def test_fill_modes_match_keras(fill_mode, row):
     image = np.arange(20, dtype=np.uint8).reshape(1, 4, 5, 1)
     aug = Augment(rotation=0, shift=0.4, zoom=0, brightness=0, contrast=0, fill_mode=fill_mode)
-    draws = np.array([[0, 1.0, 0, 0, 0, 0, 0, 0]])  # shift x by 0.4 * 5 = 2 pixels
+    draws = np.array([[0, 1.0, 0, 0, 0, 0, 0, 0, 0, 0]])  # shift x by 0.4 * 5 = 2 pixels
     np.testing.assert_allclose(aug._apply(image, draws)[0, 0, :, 0] * 255, row, atol=1e-4)
 
 
 def test_brightness_and_contrast_follow_the_formula():
     images = np.stack([_xray(i, SIZE) for i in range(2)])[..., None]
     aug = Augment(rotation=0, shift=0, zoom=0, brightness=0.1, contrast=0.5)
-    draws = np.zeros((2, 8))
+    draws = np.zeros((2, 10))
     draws[:, 6], draws[:, 7] = [1.0, -1.0], [1.0, -1.0]  # brighter + more contrast; inverse
     out = aug._apply(images, draws)
     x = images / 255.0
@@ -265,6 +265,28 @@ def test_brightness_and_contrast_follow_the_formula():
     np.testing.assert_allclose(out, expected, atol=1e-6)
     assert out.dtype == np.float32 and (out[0] == 1.0).any()  # clipped at white
     np.testing.assert_allclose(aug._apply(x.astype(np.float32), draws), expected, atol=1e-6)
+
+
+def test_gamma_and_blur_follow_the_formula_and_leave_the_input_alone():
+    images = np.stack([_xray(i, SIZE) for i in range(3)])[..., None]
+    before = images.copy()
+    aug = Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0, gamma=0.3, blur=2.0)
+    draws = np.zeros((3, 10))
+    draws[:, 8] = [1.0, -1.0, 0.0]  # gamma e^0.3, e^-0.3, 1
+    draws[:, 9] = [0.0, 0.0, 1.0]   # only the last image blurred, sigma 2 px
+    out = aug._apply(images, draws)
+    x = images / 255.0
+    np.testing.assert_allclose(out[0], x[0] ** np.exp(0.3), atol=1e-6)  # darker mid-tones
+    np.testing.assert_allclose(out[1], x[1] ** np.exp(-0.3), atol=1e-6)  # brighter
+    assert out[0].mean() < x[0].mean() < out[1].mean()
+    # Blur keeps the mean and smooths: neighbouring pixels differ less.
+    assert abs(out[2].mean() - x[2].mean()) < 0.01
+    assert np.abs(np.diff(out[2], axis=0)).mean() < 0.7 * np.abs(np.diff(x[2], axis=0)).mean()
+    assert np.array_equal(images, before)
+    # The float path gives the same result.
+    np.testing.assert_allclose(aug._apply(x.astype(np.float32), draws), out, atol=4e-3)  # uint8 blur rounds
+    with pytest.raises(ValueError, match="gamma"):
+        Augment(gamma=-0.1)
 
 
 def test_augment_is_seeded_and_validated():
