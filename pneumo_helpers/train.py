@@ -263,7 +263,8 @@ def save_model_card(out_dir, *, config, val_metrics, data_description: str,
                     model_name: str = "pneumo pneumonia classifier",
                     intended_use: str | None = None, limitations: str | None = None,
                     model: keras.Model | None = None, threshold: float | None = None,
-                    threshold_rule: str | None = None) -> Path:
+                    threshold_rule: str | None = None,
+                    sections: dict[str, str] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` and ``val_metrics.json`` into ``out_dir``.
 
     Args:
@@ -277,6 +278,8 @@ def save_model_card(out_dir, *, config, val_metrics, data_description: str,
         model: when given, its architecture name and parameter count are listed.
         threshold, threshold_rule: the decision threshold chosen on validation and its rule,
             stated next to the metrics (which are computed at it).
+        sections: extra ``{heading: markdown}`` sections, placed after the metrics (e.g. the
+            acquisition-shift stress test of :mod:`pneumo_helpers.shifts`).
 
     Returns:
         Path of ``MODEL_CARD.md``.
@@ -329,6 +332,8 @@ def save_model_card(out_dir, *, config, val_metrics, data_description: str,
            f"({threshold_rule or 'rule not recorded'}); 95% intervals resample patients.", ""]
           if threshold is not None else []),
         *metric_lines, "",
+        *(line for heading, body in (sections or {}).items()
+          for line in (f"## {heading}", "", body.strip(), "")),
         "## Intended use", "", intended_use, "",
         "## Limitations", "", limitations, "",
     ])

@@ -208,12 +208,18 @@ def test_model_card_with_confidence_intervals(tmp_path):
     assert "| accuracy | 0.88 |  |" in text
     assert "| image_size | 128 |" in text and "512 sample images." in text
     assert "baseline_cnn" in text
+    assert text.index("## Validation metrics") < text.index("## Intended use")
     saved = json.loads((tmp_path / "val_metrics.json").read_text())
     assert saved["recall"] == {"value": 0.97, "ci_low": 0.95, "ci_high": 0.99}
     assert saved["accuracy"]["ci_low"] is None
 
     table = pd.DataFrame({"metric": ["auc"], "estimate": [0.9], "lower": [0.8], "upper": [0.95]})
-    train.save_model_card(tmp_path, config={}, val_metrics=table, data_description="d")
-    assert "| auc | 0.9 | 0.8 – 0.95 |" in (tmp_path / "MODEL_CARD.md").read_text()
+    train.save_model_card(tmp_path, config={}, val_metrics=table, data_description="d",
+                          sections={"Robustness": "| shift | auc |\n|---|---|\n| blur | 0.8 |"})
+    text = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "| auc | 0.9 | 0.8 – 0.95 |" in text
+    # Extra sections come after the metrics, before the intended use.
+    assert text.index("| auc | 0.9 |") < text.index("## Robustness\n\n| shift | auc |") \
+        < text.index("## Intended use")
     with pytest.raises(TypeError, match="val_metrics"):
         train.save_model_card(tmp_path, config={}, val_metrics=[0.9], data_description="d")
