@@ -24,7 +24,8 @@ import pandas as pd
 from . import balance, evaluate, generators, models, train
 from .data import manifest_hash
 
-__all__ = ["BUILDERS", "CandidateResult", "run_candidate", "compare", "read_candidates"]
+__all__ = ["BUILDERS", "CandidateResult", "run_candidate", "compare", "read_candidates",
+           "pick_best", "findings"]
 
 BUILDERS = {"baseline": models.build_baseline_cnn, "five_block": models.build_five_block_cnn}
 
@@ -124,3 +125,58 @@ def pick_best(table: pd.DataFrame, *, metric: str = "roc_auc", tie: float = 0.00
     wide = table.pivot_table(index="model", columns="metric", values="value")
     close = wide[wide[metric] >= wide[metric].max() - tie]
     return str(close[tie_breaker].idxmin())
+
+
+def findings(table: pd.DataFrame, chosen: str, *, metric: str = "roc_auc") -> list[str]:
+    """What a comparison shows, in sentences written from its numbers (for notebook 04).
+
+    ``table``: the tidy table of :func:`compare`; ``chosen``: the model :func:`pick_best`
+    returned. Says which candidates the chosen one cannot be told apart from (overlapping 95 %
+    intervals of ``metric``), how the baseline compares, how far the rebalancing strategies of
+    the five-block CNN spread, and which candidates rank worse than chance (``metric`` < 0.5
+    for ROC AUC: they have not learned).
+    """
+    def cell(model, name):
+        row = table[(table["model"] == model) & (table["metric"] == name)]
+        if row.empty:
+            raise ValueError(f"the table has no {name!r} for model {model!r}")
+        return row.iloc[0]
+
+    def interval(row):
+        return f"{row['value']:.3f} (95% CI {row['ci_low']:.3f}–{row['ci_high']:.3f})"
+
+    name = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC"}.get(metric, metric)
+    best, brier = cell(chosen, metric), cell(chosen, "brier")
+    others = [m for m in dict.fromkeys(table["model"]) if m != chosen]
+    out = [f"Chosen: **{chosen}**, validation {name} {interval(best)}, "
+           f"Brier score {interval(brier)}."]
+    overlap = [m for m in others
+               if cell(m, metric)["ci_high"] >= best["ci_low"]
+               and cell(m, metric)["ci_low"] <= best["ci_high"]]
+    if overlap:
+        out.append(f"Its {name} interval overlaps those of {', '.join(overlap)}: this "
+                   "validation split cannot rank them apart; the rule (best point estimate, "
+                   "Brier score among those within 0.005) still picks one, but read it as a "
+                   "choice, not a proven win.")
+    elif others:
+        out.append(f"No other candidate's {name} interval overlaps it: a clear lead on this "
+                   "validation split.")
+    baselines = [m for m in others if m.startswith("baseline")]
+    if baselines and not chosen.startswith("baseline"):
+        base = cell(baselines[0], metric)
+        out.append(f"The baseline CNN ({baselines[0]}) reached {name} {base['value']:.3f} and "
+                   f"Brier {cell(baselines[0], 'brier')['value']:.3f}, against "
+                   f"{best['value']:.3f} and {brier['value']:.3f} for the chosen model.")
+    strategies = [m for m in dict.fromkeys(table["model"]) if m.startswith("five_block-")]
+    if len(strategies) > 1:
+        values = {m: cell(m, metric)["value"] for m in strategies}
+        low, high = min(values, key=values.get), max(values, key=values.get)
+        out.append(f"The rebalancing strategies of the five-block CNN span {name} "
+                   f"{values[low]:.3f} ({low}) to {values[high]:.3f} ({high}).")
+    if metric == "roc_auc":
+        weak = [m for m in dict.fromkeys(table["model"]) if cell(m, metric)["value"] < 0.5]
+        if weak:
+            out.append(f"{', '.join(weak)} rank{'s' if len(weak) == 1 else ''} validation images "
+                       "worse than chance (ROC AUC below 0.5): not learned in the epochs given — "
+                       "expected on a tiny sample, a bug to chase on full data.")
+    return out

@@ -262,7 +262,7 @@ NB04 = opening(
     "only — by ROC AUC, with calibration (Brier score) breaking near-ties. The test split is not "
     "touched here. Every model folder holds `model.keras`, its `config.json` (settings, seed, "
     "library versions, manifest hash, timings), its history and its validation metrics.",
-    "import json\n\nfrom pneumo_helpers import experiment, models",
+    "import json\n\nfrom IPython.display import Markdown\n\nfrom pneumo_helpers import experiment, models",
 ) + [
     code("""
 clean = pd.read_csv(cfg.path('clean_manifest.csv'))
@@ -297,26 +297,40 @@ for model, strategy in candidates:
     auc = result.metrics.set_index('metric').loc['roc_auc']
     print(f"{result.name:26s} {len(result.history)} epochs, "
           f"{result.config['mean_seconds_per_epoch']:.1f} s/epoch, val ROC AUC {auc['value']:.3f}")"""),
-    md("## Training curves"),
+    md("""
+## Training curves
+Loss, accuracy and ROC AUC per epoch for every candidate (one colour each); solid lines are the
+training stream (augmented, rebalanced), dashed lines the validation split. They show whether a
+candidate learned at all, whether it overfits, and whether more epochs would help."""),
     code("plots.training_curves({r.name: r.history for r in results}, "
          "path=cfg.path('figures', '04_training_curves.png'));"),
     md("""
-Solid lines are training, dashed validation. A validation curve that flattens while training keeps
-improving marks where more epochs stop paying; early stopping keeps the best validation epoch."""),
+A dashed curve that flattens or turns up (loss) while its solid twin keeps improving is
+overfitting: more epochs stop paying, and early stopping keeps the best validation epoch. A
+dashed curve far below the solid one from the first epoch means validation looks different from
+what training sees. On the bundled sample (a few hundred images, a few epochs) the curves are
+noisy and only show that the pipeline trains; the full-data run in the reviewer PDFs is the one
+to read."""),
     md("## Comparison on validation (95% intervals, patients resampled)"),
     code("""
 table = experiment.compare(results)
 wide = table.pivot_table(index='model', columns='metric', values='value')
 print(wide[['roc_auc', 'pr_auc', 'brier', 'accuracy', 'recall', 'specificity']].round(3).to_string())"""),
+    md("""
+The same comparison as a chart: each dot is a candidate's validation value, each bar its 95%
+interval (patients resampled). ROC AUC: higher is better ranking of images; Brier score: lower is
+better calibrated probabilities; specificity: the share of normal images called normal at the
+candidate's validation threshold."""),
     code("plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], "
          "path=cfg.path('figures', '04_model_comparison.png'));"),
     md("""
 Sensitivity and specificity here are at each model's own validation-chosen threshold (the
 run's `threshold_rule`: by default the highest threshold that keeps validation sensitivity at
 0.95 or more, the specificity-friendly end), so they are comparable; ROC AUC does not depend on a threshold at all. Where two candidates'
-intervals overlap, this validation split does not establish that one is better: the choice rule
-below then leans on calibration (Brier score), which separates candidates more clearly than
-ROC AUC once all of them rank images almost perfectly."""),
+intervals overlap, this validation split does not establish that one is better. The choice rule
+below takes the best point estimate and, among candidates within 0.005 of it, the best
+calibrated (Brier score), which separates candidates more clearly than ROC AUC once all of them
+rank images almost perfectly."""),
     md("""
 ## Transfer learning
 A pretrained backbone (EfficientNetB0 with ImageNet weights) is offered when its weights are on
@@ -344,8 +358,12 @@ cfg.path('models', 'chosen.json').write_text(json.dumps(
     {'model': chosen.name, 'rule': 'best validation ROC AUC; Brier within 0.005'}, indent=2))
 print(f'chosen: {chosen.name} (threshold {chosen.threshold:.3f} chosen on validation)')
 print(chosen.metrics.round(3).to_string(index=False))"""),
+    md("## What this tells us, from this run's numbers"),
+    code("""
+Markdown('\\n'.join(f'- {line}' for line in experiment.findings(table, best)) + (
+    '\\n- **This run used the bundled sample**: the comparison demonstrates the pipeline; its '
+    'ranking of candidates means little.' if cfg.profile == 'sample' else ''))"""),
     md("""
-## What this tells us
 The comparison above, not a rule of thumb, decides the rebalancing strategy and architecture for
 this run; the chosen model, its threshold and its validation metrics are what 05 evaluates on the
 held-out test split. Validation accuracy alone would mislead: a model can be excellent on a
@@ -408,21 +426,40 @@ print(both.round(3).to_string())"""),
 cm = evaluate.confusion(y['test'], probs['test'] >= loaded.threshold)
 print(cm.to_string())
 print(evaluate.report(y['test'], probs['test'] >= loaded.threshold))"""),
+    md("""
+## The test split at the validation threshold: confusion matrix
+The same counts as a picture, with each row also as rates (the share of each true class given
+each label)."""),
     code("plots.confusion_matrix_plot(cm, path=cfg.path('figures', '05_confusion.png'));"),
     md("""
 Rows are the truth, columns the prediction. The off-diagonal cells are the two kinds of error:
 normal children flagged (false positives, costly in follow-up) and pneumonia missed (false
 negatives, costly in harm)."""),
+    md("""
+## ROC and precision-recall curves (test split)
+Left, the ROC curve: sensitivity against the false-positive rate (1 − specificity) as the
+threshold sweeps from 1 to 0; the area under it is the chance that a random pneumonia image
+scores higher than a random normal one. Right, precision (the share of pneumonia calls that are
+right) against recall (sensitivity), which shows the cost of false alarms more plainly when
+pneumonia is the majority class."""),
     code("plots.roc_pr_curves(y['test'], probs['test'], threshold=loaded.threshold, "
          "path=cfg.path('figures', '05_roc_pr.png'));"),
     md("""
-The marked point is the validation-chosen threshold. How far it sits from the test curve's best
-trade-off shows how well a threshold chosen on one split transfers to another."""),
+The marked point is where the validation-chosen threshold lands on the test curves. How far it
+sits from the test curve's best trade-off shows how well a threshold chosen on one split
+transfers to another — the question every new hospital would face."""),
+    md("""
+## Calibration (test split)
+Test images are binned by their predicted P(pneumonia); each point is a bin's mean prediction
+(x) against the share of pneumonia actually in it (y); the bars below count the images per bin.
+Calibration matters because a threshold, and any reader of a probability, trusts its scale."""),
     code("plots.reliability_diagram(y['test'], probs['test'], "
          "path=cfg.path('figures', '05_calibration.png'));"),
     md("""
 A calibrated model's points lie on the diagonal: among images given P(pneumonia) = 0.8, 80% have
-pneumonia. Points below the diagonal mean over-confidence in pneumonia."""),
+pneumonia. Points below the diagonal mean over-confidence in pneumonia, above it
+under-confidence; bins holding a handful of images (see the counts) say little."""),
+    md("## Predicted probabilities per class (test split)"),
     code("plots.probability_histogram(y['test'], probs['test'], threshold=loaded.threshold, "
          "path=cfg.path('figures', '05_probabilities.png'));"),
     md("""
@@ -433,6 +470,9 @@ a slightly higher threshold would remove — at the cost of the pneumonia images
     code("plots.error_gallery(pixels['test'], y['test'], probs['test'], threshold=loaded.threshold, "
          "path=cfg.path('figures', '05_errors.png'));"),
     md("""
+Top row: normal images the model called pneumonia, most confident first; bottom row: pneumonia
+images it called normal, most confident first. The frame has the true class's colour (blue
+NORMAL, orange PNEUMONIA) and the title gives P(pneumonia); the threshold is in the heading.
 Confident errors are where to look for label noise, unusual exposures, or shortcuts such as
 markers and text burned into the image."""),
     md("## The models compared in 04"),
@@ -460,9 +500,12 @@ whether the *threshold* does. `mean_p_normal` (the mean P(pneumonia) of normal f
 is the early sign of the failure seen on the official test split: normal films called pneumonia."""),
     md("""
 ## Why did the model say that? LIME and Grad-CAM
-For one true positive, true negative, false positive and false negative of the test split (when
-they exist): LIME (SLIC superpixels that follow the lung outline; green pushes towards pneumonia,
-red towards normal) next to Grad-CAM on the last convolutional block."""),
+For the first true positive, true negative, false positive and false negative of the test split
+(when they exist; not hand-picked), one row each: the image with its P(pneumonia) (a case is a
+positive when P reaches the validation threshold, not 0.5), LIME's five strongest superpixels
+(SLIC segments that follow the lung outline; green pushes towards pneumonia, red towards normal),
+and Grad-CAM on the last convolutional block (warm colours: the regions whose features raised
+the score of the class the model predicted)."""),
     code("""
 pred = probs['test'] >= loaded.threshold
 cases = {'true positive': (y['test'] == 1) & pred, 'true negative': (y['test'] == 0) & ~pred,

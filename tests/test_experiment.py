@@ -1,0 +1,53 @@
+"""Choosing among candidates and describing the comparison (experiment.pick_best, findings)."""
+
+import pandas as pd
+import pytest
+
+from pneumo_helpers import experiment
+
+
+def _table(rows):
+    """rows: {model: {metric: (value, low, high)}} -> the tidy comparison table."""
+    return pd.DataFrame([dict(model=m, metric=k, value=v[0], ci_low=v[1], ci_high=v[2])
+                         for m, metrics in rows.items() for k, v in metrics.items()])
+
+
+TABLE = _table({
+    "baseline-class_weight": {"roc_auc": (0.90, 0.85, 0.94), "brier": (0.10, 0.08, 0.12)},
+    "five_block-none": {"roc_auc": (0.970, 0.95, 0.99), "brier": (0.05, 0.04, 0.06)},
+    "five_block-oversample": {"roc_auc": (0.972, 0.95, 0.99), "brier": (0.03, 0.02, 0.04)},
+    "five_block-undersample": {"roc_auc": (0.30, 0.20, 0.40), "brier": (0.25, 0.22, 0.28)},
+})
+
+
+def test_pick_best_breaks_near_ties_by_brier_not_auc():
+    assert experiment.pick_best(TABLE) == "five_block-oversample"
+    # five_block-none now calibrates better: within the tie it wins, without the tie rule
+    # the (slightly) higher AUC still does.
+    flipped = TABLE.copy()
+    flipped.loc[(flipped.model == "five_block-none") & (flipped.metric == "brier"), "value"] = 0.01
+    assert experiment.pick_best(flipped) == "five_block-none"
+    assert experiment.pick_best(flipped, tie=0.0) == "five_block-oversample"
+
+
+def test_findings_name_overlaps_baseline_spread_and_failures():
+    lines = experiment.findings(TABLE, "five_block-oversample")
+    text = "\n".join(lines)
+    assert lines[0].startswith("Chosen: **five_block-oversample**")
+    assert "0.972 (95% CI 0.950–0.990)" in lines[0]
+    overlap = next(line for line in lines if "overlaps" in line)
+    assert "five_block-none" in overlap and "baseline" not in overlap
+    assert "baseline CNN (baseline-class_weight) reached ROC AUC 0.900" in text
+    assert "span ROC AUC 0.300 (five_block-undersample) to 0.972 (five_block-oversample)" in text
+    assert "five_block-undersample ranks validation images worse than chance" in text
+
+
+def test_findings_say_when_the_lead_is_clear():
+    clear = TABLE[TABLE.model != "five_block-none"]
+    lines = experiment.findings(clear, "five_block-oversample")
+    assert any("No other candidate's ROC AUC interval overlaps" in line for line in lines)
+
+
+def test_findings_reject_an_unknown_model():
+    with pytest.raises(ValueError, match="no 'roc_auc' for model 'nope'"):
+        experiment.findings(TABLE, "nope")
