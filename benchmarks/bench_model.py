@@ -9,11 +9,14 @@ Measured in one run, on the real training images:
   training);
 - inference, end to end from image files, as ``pneumo predict`` does it: decode + resize every
   file and run the model, batch 64, on ``--predict-files`` files (624, the size of the
-  official test split), with the shipped model when there is one. One warm-up pass, then the
+  official test split), with the shipped model in each runtime (Keras; the LiteRT export
+  ``pneumo`` uses when it matches the model). One warm-up pass, then the
   median of ``--repeats`` passes (the first pass of a process is slower while TensorFlow and
   the allocator warm up); the model alone on the decoded images likewise;
-- the ``pneumo predict`` command on a folder of those files, timed as a user sees it:
-  process start, TensorFlow import and model load included.
+- the ``pneumo predict`` command on one file and on a folder of those files, timed as a user
+  sees it (process start, imports and model load included; medians of ``--repeats``), and a
+  bare ``python -c "import tensorflow"`` in the same run: the ratio of the two is the figure
+  to compare across machines.
 
 Prints the figures and writes them as JSON. Performance is measured here, never in tests.
 """
@@ -67,45 +70,52 @@ def main() -> None:
                    image_size=args.image_size, batch=args.batch, train_images=len(rows))
 
     # Inference from files, as the CLI does it: measured first, in the state a fresh
-    # `pneumo predict` process has (not after a training epoch filled the allocator).
-    try:
-        loaded = inference.load_model()
-        which = "shipped"
-    except inference.ModelError:
-        loaded = inference.LoadedModel(model=models.build_five_block_cnn(
-            image_size=args.image_size), image_size=args.image_size, channels=1)
-        which = "untrained five-block (no shipped model yet)"
+    # `pneumo predict` process has (not after a training epoch filled the allocator), with
+    # each runtime the shipped model has (Keras, and the LiteRT export `pneumo` prefers).
     # Every 8th file: both classes, like a test folder.
     picked = rows.iloc[::max(1, len(rows) // args.predict_files)].iloc[:args.predict_files]
     files = picked["path"].tolist()
-    inference.predict_files(loaded, files, batch_size=args.batch)  # warm-up pass
-    end_to_end, runs = _median_rate(
-        lambda: inference.predict_files(loaded, files, batch_size=args.batch), len(files),
-        args.repeats)
-    x = generators.load_images(picked, image_size=loaded.image_size)[..., 0]
-    model_only, model_runs = _median_rate(
-        lambda: loaded.predict(x, batch_size=args.batch), len(files), args.repeats)
-    results["predict"] = dict(model=which, image_size=loaded.image_size, files=len(files),
-                              end_to_end_images_per_s=end_to_end, end_to_end_runs=runs,
-                              model_only_images_per_s=model_only, model_only_runs=model_runs)
+    results["predict"] = {}
+    for runtime in ("keras", "litert"):
+        try:
+            loaded = inference.load_model(runtime=runtime)
+        except inference.ModelError as exc:
+            print(f"skipping {runtime}: {exc}", file=sys.stderr)
+            continue
+        inference.predict_files(loaded, files, batch_size=args.batch)  # warm-up pass
+        end_to_end, runs = _median_rate(
+            lambda: inference.predict_files(loaded, files, batch_size=args.batch), len(files),
+            args.repeats)
+        x = generators.load_images(picked, image_size=loaded.image_size)[..., 0]
+        model_only, model_runs = _median_rate(
+            lambda: loaded.predict(x, batch_size=args.batch), len(files), args.repeats)
+        results["predict"][runtime] = dict(
+            image_size=loaded.image_size, files=len(files), end_to_end_images_per_s=end_to_end,
+            end_to_end_runs=runs, model_only_images_per_s=model_only, model_only_runs=model_runs)
 
-    # The command a user runs, on a folder of the same files.
+    # The commands a user runs, whole (process start, imports, model load), warm file cache:
+    # on one file, against a bare `import tensorflow` timed in the same run (absolute times on
+    # a shared machine vary 2x between runs; the ratio does not), and on a folder of 624.
+    pneumo = str(Path(sys.executable).with_name("pneumo"))
+
+    def wall(command) -> float:
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            times.append(time.perf_counter() - start)
+        return round(statistics.median(times), 3)
     with tempfile.TemporaryDirectory() as folder:
         for path in files:
             shutil.copy(path, folder)
-        pneumo = Path(sys.executable).with_name("pneumo")
-        start = time.perf_counter()
-        subprocess.run([str(pneumo), "predict", folder, "-o", str(Path(folder) / "p.csv")],
-                       check=True, capture_output=True)
-        wall = time.perf_counter() - start
-    # Most of the command's time is Python importing TensorFlow + Keras, measured alone here.
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import keras"], check=True, capture_output=True)
-    imports = time.perf_counter() - start
+        one = wall([pneumo, "predict", str(Path(folder) / Path(files[0]).name)])
+        many = wall([pneumo, "predict", folder, "-o", str(Path(folder) / "p.csv")])
+    import_tf = wall([sys.executable, "-c", "import tensorflow"])
     results["pneumo_predict_command"] = dict(
-        files=len(files), wall_seconds=round(wall, 2),
-        images_per_s_including_startup=round(len(files) / wall, 1),
-        python_keras_tensorflow_import_seconds=round(imports, 2))
+        one_file_seconds=one, import_tensorflow_seconds=import_tf,
+        one_file_over_import_tensorflow=round(one / import_tf, 3),
+        folder_files=len(files), folder_seconds=many,
+        folder_images_per_s_including_startup=round(len(files) / many, 1))
 
     with tempfile.TemporaryDirectory() as cache:
         # Training: the cache is filled first so the epoch measures training, not decoding.

@@ -13,17 +13,49 @@ the bad ones and exits 1. Not for clinical use.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["main"]
 
 EXIT_USER_ERROR, EXIT_SOME_FAILED = 2, 1
+MAX_BATCH = 1024  # = inference.MAX_BATCH, without importing it (and numpy) to parse arguments
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
 
 
 class UserError(Exception):
     """An error in what the user asked for: printed as one line, exit status 2."""
+
+
+def _int_in(low: int, high: int):
+    """argparse type: an integer in [low, high], else a one-line usage error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high:,}")
+        return value
+    return parse
+
+
+def shown(name) -> str:
+    """A file name as it may be printed or written: control characters (a newline in a name
+    would forge a line of output) escaped, bytes that are not UTF-8 as backslash escapes."""
+    text = os.fsencode(str(name)).decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode()
+                   for ch in text)
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP CSV injection): text starting
+    with = + - @ or a tab/CR gets a leading apostrophe."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     predict.add_argument("-o", "--output", metavar="CSV", help="write the table here "
                          "(default: print CSV to stdout)")
-    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--batch-size", type=_int_in(1, MAX_BATCH), default=64,
+                         help=f"images per model call, 1..{MAX_BATCH} (default: 64)")
 
     evaluate = add("evaluate", "Evaluate on a labelled folder: a Kaggle-layout dataset "
                    "(uses --split) or a folder holding NORMAL/ and PNEUMONIA/.")
@@ -53,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: test)")
     evaluate.add_argument("-o", "--output", default="metrics.json", metavar="JSON",
                           help="metrics with 95%% bootstrap intervals (default: metrics.json)")
-    evaluate.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    evaluate.add_argument("--n-boot", type=_int_in(0, 100_000), default=1000,
+                          help="bootstrap resamples for the intervals, 0..100,000 (0: no "
+                          "intervals; default: 1,000)")
 
     explain = add("explain", "Explain one prediction with LIME superpixels or a Grad-CAM "
                   "heatmap, saved as an image.")
@@ -61,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", choices=["lime", "gradcam"], default="gradcam")
     explain.add_argument("--settings", choices=["default", "thorough"], default="default",
                          help="LIME effort (default: 1,000 samples)")
-    explain.add_argument("-o", "--output", required=True, metavar="PNG")
+    explain.add_argument("-o", "--output", required=True, metavar="PNG",
+                         help="picture file: .png, .jpg, .svg or .pdf")
     return parser
 
 
@@ -82,20 +118,61 @@ def _labelled_files(folder: Path, split: str) -> list[tuple[Path, int]]:
 def _report_bad(table) -> int:
     bad = table[table["error"] != ""]
     for row in bad.itertuples():
-        print(f"pneumo: skipped {row.file}: {row.error}", file=sys.stderr)
+        print(f"pneumo: skipped {shown(row.file)}: {shown(row.error)}", file=sys.stderr)
     return EXIT_SOME_FAILED if len(bad) else 0
+
+
+def _output_path(text: str, *, suffixes=None) -> Path:
+    """Where to write: a file path whose folder is created; never an existing folder."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise UserError(f"{text}: is a folder; give a file name, e.g. {Path(text) / 'out.csv'}")
+    if suffixes and path.suffix.lower() not in suffixes:
+        kind = path.suffix or "a file without a suffix"
+        raise UserError(f"{text}: cannot write a picture as {kind}; use "
+                        f"{', '.join(suffixes)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{text}: cannot create its folder ({exc.strerror or exc})") from None
+    return path
+
+
+def _write_atomically(path: Path, write) -> None:
+    """``write(handle)`` into a temporary file beside ``path``, then rename: a failure leaves
+    no half-written file, and a reader never sees one."""
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=path.parent,
+                                         prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            write(handle)
+        os.replace(handle.name, path)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+
+
+def _csv_ready(table):
+    """The predictions table with file names and errors safe to print and to open in a
+    spreadsheet."""
+    out = table.copy()
+    out["file"] = out["file"].map(lambda f: spreadsheet_safe(shown(f)))
+    out["error"] = out["error"].map(lambda e: spreadsheet_safe(shown(e)))
+    return out
 
 
 def _predict(args, loaded) -> int:
     from .inference import collect_images, predict_files
 
+    output = _output_path(args.output) if args.output else None
     table = predict_files(loaded, collect_images(args.inputs), batch_size=args.batch_size)
-    if args.output:
-        table.to_csv(args.output, index=False, float_format="%.4f")
-        print(f"wrote {len(table)} rows to {args.output} (threshold {loaded.threshold:.3f})",
-              file=sys.stderr)
+    csv = _csv_ready(table)
+    if output:
+        _write_atomically(output, lambda handle: csv.to_csv(handle, index=False,
+                                                            float_format="%.4f"))
+        print(f"wrote {len(table)} rows to {shown(output)} (threshold {loaded.threshold:.3f})")
     else:
-        table.to_csv(sys.stdout, index=False, float_format="%.4f")
+        csv.to_csv(sys.stdout, index=False, float_format="%.4f")
     return _report_bad(table)
 
 
@@ -104,6 +181,7 @@ def _evaluate(args, loaded) -> int:
     from .data import patient_id
     from .inference import predict_files
 
+    output = _output_path(args.output)
     files = _labelled_files(Path(args.data), args.split)
     table = predict_files(loaded, [f for f, _ in files])
     table["y"] = [label for _, label in files]
@@ -113,11 +191,13 @@ def _evaluate(args, loaded) -> int:
     metrics = evaluate.evaluate(ok["y"], ok["probability"], threshold=loaded.threshold,
                                 groups=[patient_id(Path(f).name) for f in ok["file"]],
                                 n_boot=args.n_boot)
-    evaluate.metrics_to_json(metrics, args.output, threshold=loaded.threshold,
-                             rule=loaded.threshold_rule, data=str(args.data),
-                             model=str(loaded.path))
+    temporary = output.with_name(f".{output.name}.tmp")
+    evaluate.metrics_to_json(metrics, temporary, threshold=loaded.threshold,
+                             rule=loaded.threshold_rule, data=shown(args.data),
+                             model=shown(loaded.path), model_sha256=loaded.sha256)
+    os.replace(temporary, output)
     print(metrics.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"threshold {loaded.threshold:.3f}; {len(ok)} images; wrote {args.output}")
+    print(f"threshold {loaded.threshold:.3f}; {len(ok)} images; wrote {shown(output)}")
     return _report_bad(table)
 
 
@@ -128,34 +208,82 @@ def _explain(args, loaded) -> int:
     from . import explain, plots
     from .images import read_gray
 
-    image = read_gray(args.image, size=loaded.image_size).astype("float32") / 255.0
-    probability = float(loaded.predict((image * 255).astype("uint8")[None])[0])
+    output = _output_path(args.output, suffixes=PICTURE_SUFFIXES)
+    pixels = read_gray(args.image, size=loaded.image_size, film=True)
+    probability = float(loaded.predict(pixels[None])[0])
+    image = pixels.astype("float32") / 255.0  # what the explainers take: [0, 1]
     label = "PNEUMONIA" if probability >= loaded.threshold else "NORMAL"
-    title = f"{Path(args.image).name}: P(pneumonia) = {probability:.2f} -> {label}"
+    title = f"{shown(Path(args.image).name)}: P(pneumonia) = {probability:.2f} -> {label}"
     if args.method == "lime":
         result = explain.LimeExplainer(loaded.model, settings=args.settings,
                                        threshold=loaded.threshold).explain(image)
         picture = explain.lime_overlay(result)
     else:
         picture = explain.overlay(image, explain.grad_cam(loaded.model, image[None, ..., None])[0])
-    plots.save(plots.image_panel(picture, title=title), args.output)
-    print(f"{title}; wrote {args.output}")
+    plots.save(plots.image_panel(picture, title=title), output)
+    print(f"{title}; wrote {shown(output)}")
     return 0
+
+
+# What TensorFlow, absl and LiteRT print at start-up on a machine without a GPU: not errors,
+# and no environment variable silences all of it (TF_CPP_MIN_LOG_LEVEL=3 still leaves six lines).
+_NOISE = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl"
+                    r"|To enable the following instructions|INFO: Created TensorFlow Lite)")
+
+
+@contextlib.contextmanager
+def _without_library_noise():
+    """Route file descriptor 2 through a temporary file for the block and replay every line
+    that is not known start-up noise, so warnings and errors still reach the user."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not _NOISE.match(line):
+                    print(line, file=sys.stderr)
+
+
+def _private_library_homes() -> None:
+    """Keras writes ~/.keras/keras.json and matplotlib a font cache on first import; a command
+    run on a few files should leave the home folder alone. Both go to a temporary folder
+    unless the user chose theirs."""
+    scratch = Path(tempfile.gettempdir()) / f"pneumo-{os.getuid()}"
+    for variable, sub in (("KERAS_HOME", "keras"), ("MPLCONFIGDIR", "matplotlib")):
+        if variable not in os.environ:
+            os.environ[variable] = str(scratch / sub)
+            (scratch / sub).mkdir(parents=True, exist_ok=True)
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _private_library_homes()
     from .data import DatasetError
     from .images import ImageError
     from .inference import ModelError, load_model
 
     try:
-        loaded = load_model(args.model)
-        return {"predict": _predict, "evaluate": _evaluate, "explain": _explain}[
-            args.command](args, loaded)
+        with _without_library_noise():
+            # Explanations need the Keras model (gradients, LIME on the model); predictions
+            # take the LiteRT export when the model folder holds a matching one.
+            loaded = load_model(args.model,
+                                runtime="keras" if args.command == "explain" else "auto")
+            return {"predict": _predict, "evaluate": _evaluate, "explain": _explain}[
+                args.command](args, loaded)
     except (UserError, ImageError, ModelError, DatasetError) as exc:
-        print(f"pneumo: error: {exc}", file=sys.stderr)
+        print(f"pneumo: error: {shown(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # writing the output: disk full, permissions, a read-only folder
+        where = f" {shown(exc.filename)}" if exc.filename else ""
+        print(f"pneumo: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -21,9 +21,9 @@ SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
 # Settings that differ between a quick run on the bundled sample and a run on the real data.
 PROFILES: dict[str, dict] = {
     "sample": dict(image_size=64, batch_size=32, epochs=4, compare_epochs=4, val_fraction=0.2,
-                   test_fraction=0.2, lime_samples=300),
+                   test_fraction=0.2, lime_samples=300, min_val_auc=0.85, min_test_auc=0.9),
     "full": dict(image_size=112, batch_size=64, epochs=15, compare_epochs=6, val_fraction=0.15,
-                 test_fraction=0.15, lime_samples=1000),
+                 test_fraction=0.15, lime_samples=1000, min_val_auc=0.95, min_test_auc=0.9),
 }
 
 
@@ -60,7 +60,17 @@ class RunConfig:
         threshold_rule: how the decision threshold is chosen on validation (see
             :func:`pneumo_helpers.evaluate.choose_threshold`); default: the highest threshold
             with validation sensitivity >= 0.95.
-        seed: seed for every random choice of the run.
+        min_val_auc, min_test_auc: ROC AUC floors a healthy run clears (validation: each
+            architecture's best candidate in 04; test: the chosen model in 05). Printed as
+            pass/fail in cells CI compares, so a model that stops learning fails CI. The
+            sample's floors were set below the lowest of eight healthy seeds (README, "What CI
+            checks").
+        seed: seed of every random choice in training (initialisation, shuffling,
+            augmentation, rebalancing, bootstrap).
+        split_seed: seed of the patient-level validation/test split. Separate from ``seed`` so
+            that varying the training seed keeps the images a run is validated on.
+        ignore_unknown_folders: leave out folders of a split that are not a class (listed as
+            not taken by 01) instead of stopping with an error.
     """
 
     data_dir: str | None = None
@@ -76,7 +86,11 @@ class RunConfig:
     test_fraction: float | None = None
     lime_samples: int | None = None
     threshold_rule: str = "sens>=0.95"
+    min_val_auc: float | None = None
+    min_test_auc: float | None = None
     seed: int = 42
+    split_seed: int = 42
+    ignore_unknown_folders: bool = False
 
     def __post_init__(self):
         if self.profile not in PROFILES:
@@ -136,6 +150,10 @@ class RunConfig:
 
 def _coerce(text: str, type_name) -> object:
     type_name = str(type_name)
+    if "bool" in type_name:
+        if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"expected 1/0, true/false or yes/no, got {text!r}")
+        return text.lower() in ("1", "true", "yes")
     if "int" in type_name:
         return int(text)
     if "float" in type_name:

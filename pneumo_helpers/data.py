@@ -35,7 +35,8 @@ __all__ = [
     "CLASSES", "SPLITS", "KAGGLE_DATASET", "DatasetError", "DatasetLocation",
     "patient_id", "subtype", "locate_dataset", "find_root", "build_manifest",
     "validate_images", "find_duplicates", "patients_in_several_splits", "split_by_patient",
-    "scrub", "ScrubResult", "count_table", "manifest_hash",
+    "scrub", "ScrubResult", "count_table", "manifest_hash", "checksum_file",
+    "verify_checksums", "not_taken",
 ]
 
 CLASSES = ("NORMAL", "PNEUMONIA")
@@ -172,19 +173,26 @@ def locate_dataset(path: str | Path | None = None, *, download: bool = True) -> 
 
 # --- The manifest -------------------------------------------------------------------------
 
-def _scan(root: Path) -> list[tuple[Path, str, str]]:
+def _scan(root: Path, *, ignore_unknown: bool = False) -> list[tuple[Path, str, str]]:
     files = []
     for split in SPLITS:
         split_dir = root / split
         if not split_dir.is_dir():
             continue
-        subdirs = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+        subdirs = sorted(d.name for d in split_dir.iterdir()
+                         if d.is_dir() and not d.name.startswith((".", "__")))
         misnamed = [d for d in subdirs if d not in CLASSES]
         missing = [c for c in CLASSES if c not in subdirs]
         if missing:
             hint = f" (found {', '.join(misnamed)}; rename to NORMAL and PNEUMONIA)" \
                 if misnamed else ""
             raise DatasetError(f"{split_dir} has no {' or '.join(missing)} folder{hint}")
+        if misnamed and not ignore_unknown:
+            raise DatasetError(
+                f"{split_dir} holds {', '.join(f'{d}/' for d in misnamed)} besides NORMAL/ and "
+                "PNEUMONIA/: its images have no known label. Move them into a class folder, or "
+                "leave them out on purpose with ignore_unknown_folders (PNEUMO_IGNORE_UNKNOWN_"
+                "FOLDERS=1); they are then listed as not taken")
         for label in CLASSES:
             class_dir = split_dir / label
             entries = sorted(p for p in class_dir.rglob("*")
@@ -194,6 +202,35 @@ def _scan(root: Path) -> list[tuple[Path, str, str]]:
                                    "classes — copy them there or remove the split folder")
             files += [(p, split, label) for p in entries]
     return files
+
+
+def not_taken(root: str | Path) -> pd.DataFrame:
+    """Files under a dataset folder that no split and class takes, with the reason.
+
+    What :func:`build_manifest` leaves out must be said, not dropped in silence: images lying
+    directly in ``train/``, in a folder that is not a class (``train/normal_extra/``), or
+    outside the split folders. Hidden files (``.DS_Store``) and ``__MACOSX`` copies are not
+    listed.
+
+    Returns:
+        DataFrame with columns ``path`` and ``reason``, sorted by path.
+    """
+    root = find_root(root)
+    rows = []
+    for path in sorted(root.rglob("*")):
+        parts = path.relative_to(root).parts
+        if not path.is_file() or any(p.startswith((".", "__")) for p in parts):
+            continue
+        if parts[0] not in SPLITS:
+            reason = "outside the split folders (train/, val/, test/)"
+        elif len(parts) == 2:
+            reason = f"directly in {parts[0]}/, not in a class folder"
+        elif parts[1] not in CLASSES:
+            reason = f"in {parts[0]}/{parts[1]}/, which is not a class (NORMAL, PNEUMONIA)"
+        else:
+            continue
+        rows.append(dict(path=str(path), reason=reason))
+    return pd.DataFrame(rows, columns=["path", "reason"])
 
 
 def _sha256(path: Path) -> str:
@@ -217,17 +254,23 @@ def _file_row(item: tuple[Path, str, str]) -> dict:
     return row
 
 
-def build_manifest(root: str | Path, *, workers: int = 4) -> pd.DataFrame:
+def build_manifest(root: str | Path, *, workers: int = 4,
+                   ignore_unknown: bool = False) -> pd.DataFrame:
     """One row per file under ``root/{train,val,test}/{NORMAL,PNEUMONIA}``.
 
     Columns: path, split, label, subtype, patient, sha256, width, height, mode, bytes. Header
     facts of unreadable files are left empty; :func:`validate_images` says what is wrong.
+    What is left out is listed by :func:`not_taken`.
+
+    Args:
+        ignore_unknown: leave out folders of a split that are not a class instead of raising.
 
     Raises:
-        DatasetError: no ``train`` split, or a split with a missing, misnamed or empty class.
+        DatasetError: no ``train`` split, a split with a missing, misnamed or empty class, or
+            (unless ``ignore_unknown``) a folder in a split that is not a class.
     """
     root = find_root(root)
-    files = _scan(root)
+    files = _scan(root, ignore_unknown=ignore_unknown)
     with ThreadPoolExecutor(workers) as pool:
         rows = list(pool.map(_file_row, files, chunksize=64))
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
@@ -251,6 +294,82 @@ def count_table(manifest: pd.DataFrame, by: str = "split") -> pd.DataFrame:
     table["% pneumonia"] = (100 * table["PNEUMONIA"] / table["total"]).round(1)
     table.columns.name = None
     return table
+
+
+# --- Checksums: are these the files, under the labels, that the dataset was published with? --
+
+def checksum_file(root: str | Path) -> Path | None:
+    """The sha256 list shipped beside a dataset folder, or ``None``.
+
+    Looked for as ``<root>.sha256`` or ``<root>_*.sha256`` next to ``root`` (the bundled sample
+    has ``chest_xray.sha256``; the shared copy of the real data ``chest_xray_train.sha256``).
+    """
+    root = Path(root)
+    found = sorted(root.parent.glob(f"{root.name}.sha256")) + \
+        sorted(root.parent.glob(f"{root.name}_*.sha256"))
+    return found[0] if found else None
+
+
+def verify_checksums(manifest: pd.DataFrame, root: str | Path,
+                     sums_file: str | Path | None = None) -> str:
+    """Check every listed file is present, unchanged and under its listed split and class.
+
+    A moved file (say from ``train/NORMAL`` to ``train/PNEUMONIA``) keeps its hash, so a
+    swapped label is named as such rather than as "one missing, one extra". Files of the
+    manifest in splits the list does not cover are ignored (the shared copy lists only
+    ``train``).
+
+    Args:
+        manifest: from :func:`build_manifest` (``path``, ``sha256``).
+        root: the dataset folder the manifest was built from.
+        sums_file: lines ``<sha256>  <folder>/<split>/<class>/<name>`` (``sha256sum`` format),
+            paths relative to the folder that holds ``root``; default: :func:`checksum_file`.
+
+    Returns:
+        One line: ``"<n> files match <list name>"``, or that there is no list to check.
+
+    Raises:
+        DatasetError: any file missing, changed, moved or unlisted; the message names up to
+            five and says what to do.
+    """
+    root = Path(root)
+    sums_file = Path(sums_file) if sums_file else checksum_file(root)
+    if sums_file is None:
+        return f"no checksum list beside {root.name}/: files not verified"
+    listed: dict[str, str] = {}
+    for line in sums_file.read_text().splitlines():
+        if line.strip():
+            digest, rel = line.split(maxsplit=1)
+            listed[rel.strip().lstrip("*")] = digest
+    if not listed:
+        raise DatasetError(f"{sums_file.name} lists no files")
+    covered = {rel.split("/")[1] for rel in listed}  # the splits the list covers
+    found = {f"{root.name}/{Path(p).relative_to(root).as_posix()}": h
+             for p, h in zip(manifest["path"], manifest["sha256"])
+             if Path(p).relative_to(root).parts[0] in covered}
+    where_listed = {digest: rel for rel, digest in listed.items()}
+    problems = []
+    for rel, digest in found.items():
+        if listed.get(rel) == digest:
+            continue
+        if digest in where_listed and where_listed[digest] != rel:
+            problems.append(f"{rel} is listed as {where_listed[digest]} (moved: its label "
+                            "or split changed)")
+        elif rel in listed:
+            problems.append(f"{rel} differs from the listed file (changed or damaged)")
+        else:
+            problems.append(f"{rel} is not in the list")
+    moved_from = {where_listed[d] for r, d in found.items()
+                  if d in where_listed and where_listed[d] != r}
+    problems += [f"{rel} is missing" for rel in listed
+                 if rel not in found and rel not in moved_from]
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise DatasetError(f"{len(problems)} files do not match {sums_file.name}: "
+                           + "; ".join(problems[:5]) + more + ". Restore the original files "
+                           "(git checkout for the bundled sample), or pass a dataset without "
+                           "a checksum list if the changes are intended")
+    return f"{len(found)} files match {sums_file.name}"
 
 
 # --- Validation, duplicates, leakage ------------------------------------------------------

@@ -26,7 +26,7 @@ from .balance import CLASS_NAMES, encode_labels
 
 __all__ = ["CLASS_NAMES", "METRICS", "THRESHOLD_RULES", "DEFAULT_RULE", "predict_proba", "choose_threshold",
            "evaluate", "bootstrap", "pneumonia_column", "confusion", "report", "metrics_to_json",
-           "read_metrics_json"]
+           "read_metrics_json", "floor_check"]
 
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1_pneumonia", "f1_normal",
            "roc_auc", "pr_auc", "brier")
@@ -341,3 +341,19 @@ def read_metrics_json(path) -> dict:
         raise FileNotFoundError(f"metrics file {path} not found; write it with "
                                 "metrics_to_json() (notebook 05 or `pneumo evaluate`)")
     return json.loads(path.read_text())
+
+
+def floor_check(what: str, value: float, floor: float) -> str:
+    """One line saying whether ``value`` reaches ``floor``, the same on every healthy run.
+
+    Notebooks print it in cells nbval compares: a decimal would differ between machines and
+    seeds, a pass/fail against a floor learned from several healthy runs does not. The value
+    itself is shown only on failure, where it explains the mismatch.
+
+    >>> floor_check("validation ROC AUC", 0.93, 0.8)
+    'validation ROC AUC >= 0.80: yes'
+    """
+    if not math.isfinite(float(value)) or value < floor:
+        return f"{what} >= {floor:.2f}: NO ({float(value):.3f}; the model is not learning " \
+               "what a healthy run learns)"
+    return f"{what} >= {floor:.2f}: yes"

@@ -25,7 +25,7 @@ from . import balance, evaluate, generators, models, train
 from .data import manifest_hash
 
 __all__ = ["BUILDERS", "CandidateResult", "run_candidate", "compare", "read_candidates",
-           "pick_best", "findings"]
+           "pick_best", "findings", "learning_checks"]
 
 BUILDERS = {"baseline": models.build_baseline_cnn, "five_block": models.build_five_block_cnn}
 
@@ -125,6 +125,21 @@ def pick_best(table: pd.DataFrame, *, metric: str = "roc_auc", tie: float = 0.00
     wide = table.pivot_table(index="model", columns="metric", values="value")
     close = wide[wide[metric] >= wide[metric].max() - tie]
     return str(close[tie_breaker].idxmin())
+
+
+def learning_checks(table: pd.DataFrame, *, floor: float, metric: str = "roc_auc") -> list[str]:
+    """Per architecture, whether its best candidate reached ``floor`` on validation.
+
+    One line per architecture (the part of the model name before ``-``), from
+    :func:`evaluate.floor_check`: the same text on every healthy run, so notebook 04 prints it
+    in a cell CI compares. Checking each architecture, not only the chosen model, catches a
+    five-block CNN that stopped learning even when the baseline wins the comparison.
+    """
+    wide = table.pivot_table(index="model", columns="metric", values="value")[metric]
+    families = wide.groupby(wide.index.str.split("-").str[0], sort=True).max()
+    name = {"roc_auc": "ROC AUC"}.get(metric, metric)
+    return [evaluate.floor_check(f"{family}: best validation {name}", value, floor)
+            for family, value in families.items()]
 
 
 def findings(table: pd.DataFrame, chosen: str, *, metric: str = "roc_auc") -> list[str]:

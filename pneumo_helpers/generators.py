@@ -79,7 +79,7 @@ _BORDERS = {"nearest": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT,
             "constant": cv2.BORDER_CONSTANT, "wrap": cv2.BORDER_WRAP}
 # Upper bounds on Augment's limits that catch unit mistakes (radians vs degrees, % vs fraction).
 _LIMITS = dict(rotation=180.0, shift=0.5, zoom=0.9, brightness=1.0, contrast=1.0, gamma=1.5,
-               blur=5.0)
+               blur=5.0, erase=0.5)
 _N_DRAWS = 10  # per image: rotation, shift x/y, zoom, flip x/y, brightness, contrast, gamma, blur
 
 
@@ -246,6 +246,12 @@ class Augment:
         fill_mode: how pixels moved in from outside the image are filled: ``"nearest"``
             (default: repeats the border, usually dark), ``"reflect"`` (``d c b a | a b c d``),
             ``"constant"`` (black) or ``"wrap"``; the same meanings as in Keras.
+        erase: maximum depth of a strip blanked along one edge, as a fraction of the side
+            (0.15: up to 15 %), plus a square of the same size at one corner, per image with
+            probability 1/2 each; filled with the image's mean. Film markers, burnt-in text and
+            the collimation edge sit there: blanking them at random stops the network from
+            relying on them. Drawn from a second random stream, so turning it on leaves every
+            other draw of a seed unchanged.
     """
 
     rotation: float = 7.0
@@ -258,6 +264,7 @@ class Augment:
     horizontal_flip: bool = False
     vertical_flip: bool = False
     fill_mode: str = "nearest"
+    erase: float = 0.0
 
     def __post_init__(self):
         for name in _LIMITS:
@@ -308,9 +315,35 @@ class Augment:
         words = np.atleast_1d(np.asarray(seed)).astype(np.int64).view(np.uint64)
         # One draw per image and parameter, in [-1, 1) (see _N_DRAWS).
         draws = np.random.default_rng(words).uniform(-1.0, 1.0, (len(images), _N_DRAWS))
-        return self._apply(images, draws)
+        return self._apply(images, draws, words)
 
-    def _apply(self, images: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    def _erase(self, images: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """Blank an edge strip and a corner square of some images, in place (see ``erase``)."""
+        n, height, width = images.shape[:3]
+        words = [0] if words is None else np.asarray(words).tolist()
+        rng = np.random.default_rng([*words, 1])
+        draws = rng.uniform(0.0, 1.0, (n, 6))
+        for i in range(n):
+            image = _plane(images[i])
+            fill = image.mean()
+            if draws[i, 0] < 0.5:  # a strip along edge 0-3 (top, bottom, left, right)
+                depth = int(round(self.erase * draws[i, 1] * height))
+                edge = int(draws[i, 2] * 4)
+                if depth:
+                    region = (image[:depth], image[-depth:], image[:, :depth],
+                              image[:, -depth:])[edge]
+                    region[...] = fill
+            if draws[i, 3] < 0.5:  # a square at corner 0-3
+                side = int(round(self.erase * draws[i, 4] * min(height, width)))
+                corner = int(draws[i, 5] * 4)
+                if side:
+                    rows = slice(0, side) if corner < 2 else slice(height - side, height)
+                    cols = slice(0, side) if corner % 2 == 0 else slice(width - side, width)
+                    image[rows, cols] = fill
+        return images
+
+    def _apply(self, images: np.ndarray, draws: np.ndarray,
+               seed_words: np.ndarray | None = None) -> np.ndarray:
         """Augment ``images`` (uint8 or float ``(B, H, W, C)``) with ``(B, _N_DRAWS)`` draws.
 
         Warps and blurs uint8 as uint8 (where OpenCV is fastest); gamma, brightness, contrast,
@@ -328,6 +361,8 @@ class Augment:
                                dst=_plane(warped[i]), borderValue=0,
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=_BORDERS[self.fill_mode])
+        if self.erase:
+            warped = self._erase(warped.copy() if warped is images else warped, seed_words)
         if self.blur:
             sigmas = self.blur * np.abs(draws[:, 9])
             warped = warped.copy() if warped is images else warped

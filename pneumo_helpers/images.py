@@ -7,11 +7,16 @@ grayscale array, optionally resized to a square. X-rays carry no colour, so keep
 costs nothing and makes caches and models three times smaller.
 
 Speed matters here: ``pneumo predict`` and every cold cache go through :func:`read_gray`. JPEGs
-take a fast path through OpenCV (libjpeg-turbo decoding straight to one channel, with DCT
-scaling when the target is much smaller) and every resize uses ``cv2.INTER_AREA``. Measured on
-the 224 px Kaggle copy: 0.43 ms per image to 128 px, against 0.91 ms with PIL decode + PIL
-resize; OpenCV's decoded pixels are identical to PIL's. Everything else (PNG, 16-bit, RGBA,
-palette, TIFF) and any JPEG OpenCV refuses goes through PIL, which also gives the error message.
+take a fast path through simplejpeg (libjpeg-turbo decoding straight to one channel, with DCT
+scaling when the target is much smaller) and every resize uses ``cv2.INTER_AREA``; the decoded
+pixels are identical to PIL's and OpenCV's. simplejpeg is strict: data libjpeg calls corrupt
+(a file cut short with an end marker appended, damaged entropy data) is an error for that file,
+where PIL and OpenCV fill the missing part with grey and carry on — a damaged film must not get
+a confident label. Everything else (PNG, 16-bit, RGBA, palette, TIFF) and JPEGs simplejpeg does
+not support (12-bit, arithmetic coding) go through PIL.
+
+Images larger than :data:`MAX_PIXELS` are refused from their header, before any pixel is
+decoded: a 74-byte PNG can claim 100,000 x 100,000 pixels.
 
 Errors are raised as :class:`ImageError` naming the file and what to do, never as a PIL or
 TensorFlow traceback.
@@ -24,24 +29,31 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageError", "IMAGE_SUFFIXES", "read_gray", "describe"]
+__all__ = ["ImageError", "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "read_gray", "describe",
+           "implausible"]
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 
-# Decompression-bomb guard stays on, but X-rays of 4k x 4k are legitimate.
-Image.MAX_IMAGE_PIXELS = 64_000_000
+# Larger than any detector (a 43 x 43 cm plate at 0.1 mm is 4,300 px a side: 18 Mpx).
+MAX_PIXELS = 64_000_000
+# Smaller than this a side, or of one grey level, an image cannot be a chest film.
+MIN_SIDE = 32
 
 
 class ImageError(ValueError):
     """A file that cannot be used as an image; the message names the file and the fix."""
 
 
-_JPEG_START, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"
-# OpenCV's reduced-scale decodes, by DCT scale factor.
-_REDUCED = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
-            4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+_JPEG_START = b"\xff\xd8\xff"
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{path}: {width} x {height} pixels, more than the {MAX_PIXELS:,} an "
+                         "X-ray needs; downscale it (or check the file is what it claims)")
 
 
 def _check_file(path: Path) -> None:
@@ -59,12 +71,17 @@ def _open(path: Path, data: bytes | None = None) -> Image.Image:
     if data is None:
         _check_file(path)
     try:
-        return Image.open(io.BytesIO(data) if data is not None else path)
+        img = Image.open(io.BytesIO(data) if data is not None else path)
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: claims more pixels than PIL allows (a decompression bomb "
+                         "or a huge scan); downscale it") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image PIL can read (is it really a JPEG/PNG?); "
                          "remove it or replace it with the original") from None
     except OSError as exc:
         raise ImageError(f"{path}: unreadable ({exc}); check permissions and the copy") from None
+    _check_pixels(path, *img.size)
+    return img
 
 
 def _is_dicom(data: bytes) -> bool:
@@ -133,21 +150,31 @@ def _to_gray(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def _decode_jpeg(data: bytes, img: Image.Image, size: int | None) -> np.ndarray | None:
-    """OpenCV decode of a complete JPEG to one channel, or None to let PIL handle it.
+def _decode_jpeg(path: Path, data: bytes, size: int | None) -> np.ndarray | None:
+    """simplejpeg decode to one channel, or None to let PIL handle a JPEG it does not support.
 
-    Only files that end with the end-of-image marker are taken: libjpeg pads a truncated
-    file with gray and carries on, where PIL raises, and validation relies on that error.
+    Raises:
+        ImageError: corrupt or truncated data, or too many pixels.
     """
-    if not data.rstrip(b"\0\r\n ").endswith(_JPEG_END):
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
         return None
-    scale = 1
-    if size is not None:  # largest DCT scale that still leaves at least size pixels per side
-        scale = max(s for s in _REDUCED if min(img.size) // s >= size) if \
-            min(img.size) >= size else 1
-    # EXIF orientation is ignored, as PIL does, so both paths give the same pixels.
-    return cv2.imdecode(np.frombuffer(data, np.uint8),
-                        _REDUCED[scale] | cv2.IMREAD_IGNORE_ORIENTATION)
+    _check_pixels(path, width, height)
+    # DCT scaling by 1/2, 1/4 or 1/8 only (the largest that still leaves at least size pixels
+    # a side): libjpeg's other factors (7/8, 3/4...) interpolate, and would change the pixels
+    # models were trained on. EXIF orientation is ignored, as PIL does.
+    scale = max((s for s in (1, 2, 4, 8) if min(height, width) // s >= size), default=1) \
+        if size else 1
+    minimum = dict(min_height=-(-height // scale), min_width=-(-width // scale))
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="GRAY", **minimum)[:, :, 0]
+    except ValueError as exc:
+        message = str(exc)
+        if "orrupt" in message or "remature" in message or "truncated" in message.lower():
+            raise ImageError(f"{path}: corrupt or truncated JPEG data ({message}); the file is damaged — "
+                             "replace it with the original") from None
+        return None  # 12-bit, arithmetic coding, CMYK...: PIL's turn
 
 
 def _resize(gray: np.ndarray, size: int) -> np.ndarray:
@@ -156,33 +183,44 @@ def _resize(gray: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def read_gray(path: str | Path, size: int | None = None) -> np.ndarray:
+def read_gray(path: str | Path, size: int | None = None, *, film: bool = False) -> np.ndarray:
     """Decode ``path`` into a ``uint8`` array of shape ``(H, W)``, or ``(size, size)``.
 
     JPEGs are decoded at reduced scale when the target is much smaller (libjpeg's DCT
     scaling), which makes a 2k-pixel X-ray ~10x cheaper to read at 150 px. Resizing ignores
     the aspect ratio (Kaggle's X-rays are not square; the models take squares).
 
+    Args:
+        film: also refuse, as decoded and before resizing, what cannot be a chest film (see
+            :func:`implausible`): what ``pneumo`` does before it gives any label.
+
     Raises:
-        ImageError: missing, empty, truncated, corrupt or non-image file.
+        ImageError: missing, unreadable, empty, truncated, corrupt, too large or non-image
+            file; with ``film``, an image that cannot be a chest film.
     """
     path = Path(path)
     _check_file(path)
-    data = path.read_bytes()
-    if _is_dicom(data):
-        gray = _dicom_to_gray(path, data)
-        return _resize(gray, size) if size is not None and gray.shape != (size, size) else gray
-    img = _open(path, data)
     try:
-        with img:
-            gray = _decode_jpeg(data, img, size) if img.format == "JPEG" else None
-            if gray is None:
+        data = path.read_bytes()
+    except OSError as exc:  # permission, a FIFO, an I/O error of the disk
+        raise ImageError(f"{path}: cannot be read ({exc.strerror or exc}); check permissions "
+                         "and that it is a regular file") from None
+    gray = _decode_jpeg(path, data, size) if data.startswith(_JPEG_START) else None
+    if gray is None and _is_dicom(data):
+        gray = _dicom_to_gray(path, data)
+    if gray is None:
+        img = _open(path, data)
+        try:
+            with img:
                 if size is not None and img.format == "JPEG":
                     img.draft("L", (size, size))
                 gray = _to_gray(img)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: corrupt or truncated image ({exc}); "
-                         "replace it with the original file") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(f"{path}: corrupt or truncated image ({exc}); "
+                             "replace it with the original file") from None
+    reason = implausible(gray) if film else None
+    if reason:
+        raise ImageError(f"{path}: {reason}")
     if size is not None and gray.shape != (size, size):
         gray = _resize(gray, size)
     return gray
@@ -206,3 +244,21 @@ def describe(path: str | Path) -> dict:
     img = _open(path)
     with img:
         return dict(width=img.width, height=img.height, mode=img.mode, format=img.format)
+
+
+def implausible(gray: np.ndarray) -> str | None:
+    """Why a decoded image cannot be a chest film, or ``None`` when it could be one.
+
+    A model called on a 1 x 1 image or a blank frame still returns a probability — often a
+    confident one. Such input is refused instead: fewer than :data:`MIN_SIDE` pixels a side, or
+    a single grey level.
+
+    Args:
+        gray: uint8 ``(H, W)`` as decoded, before resizing.
+    """
+    height, width = gray.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        return f"{width} x {height} pixels: too small to be a chest film (at least {MIN_SIDE} a side)"
+    if int(gray.max()) - int(gray.min()) == 0:
+        return "blank image (a single grey level): not a chest film"
+    return None

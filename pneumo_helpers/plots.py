@@ -403,3 +403,25 @@ def training_curves(histories: dict, *, metrics=("loss", "accuracy", "auc"),
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save(fig, path)
+
+
+def crop_curve(curve: pd.DataFrame, *, threshold: float,
+               title: str = "Border crops of the validation films", path=None) -> plt.Figure:
+    """ROC AUC, sensitivity and specificity against the share of the side cut from every edge.
+
+    ``curve``: :func:`pneumo_helpers.shifts.crop_curve` of a stress test (columns ``crop``,
+    ``roc_auc``, ``recall``, ``specificity``), scored at the unchanged ``threshold``.
+    """
+    fig, ax = plt.subplots(figsize=(5.4, 3.4), dpi=DPI)
+    percent = 100 * curve["crop"]
+    for column, label, style in (("roc_auc", "ROC AUC", "-o"), ("recall", "sensitivity", "-s"),
+                                 ("specificity", "specificity", "-^")):
+        ax.plot(percent, curve[column], style, label=label)
+    ax.set(xlabel="border cropped per side (% of the side), then resized back",
+           ylabel=f"value at threshold {threshold:.3f}", ylim=(0, 1.02),
+           xticks=percent.tolist())
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, loc="lower left")
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)

@@ -27,7 +27,8 @@ import pandas as pd
 from . import evaluate
 from .balance import encode_labels
 
-__all__ = ["SHIFTS", "apply_shift", "stress_test"]
+__all__ = ["ACQUISITION", "FRAMING", "CROPS", "SHIFTS", "apply_shift", "stress_test",
+           "crop_curve"]
 
 
 def _lut(images: np.ndarray, gamma: float) -> np.ndarray:
@@ -58,11 +59,34 @@ def _clahe(image: np.ndarray) -> np.ndarray:
     return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(image)
 
 
-def _zoom_in(image: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+def _zoom_in(image: np.ndarray, fraction: float) -> np.ndarray:
     height, width = image.shape
     dy, dx = int(round(height * fraction / 2)), int(round(width * fraction / 2))
     return cv2.resize(image[dy:height - dy, dx:width - dx], (width, height),
                       interpolation=cv2.INTER_AREA)
+
+
+def _crop_border(image: np.ndarray, per_side: float) -> np.ndarray:
+    """Cut ``per_side`` of the side off every edge and resize back: tighter collimation."""
+    return _zoom_in(image, 2 * per_side)
+
+
+def _zoom_out(image: np.ndarray, per_side: float) -> np.ndarray:
+    """Shrink the film and pad ``per_side`` of the side with black on every edge: a wider field
+    of view (more of the body around the chest, or a smaller child in the same frame)."""
+    height, width = image.shape
+    dy, dx = int(round(height * per_side)), int(round(width * per_side))
+    small = cv2.resize(image, (width - 2 * dx, height - 2 * dy), interpolation=cv2.INTER_AREA)
+    return cv2.copyMakeBorder(small, dy, height - small.shape[0] - dy, dx,
+                              width - small.shape[1] - dx, cv2.BORDER_CONSTANT, value=0)
+
+
+def _translate(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """Move the film by a fraction of its side; the uncovered strip is black."""
+    height, width = image.shape
+    matrix = np.float32([[1, 0, dx * width], [0, 1, dy * height]])
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def _noise(images: np.ndarray, sigma: float = 8.0) -> np.ndarray:
@@ -73,7 +97,7 @@ def _noise(images: np.ndarray, sigma: float = 8.0) -> np.ndarray:
 
 # name -> function of a uint8 (N, S, S) batch; each mild enough that a radiologist would still
 # read the film, and each a difference between real X-ray systems.
-SHIFTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+ACQUISITION: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "gamma 0.7 (brighter)": lambda x: _lut(x, 0.7),
     "gamma 1.4 (darker)": lambda x: _lut(x, 1.4),
     "blur (sigma 1 px)": lambda x: _each(x, _blur),
@@ -81,8 +105,27 @@ SHIFTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "half resolution": lambda x: _each(x, _half_resolution),
     "CLAHE": lambda x: _each(x, _clahe),
     "noise (sigma 8/255)": _noise,
-    "zoom in 10%": lambda x: _each(x, _zoom_in),
 }
+
+# The same film framed differently: how much of the body is in view, where the chest sits.
+# A model that reads the lungs keeps its calls; one that learned the field of view (borders,
+# markers, the child's size in the frame) drifts towards one class as the framing changes.
+CROPS = (0.05, 0.10, 0.15, 0.20)  # share of the side cut from every edge
+
+
+def _framing() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    out = {f"crop {c:.0%} per side": (lambda x, c=c: _each(x, lambda i: _crop_border(i, c)))
+           for c in CROPS}
+    out.update({f"zoom out, pad {p:.0%} per side": (
+        lambda x, p=p: _each(x, lambda i: _zoom_out(i, p))) for p in (0.05, 0.10)})
+    out.update({f"shift {name}": (lambda x, d=d: _each(x, lambda i: _translate(i, *d)))
+                for name, d in (("right 10%", (0.1, 0.0)), ("down 10%", (0.0, 0.1)),
+                                ("up-left 7%", (-0.07, -0.07)))})
+    return out
+
+
+FRAMING = _framing()
+SHIFTS = {**ACQUISITION, **FRAMING}
 
 
 def apply_shift(images: np.ndarray, name: str) -> np.ndarray:
@@ -137,3 +180,17 @@ def stress_test(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
                          recall=df["recall"], specificity=df["specificity"],
                          accuracy=df["accuracy"], mean_p_normal=float(p[y == 0].mean())))
     return pd.DataFrame(rows)
+
+
+def crop_curve(stress: pd.DataFrame) -> pd.DataFrame:
+    """The border-crop rows of a :func:`stress_test` table as a curve.
+
+    Returns:
+        DataFrame ``crop, roc_auc, recall, specificity`` with ``crop`` the share of the side cut
+        per edge (0 for the unshifted row), ascending.
+    """
+    rows = stress[stress["shift"].isin(["none", *[f"crop {c:.0%} per side" for c in CROPS]])]
+    crop = rows["shift"].map(lambda name: 0.0 if name == "none"
+                             else float(name.split()[1].rstrip("%")) / 100)
+    return (rows.assign(crop=crop)[["crop", "roc_auc", "recall", "specificity"]]
+            .sort_values("crop").reset_index(drop=True))

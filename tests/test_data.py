@@ -1,5 +1,7 @@
 """Tests for pneumo_helpers.data and .images: patient ids, layout checks, bad files, splits."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -235,3 +237,44 @@ def test_run_config_profiles_and_environment(monkeypatch, tmp_path):
     assert full.profile == "full" and full.image_size == 112
     with pytest.raises(TypeError, match="unknown run parameters"):
         RunConfig.from_params(imagesize=3)
+
+
+def test_unknown_class_folder_is_an_error_unless_ignored_and_then_listed(tmp_path):
+    import shutil
+
+    from pneumo_helpers.config import SAMPLE_DIR
+
+    root = tmp_path / "chest_xray"
+    shutil.copytree(SAMPLE_DIR / "train", root / "train")
+    extra = root / "train" / "normal_extra"
+    extra.mkdir()
+    first = sorted((root / "train" / "NORMAL").glob("*.jpeg"))[:2]
+    shutil.copy(first[0], extra / "x.jpeg")
+    shutil.copy(first[1], root / "train" / "loose.jpeg")
+    with pytest.raises(data.DatasetError, match=r"normal_extra/ besides NORMAL/ and PNEUMONIA/"):
+        data.build_manifest(root)
+    manifest = data.build_manifest(root, ignore_unknown=True)
+    assert len(manifest) == 400
+    skipped = data.not_taken(root)
+    assert [Path(p).name for p in skipped["path"]] == ["loose.jpeg", "x.jpeg"]
+    assert skipped["reason"].tolist() == [
+        "directly in train/, not in a class folder",
+        "in train/normal_extra/, which is not a class (NORMAL, PNEUMONIA)"]
+
+
+def test_checksums_name_a_moved_file_as_a_label_change(tmp_path):
+    import shutil
+
+    from pneumo_helpers.config import SAMPLE_DIR
+
+    root = tmp_path / "chest_xray"
+    shutil.copytree(SAMPLE_DIR, root)
+    shutil.copy(SAMPLE_DIR.parent / "chest_xray.sha256", tmp_path)
+    assert data.verify_checksums(data.build_manifest(root), root) == \
+        "512 files match chest_xray.sha256"
+    moved = sorted((root / "train" / "NORMAL").glob("*.jpeg"))[0]
+    moved.rename(root / "train" / "PNEUMONIA" / moved.name)
+    with pytest.raises(data.DatasetError, match=r"1 files do not match .*PNEUMONIA/"
+                                                 rf"{moved.name} is listed as chest_xray/train/"
+                                                 rf"NORMAL/{moved.name} \(moved"):
+        data.verify_checksums(data.build_manifest(root), root)

@@ -308,3 +308,17 @@ def test_augment_is_seeded_and_validated():
         aug(np.zeros((SIZE, SIZE), np.uint8), 0)
     with pytest.raises(ValueError, match="int16"):
         aug(np.zeros((1, SIZE, SIZE, 1), np.int16), 0)
+
+
+def test_erase_blanks_edges_or_corners_only_and_leaves_other_draws_alone():
+    x = np.full((16, 64, 64, 1), 200, np.uint8)
+    x[:, 24:40, 24:40] = 40
+    plain = Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0)(x, 5)
+    erased = Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0, erase=0.2)(x, 5)
+    changed = np.abs(erased - plain)[..., 0] > 1e-6
+    assert changed.any()
+    # Only within 20 % of an edge: the centre (where the lungs are) is never blanked.
+    assert not changed[:, 13:51, 13:51].any()
+    # Same seed, same result; erase off, the pixels are those of the plain recipe.
+    np.testing.assert_array_equal(
+        erased, Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0, erase=0.2)(x, 5))

@@ -73,3 +73,25 @@ def test_bad_input_is_named():
         shifts.apply_shift(images.astype(np.float32), "CLAHE")
     with pytest.raises(ValueError, match="40 images but 3 labels"):
         shifts.stress_test(_mean_brightness, images, y[:3], threshold=0.5)
+
+
+def test_framing_shifts_move_the_film_as_named():
+    image = np.zeros((1, 100, 100), np.uint8)
+    image[0, 40:60, 40:60] = 255  # a bright square in the middle
+    cropped = shifts.apply_shift(image, "crop 20% per side")[0]
+    assert (cropped > 128).sum() > 2 * (image[0] > 128).sum()  # magnified
+    padded = shifts.apply_shift(image, "zoom out, pad 10% per side")[0]
+    assert (padded > 128).sum() < (image[0] > 128).sum() and padded[:10].max() == 0
+    moved = shifts.apply_shift(image, "shift right 10%")[0]
+    assert moved[:, :10].max() == 0 and moved[50, 55:65].min() > 200
+
+
+def test_crop_curve_is_ordered_by_crop_and_starts_unshifted():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (20, 32, 32), np.uint8)
+    y = np.array([0, 1] * 10)
+    stress = shifts.stress_test(lambda x: x.reshape(len(x), -1).mean(1) / 255, images, y,
+                                threshold=0.5)
+    curve = shifts.crop_curve(stress)
+    assert curve["crop"].tolist() == [0.0, 0.05, 0.10, 0.15, 0.20]
+    assert curve.loc[0, "roc_auc"] == stress.loc[0, "roc_auc"]

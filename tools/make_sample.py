@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pneumo_helpers import data
 from pneumo_helpers.data import patient_id
 
 # Images per (split, class): train keeps the 26/74 imbalance of Kaggle's train, val mirrors
@@ -49,6 +50,10 @@ def main() -> None:
                     img = Image.open(path).convert("L").resize((SIZE, SIZE), Image.LANCZOS)
                     img.save(dest / path.name, quality=85, optimize=True)
                 taken += len(files)
+    # The checksum list 01 verifies: a moved (relabelled) or altered sample file stops the run.
+    sums = OUT.parent / "chest_xray.sha256"
+    sums.write_text("".join(f"{data._sha256(p)}  {p.relative_to(OUT.parent).as_posix()}\n"
+                            for p in sorted(OUT.rglob("*.jpeg"))))
     total = sum(p.stat().st_size for p in OUT.rglob("*.jpeg"))
     print(f"wrote {sum(1 for _ in OUT.rglob('*.jpeg'))} images, {total / 1e6:.2f} MB to {OUT}")
 

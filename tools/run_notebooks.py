@@ -20,8 +20,27 @@ from pathlib import Path
 
 import nbformat
 import papermill
+from jupyter_client import AsyncKernelManager
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+class LoggedKernelManager(AsyncKernelManager):
+    """A kernel whose own stderr goes to a log file instead of the terminal.
+
+    The kernel process writes start-up chatter there that is not the notebook's output:
+    ipykernel's "Kernel is running over TCP without encryption" (a local kernel on a loopback
+    port, the normal case for papermill) and TensorFlow's C++ start-up lines. Cell output,
+    errors included, still reaches the notebook; the log is kept next to the run's notebooks.
+    """
+
+    log_file: Path | None = None
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            kw["stderr"] = open(self.log_file, "ab")  # the kernel process keeps it open
+        return await super()._async_launch_kernel(kernel_cmd, **kw)
 
 
 def strip_noise(path: Path) -> None:
@@ -69,10 +88,12 @@ def main(argv=None) -> int:
     for nb in notebooks:
         start = time.time()
         print(f"--- {nb.name} -> {out_dir / nb.name}", flush=True)
+        LoggedKernelManager.log_file = run_dir / "logs" / f"{nb.stem}.kernel.log"
         try:
             papermill.execute_notebook(
                 nb, out_dir / nb.name, parameters=params,
-                cwd=NOTEBOOKS, kernel_name="python3", progress_bar=False)
+                cwd=NOTEBOOKS, kernel_name="python3", progress_bar=False,
+                kernel_manager_class=LoggedKernelManager)
         except papermill.PapermillExecutionError as exc:
             print(f"{nb.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
                   f"see {out_dir / nb.name}", file=sys.stderr)

@@ -1,0 +1,84 @@
+"""The shipped model gives, on a few bundled images, the probabilities stored when it was made.
+
+Everything between a file on disk and the model's output is exercised: decoding, resizing,
+scaling to [0, 1] and the model itself. Drift in any of them (a second /255, another resize,
+a different decoder) moves the probabilities of the images the model is unsure of at once, so
+a tolerance of 1e-3 catches it while float differences between machines stay far below it.
+The stored numbers come from ``tools/shipped_reference.py``, run when the shipped model
+changes; the test refuses to compare against numbers stored for another model file.
+"""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumo_helpers import inference
+from pneumo_helpers.config import SAMPLE_DIR
+
+REFERENCE = Path(__file__).parent / "data" / "shipped_model_reference.json"
+TOLERANCE = 1e-3
+
+
+@pytest.fixture(scope="module")
+def reference():
+    stored = json.loads(REFERENCE.read_text())
+    digest = hashlib.sha256((inference.SHIPPED_MODEL_DIR / "model.keras").read_bytes())
+    assert stored["model_sha256"] == digest.hexdigest(), (
+        "the shipped model.keras is not the one the reference probabilities were stored for; "
+        "after retraining it on purpose, run python tools/shipped_reference.py")
+    return stored
+
+
+@pytest.fixture(scope="module", params=inference.RUNTIMES[1:])
+def shipped(request):
+    """The shipped model in every runtime `pneumo` can use: Keras and the LiteRT export."""
+    loaded = inference.load_model(runtime=request.param)
+    assert loaded.runtime == request.param
+    return loaded
+
+
+def test_reference_covers_both_classes_and_unsure_images(reference):
+    probabilities = reference["probabilities"]
+    assert {name.split("/")[1] for name in probabilities} == {"NORMAL", "PNEUMONIA"}
+    # Images near 0.5 are the ones that move when preprocessing drifts.
+    assert sum(0.1 < p < 0.9 for p in probabilities.values()) >= 4
+
+
+def test_files_give_the_stored_probabilities(reference, shipped):
+    names = list(reference["probabilities"])
+    table = inference.predict_files(shipped, [SAMPLE_DIR / name for name in names])
+    expected = np.array([reference["probabilities"][name] for name in names])
+    assert (table["error"] == "").all(), table
+    np.testing.assert_allclose(table["probability"].to_numpy(), expected, atol=TOLERANCE)
+    assert shipped.threshold == pytest.approx(reference["threshold"], abs=1e-6)
+
+
+def test_labels_follow_the_stored_probabilities(reference, shipped):
+    names = list(reference["probabilities"])
+    table = inference.predict_files(shipped, [SAMPLE_DIR / name for name in names])
+    expected = ["PNEUMONIA" if reference["probabilities"][n] >= reference["threshold"]
+                else "NORMAL" for n in names]
+    assert table["label"].tolist() == expected
+
+
+def test_auto_runtime_is_the_litert_export_while_it_matches(tmp_path):
+    assert inference.load_model().runtime == "litert"
+    copy = tmp_path / "model"
+    shutil.copytree(inference.SHIPPED_MODEL_DIR, copy)
+    record = json.loads((copy / "export.json").read_text())
+    (copy / "export.json").write_text(json.dumps({**record, "model_sha256": "0" * 64}))
+    assert inference.load_model(copy).runtime == "keras"  # stale export: Keras
+    with pytest.raises(inference.ModelError, match="no LiteRT export matching"):
+        inference.load_model(copy, runtime="litert")
+
+
+def test_litert_export_matches_keras_on_the_whole_sample():
+    files = inference.collect_images([SAMPLE_DIR])
+    keras_p = inference.predict_files(inference.load_model(runtime="keras"), files)
+    lite_p = inference.predict_files(inference.load_model(runtime="litert"), files)
+    difference = np.abs(keras_p["probability"] - lite_p["probability"]).max()
+    assert difference <= 1e-4, difference

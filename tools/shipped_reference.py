@@ -1,0 +1,53 @@
+"""Store the shipped model's probabilities for a few bundled images (tests/data/).
+
+``tests/test_shipped_model.py`` predicts the same images with every runtime and compares with
+these numbers: a change in decoding, resizing or scaling (the /255), or a model file that is
+not the one these were stored for, fails the test. Run this only when the shipped model itself
+changes (``make train-full`` does), never to make a failing test pass.
+
+    python tools/shipped_reference.py
+"""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from pneumo_helpers import inference
+from pneumo_helpers.config import SAMPLE_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "tests" / "data" / "shipped_model_reference.json"
+PER_CLASS = 4
+
+
+def reference_files(loaded) -> list[Path]:
+    """Per class of the bundled sample's test split, the first image (by name) and the
+    ``PER_CLASS - 1`` images the model is least sure of: a probability near 0 or 1 hardly moves
+    when preprocessing drifts, one near the middle moves at once."""
+    chosen = []
+    for label in ("NORMAL", "PNEUMONIA"):
+        files = sorted((SAMPLE_DIR / "test" / label).glob("*.jpeg"))
+        p = inference.predict_files(loaded, files)["probability"].to_numpy()
+        unsure = sorted(range(1, len(files)), key=lambda i: abs(p[i] - 0.5))
+        chosen += [files[i] for i in sorted([0, *unsure[:PER_CLASS - 1]])]
+    return chosen
+
+
+def main() -> int:
+    loaded = inference.load_model()
+    files = reference_files(loaded)
+    table = inference.predict_files(loaded, files)
+    digest = hashlib.sha256((inference.SHIPPED_MODEL_DIR / "model.keras").read_bytes())
+    REFERENCE.write_text(json.dumps({
+        "model_sha256": digest.hexdigest(),
+        "threshold": loaded.threshold,
+        "probabilities": {path.relative_to(SAMPLE_DIR).as_posix(): float(p)
+                          for path, p in zip(files, table["probability"])},
+    }, indent=2) + "\n")
+    print(f"wrote {len(files)} probabilities to {REFERENCE.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
