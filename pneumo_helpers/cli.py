@@ -23,7 +23,6 @@ from pathlib import Path
 __all__ = ["main"]
 
 EXIT_USER_ERROR, EXIT_SOME_FAILED = 2, 1
-MAX_BATCH = 1024  # = inference.MAX_BATCH, without importing it (and numpy) to parse arguments
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
 
 
@@ -59,6 +58,8 @@ def spreadsheet_safe(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .inference import MAX_BATCH
+
     parser = argparse.ArgumentParser(
         prog="pneumo", description="Pneumonia detection in pediatric chest X-rays "
         "(research use only, not for clinical decisions).")
@@ -138,20 +139,6 @@ def _output_path(text: str, *, suffixes=None) -> Path:
     return path
 
 
-def _write_atomically(path: Path, write) -> None:
-    """``write(handle)`` into a temporary file beside ``path``, then rename: a failure leaves
-    no half-written file, and a reader never sees one."""
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=path.parent,
-                                         prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            write(handle)
-        os.replace(handle.name, path)
-    except BaseException:
-        os.unlink(handle.name)
-        raise
-
-
 def _csv_ready(table):
     """The predictions table with file names and errors safe to print and to open in a
     spreadsheet."""
@@ -168,8 +155,10 @@ def _predict(args, loaded) -> int:
     table = predict_files(loaded, collect_images(args.inputs), batch_size=args.batch_size)
     csv = _csv_ready(table)
     if output:
-        _write_atomically(output, lambda handle: csv.to_csv(handle, index=False,
-                                                            float_format="%.4f"))
+        from .files import atomic_write
+
+        with atomic_write(output) as handle:
+            csv.to_csv(handle, index=False, float_format="%.4f")
         print(f"wrote {len(table)} rows to {shown(output)} (threshold {loaded.threshold:.3f})")
     else:
         csv.to_csv(sys.stdout, index=False, float_format="%.4f")
@@ -191,11 +180,9 @@ def _evaluate(args, loaded) -> int:
     metrics = evaluate.evaluate(ok["y"], ok["probability"], threshold=loaded.threshold,
                                 groups=[patient_id(Path(f).name) for f in ok["file"]],
                                 n_boot=args.n_boot)
-    temporary = output.with_name(f".{output.name}.tmp")
-    evaluate.metrics_to_json(metrics, temporary, threshold=loaded.threshold,
+    evaluate.metrics_to_json(metrics, output, threshold=loaded.threshold,
                              rule=loaded.threshold_rule, data=shown(args.data),
                              model=shown(loaded.path), model_sha256=loaded.sha256)
-    os.replace(temporary, output)
     print(metrics.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"threshold {loaded.threshold:.3f}; {len(ok)} images; wrote {shown(output)}")
     return _report_bad(table)

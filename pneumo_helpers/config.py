@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["RunConfig", "PROFILES", "project_root", "SAMPLE_DIR"]
+__all__ = ["RunConfig", "PROFILES", "project_root", "shown_path", "SAMPLE_DIR"]
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
 
@@ -38,6 +38,21 @@ def project_root(start: Path | None = None) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "pneumo_helpers").is_dir():
             return folder
     return start
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as notebooks and reports show it: relative to the project (``runs/full``,
+    ``../shared/data/chest_xray``), never the machine's absolute path, which means nothing to
+    a reader and leaks the author's folders. Outside the project, only the last two parts."""
+    path = Path(path).expanduser().resolve()
+    root = project_root()
+    try:
+        return path.relative_to(root).as_posix() or "."
+    except ValueError:
+        relative = Path(os.path.relpath(path, root))
+        if relative.parts[:3] != ("..",) * 3:  # a neighbour of the project: say where
+            return relative.as_posix()
+        return "…/" + "/".join(path.parts[-2:])
 
 
 @dataclasses.dataclass

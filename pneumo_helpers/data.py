@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .config import SAMPLE_DIR
+from . import files
+from .config import SAMPLE_DIR, shown_path
 from .images import ImageError, describe, read_gray
 
 __all__ = [
@@ -151,11 +152,12 @@ def locate_dataset(path: str | Path | None = None, *, download: bool = True) -> 
     than asked would be worse.
     """
     if path:
-        return DatasetLocation(find_root(path), "given", f"Using the dataset at {path}.")
+        return DatasetLocation(find_root(path), "given",
+                               f"Using the dataset at {shown_path(path)}.")
     env = os.environ.get("PNEUMO_DATA_DIR")
     if env:
         return DatasetLocation(find_root(env), "environment",
-                               f"Using the dataset at $PNEUMO_DATA_DIR={env}.")
+                               f"Using the dataset at $PNEUMO_DATA_DIR={shown_path(env)}.")
     reason = "no Kaggle credentials"
     if download and _kaggle_credentials():
         try:
@@ -233,17 +235,12 @@ def not_taken(root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "reason"])
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _file_row(item: tuple[Path, str, str]) -> dict:
     path, split, label = item
     row = dict(path=str(path), split=split, label=label, subtype=subtype(path.name, label),
                patient=patient_id(path.name), bytes=path.stat().st_size)
     try:
-        row["sha256"] = _sha256(path)
+        row["sha256"] = files.sha256(path)
     except OSError:
         row["sha256"] = None
     try:

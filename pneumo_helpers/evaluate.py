@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from .balance import CLASS_NAMES, encode_labels
+from .files import atomic_write
 
 __all__ = ["CLASS_NAMES", "METRICS", "THRESHOLD_RULES", "DEFAULT_RULE", "predict_proba", "choose_threshold",
            "evaluate", "bootstrap", "pneumonia_column", "confusion", "report", "metrics_to_json",
@@ -328,9 +329,8 @@ def metrics_to_json(df: pd.DataFrame, path, **extra) -> dict:
     out["rule"] = extra.pop("rule", None)
     out["n"] = int(df["n"].max()) if "n" in df else None
     out.update({k: _json_value(v) for k, v in extra.items()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+    with atomic_write(path) as handle:  # a reader never sees half a metrics file
+        handle.write(json.dumps(out, indent=2))
     return out
 
 

@@ -54,7 +54,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,6 +64,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
+from . import files
 from .balance import encode_labels
 from .images import ImageError, read_gray
 
@@ -193,19 +193,12 @@ def load_images(manifest: pd.DataFrame, *, image_size: int, cache_dir: str | Pat
 def _write_atomically(images: np.ndarray, target: Path) -> None:
     """Save ``images`` to ``target`` via a temp file and a rename, so another process reading
     the cache never sees half a file. A cache that cannot be written only costs speed: warn."""
-    tmp = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npy.tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, images)
-        os.replace(tmp, target)
+        with files.atomic_write(target, "wb") as handle:
+            np.save(handle, images)
     except OSError as exc:
         warnings.warn(f"could not write the image cache {target} ({exc}); images will be "
                       "decoded again next time — pass a writable cache_dir", stacklevel=3)
-    finally:
-        if tmp is not None and Path(tmp).exists():
-            Path(tmp).unlink()
 
 
 # --- Augmentation ---------------------------------------------------------------------------

@@ -8,7 +8,6 @@ plus ``config.json`` (image size, channels, …) and, once chosen on validation,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import deque
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import files
 from .images import IMAGE_SUFFIXES, ImageError, read_gray
 
 __all__ = ["SHIPPED_MODEL_DIR", "MAX_BATCH", "RUNTIMES", "ModelError", "LoadedModel", "LiteModel",
@@ -59,10 +59,7 @@ class LoadedModel:
     def sha256(self) -> str | None:
         """sha256 of the model file: names the exact model an evaluation belongs to."""
         model_file = self.path / "model.keras" if self.path else None
-        if model_file is None or not model_file.is_file():
-            return None
-        with open(model_file, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return files.sha256(model_file) if model_file and model_file.is_file() else None
 
     def predict(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """P(PNEUMONIA) float (N,) of uint8 gray images (N, S, S).
@@ -136,11 +133,6 @@ class LiteModel:
         return self._interpreter.get_tensor(self._output).copy()
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def export_litert(folder: str | Path, *, tolerance: float = 1e-4) -> Path:
     """Write ``model.tflite`` next to ``model.keras`` in a model folder, checked.
 
@@ -156,18 +148,18 @@ def export_litert(folder: str | Path, *, tolerance: float = 1e-4) -> Path:
     folder = Path(folder)
     keras_model = load_model(folder, runtime="keras")
     keras_model.model.export(str(folder / LITE_FILE), format="litert", verbose=False)
-    lite = load_model(folder, runtime="litert", _unchecked_export=True)
-    files = collect_images([SAMPLE_DIR])
-    a = predict_files(keras_model, files)["probability"].to_numpy()
-    b = predict_files(lite, files)["probability"].to_numpy()
+    lite = _loaded(LiteModel(folder / LITE_FILE), folder, folder / "model.keras")
+    sample = collect_images([SAMPLE_DIR])
+    a = predict_files(keras_model, sample)["probability"].to_numpy()
+    b = predict_files(lite, sample)["probability"].to_numpy()
     difference = float(np.nanmax(np.abs(a - b)))
     if not difference <= tolerance:
         (folder / LITE_FILE).unlink()
         raise ModelError(f"LiteRT export of {folder} differs from Keras by {difference:.2e} "
                          f"(> {tolerance}); not kept")
     (folder / EXPORT_JSON).write_text(json.dumps(dict(
-        model_sha256=_sha256(folder / "model.keras"), format="litert", max_abs_difference=
-        difference, checked_on=f"bundled sample ({len(files)} images)"), indent=2) + "\n")
+        model_sha256=files.sha256(folder / "model.keras"), format="litert", max_abs_difference=
+        difference, checked_on=f"bundled sample ({len(sample)} images)"), indent=2) + "\n")
     return folder / LITE_FILE
 
 
@@ -177,11 +169,10 @@ def _export_matches(folder: Path, model_file: Path) -> bool:
     except (OSError, ValueError):
         return False
     return (folder / LITE_FILE).is_file() and isinstance(record, dict) \
-        and record.get("model_sha256") == _sha256(model_file)
+        and record.get("model_sha256") == files.sha256(model_file)
 
 
-def load_model(path: str | Path | None = None, *, runtime: str = "auto",
-               _unchecked_export: bool = False) -> LoadedModel:
+def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> LoadedModel:
     """Load a saved model folder (or a bare ``.keras`` file); default: the shipped model.
 
     Args:
@@ -205,7 +196,7 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto",
                          "or a .keras file")
     folder = model_file.parent
     if runtime != "keras":
-        usable = _unchecked_export or _export_matches(folder, model_file)
+        usable = _export_matches(folder, model_file)
         if usable:
             try:
                 model = LiteModel(folder / LITE_FILE)

@@ -59,16 +59,12 @@ def _clahe(image: np.ndarray) -> np.ndarray:
     return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(image)
 
 
-def _zoom_in(image: np.ndarray, fraction: float) -> np.ndarray:
-    height, width = image.shape
-    dy, dx = int(round(height * fraction / 2)), int(round(width * fraction / 2))
-    return cv2.resize(image[dy:height - dy, dx:width - dx], (width, height),
-                      interpolation=cv2.INTER_AREA)
-
-
 def _crop_border(image: np.ndarray, per_side: float) -> np.ndarray:
     """Cut ``per_side`` of the side off every edge and resize back: tighter collimation."""
-    return _zoom_in(image, 2 * per_side)
+    height, width = image.shape
+    dy, dx = int(round(height * per_side)), int(round(width * per_side))
+    return cv2.resize(image[dy:height - dy, dx:width - dx], (width, height),
+                      interpolation=cv2.INTER_AREA)
 
 
 def _zoom_out(image: np.ndarray, per_side: float) -> np.ndarray:

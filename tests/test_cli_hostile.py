@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pneumo_helpers import cli, inference, models
+from pneumo_helpers import cli, files, inference, models
 from pneumo_helpers.config import SAMPLE_DIR
 
 NORMAL_FILM = sorted((SAMPLE_DIR / "test" / "NORMAL").glob("*.jpeg"))[0]
@@ -133,11 +133,10 @@ def test_odd_file_names_are_written_safely(capsys, model_dir, tmp_path, monkeypa
 def test_a_failed_write_leaves_no_partial_file(tmp_path):
     target = tmp_path / "out.csv"
 
-    def half_then_fail(handle):
-        handle.write("file,probability\n")
-        raise UnicodeEncodeError("utf-8", "x", 0, 1, "boom")
     with pytest.raises(UnicodeEncodeError):
-        cli._write_atomically(target, half_then_fail)
+        with files.atomic_write(target) as handle:
+            handle.write("file,probability\n")
+            raise UnicodeEncodeError("utf-8", "x", 0, 1, "boom")
     assert list(tmp_path.iterdir()) == []
 
 

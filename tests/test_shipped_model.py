@@ -8,7 +8,6 @@ The stored numbers come from ``tools/shipped_reference.py``, run when the shippe
 changes; the test refuses to compare against numbers stored for another model file.
 """
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumo_helpers import inference
+from pneumo_helpers import files, inference
 from pneumo_helpers.config import SAMPLE_DIR
 
 REFERENCE = Path(__file__).parent / "data" / "shipped_model_reference.json"
@@ -26,8 +25,7 @@ TOLERANCE = 1e-3
 @pytest.fixture(scope="module")
 def reference():
     stored = json.loads(REFERENCE.read_text())
-    digest = hashlib.sha256((inference.SHIPPED_MODEL_DIR / "model.keras").read_bytes())
-    assert stored["model_sha256"] == digest.hexdigest(), (
+    assert stored["model_sha256"] == files.sha256(inference.SHIPPED_MODEL_DIR / "model.keras"), (
         "the shipped model.keras is not the one the reference probabilities were stored for; "
         "after retraining it on purpose, run python tools/shipped_reference.py")
     return stored

@@ -8,12 +8,12 @@ changes (``make train-full`` does), never to make a failing test pass.
     python tools/shipped_reference.py
 """
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 from pneumo_helpers import inference
+from pneumo_helpers.files import sha256
 from pneumo_helpers.config import SAMPLE_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +38,8 @@ def main() -> int:
     loaded = inference.load_model()
     files = reference_files(loaded)
     table = inference.predict_files(loaded, files)
-    digest = hashlib.sha256((inference.SHIPPED_MODEL_DIR / "model.keras").read_bytes())
     REFERENCE.write_text(json.dumps({
-        "model_sha256": digest.hexdigest(),
+        "model_sha256": sha256(inference.SHIPPED_MODEL_DIR / "model.keras"),
         "threshold": loaded.threshold,
         "probabilities": {path.relative_to(SAMPLE_DIR).as_posix(): float(p)
                           for path, p in zip(files, table["probability"])},

@@ -23,6 +23,8 @@ import pandas as pd
 from pneumo_helpers import data, experiment, generators, inference, shifts
 
 ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "runs" / "sweep"
+SUMMARY = "summary.csv"  # per recipe and seed; the shipped model card quotes it
 BASE = dict(model="five_block", strategy="oversample", image_size=112, batch_size=64, epochs=15,
             threshold_rule="sens>=0.95")
 # Recipe name -> what it changes from BASE.
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 7, 1])
     parser.add_argument("--split-seed", type=int, default=42)
-    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "sweep")
+    parser.add_argument("--work", type=Path, default=WORK)
     args = parser.parse_args(argv)
     train_rows, val_rows = split(args.data, args.split_seed, args.work)
     images = generators.load_images(val_rows, image_size=BASE["image_size"],
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
                              worst_spec=stress["specificity"].min()))
             print(pd.DataFrame(rows).tail(1).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
-    table.to_csv(args.work / "summary.csv", index=False)
+    table.to_csv(args.work / SUMMARY, index=False)
     summary = table.drop(columns="seed").groupby("recipe").agg(["mean", "std"]).round(3)
     print(summary.to_string())
     return 0

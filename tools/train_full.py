@@ -84,7 +84,9 @@ def write_card(work: Path, out: Path) -> Path:
         "`make train-full`.")
     sections = {"Robustness to acquisition and framing shifts (validation)":
                 stress_section(loaded, val_rows, work / "cache")}
-    sweep = ROOT / "runs" / "sweep" / "summary.csv"
+    import sweep as recipes  # tools/sweep.py: the seed comparison the recipe was chosen by
+
+    sweep = recipes.WORK / recipes.SUMMARY
     if sweep.is_file():
         table = pd.read_csv(sweep)
         spread = table.drop(columns="seed").groupby("recipe").agg(["mean", "std"])

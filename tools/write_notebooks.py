@@ -36,13 +36,14 @@ def opening(title: str, intro: str, imports: str) -> list:
             "from IPython.display import display\n"
             "from matplotlib_inline.backend_inline import set_matplotlib_formats\n\n"
             "from pneumo_helpers import RunConfig, plots\n"
+            "from pneumo_helpers.config import shown_path\n"
             f"{imports}\n\n"
             "# Figures inline as JPEG: X-ray grids in PNG made the stored notebooks ~1 MB each.\n"
             "set_matplotlib_formats('jpeg', pil_kwargs={'quality': 85})\n"
             "cfg = RunConfig.from_params(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)\n"
             "print(f'profile={cfg.profile}  image_size={cfg.image_size}  epochs={cfg.epochs}  "
             "seed={cfg.seed}')\n"
-            "print(f'run folder: {cfg.run_dir}')"),
+            "print(f'run folder: {shown_path(cfg.run_dir)}')"),
     ]
 
 
@@ -579,7 +580,7 @@ Markdown(f\"\"\"
   split the threshold was chosen on to unseen patients.
 - It flagged {fp} normal image(s) as pneumonia and missed {fn} pneumonia image(s).
 - Brier score on test {fmt(t, 'brier')} (0 is perfect; 0.25 is a coin flip at 50/50).
-- Under the acquisition shifts of validation images, specificity ranged
+- Under the acquisition and framing shifts of validation images, specificity ranged
   {stress['specificity'].min():.3f}–{stress['specificity'].max():.3f} (lowest:
   {stress.loc[stress['specificity'].idxmin(), 'shift']}) and sensitivity
   {stress['recall'].min():.3f}–{stress['recall'].max():.3f} (lowest:
