@@ -1,7 +1,8 @@
 # pneumo — the two commands (see README):
 #   make run [DATA=/path/to/chest_xray]   set up, then run notebooks 01-05 (bundled sample by default)
 #   make test                             set up, then unit tests + nbval over the notebooks
-# Other targets: notebooks (refresh stored outputs), bench, train-full, lock, clean.
+# Other targets: lab (edit the notebooks), notebooks (refresh stored outputs), report, bench,
+# train-full, lock, clean.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +15,7 @@ STAMP  := $(BIN)/.pneumo-installed
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test notebooks report bench train-full lock clean
+.PHONY: install run test lab notebooks report bench train-full lock clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,10 +40,18 @@ test: $(STAMP)-test
 	PNEUMO_RUN_DIR=$(CURDIR)/runs/nbval $(BIN)/python -m pytest tests notebooks \
 		--nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
+# JupyterLab on the project's environment. Notebooks are the source: jupytext (jupytext.toml)
+# keeps each paired with its percent script in notebooks/ on every save.
+lab: install
+	$(BIN)/jupyter lab notebooks/
+
+# Re-execute the notebooks on the bundled sample and store their outputs (what nbval compares);
+# a script edited outside JupyterLab is brought into its notebook first.
 notebooks: install
-	$(BIN)/python tools/write_notebooks.py
+	$(BIN)/jupytext --sync notebooks/0*.ipynb
 	rm -rf runs/store
 	$(BIN)/python tools/run_notebooks.py --run-dir runs/store --in-place
+	$(BIN)/jupytext --sync notebooks/0*.ipynb
 
 # Reviewer PDFs and the README results table. With DATA=..., first runs the five notebooks on it
 # (full settings, runs/full); without, renders an existing run (RUN=full, RUN_DIR=...).

@@ -195,6 +195,7 @@ def _explain(args, loaded) -> int:
     from . import explain, plots
     from .images import read_gray
 
+    plots.style()
     output = _output_path(args.output, suffixes=PICTURE_SUFFIXES)
     pixels = read_gray(args.image, size=loaded.image_size, film=True)
     probability = float(loaded.predict(pixels[None])[0])

@@ -10,11 +10,13 @@ real dataset folder.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import typing
 from pathlib import Path
 
-__all__ = ["RunConfig", "PROFILES", "project_root", "shown_path", "SAMPLE_DIR"]
+from .runs import RunLayout
+
+__all__ = ["RunConfig", "PROFILES", "project_root", "shown_path", "start_notebook", "SAMPLE_DIR"]
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
 
@@ -86,6 +88,8 @@ class RunConfig:
             that varying the training seed keeps the images a run is validated on.
         ignore_unknown_folders: leave out folders of a split that are not a class (listed as
             not taken by 01) instead of stopping with an error.
+        model: what 05 interprets: ``None`` (the model 04 chose), ``"shipped"`` (the model in
+            the package) or the name of a model folder of the run.
     """
 
     data_dir: str | None = None
@@ -106,6 +110,7 @@ class RunConfig:
     seed: int = 42
     split_seed: int = 42
     ignore_unknown_folders: bool = False
+    model: str | None = None
 
     def __post_init__(self):
         if self.profile not in PROFILES:
@@ -128,49 +133,61 @@ class RunConfig:
         defaults to ``full`` when a dataset folder is given and ``sample`` otherwise.
         """
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        types = typing.get_type_hints(cls)
         unknown = set(params) - set(fields)
         if unknown:
             raise TypeError(f"unknown run parameters: {sorted(unknown)}")
         values = {}
-        for name, field in fields.items():
+        for name in fields:
             value = params.get(name)
             if value is None:
                 env = os.environ.get(f"PNEUMO_{name.upper()}")
                 if env not in (None, ""):
-                    value = _coerce(env, field.type)
+                    value = _coerce(env, types[name])
             if value is not None:
                 values[name] = value
         values.setdefault("profile", "full" if values.get("data_dir") else "sample")
         return cls(**values)
 
     @property
-    def run_path(self) -> Path:
-        return Path(self.run_dir)
+    def layout(self) -> RunLayout:
+        """Every path of this run's folder (:class:`pneumo_helpers.runs.RunLayout`); the
+        folder itself is created, since a config is for a run being made."""
+        Path(self.run_dir).mkdir(parents=True, exist_ok=True)
+        return RunLayout(self.run_dir)
 
-    def path(self, *parts: str, mkdir: bool = True) -> Path:
-        """A path inside the run folder; parent folders are created."""
-        target = self.run_path.joinpath(*parts)
-        if mkdir:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        return target
+    def summary(self) -> str:
+        """Two lines for the top of a notebook: the settings that shape the run, and where it
+        writes (relative to the project)."""
+        return (f"profile={self.profile}  image_size={self.image_size}  epochs={self.epochs}  "
+                f"seed={self.seed}\nrun folder: {shown_path(self.run_dir)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def save(self, name: str = "config.json") -> Path:
-        target = self.path(name)
-        target.write_text(json.dumps(self.to_dict(), indent=2))
-        return target
+
+def start_notebook(**params) -> RunConfig:
+    """The opening of every notebook: the run config from its parameters, printed.
+
+    Keeps TensorFlow's C++ start-up lines out of the outputs (call it before importing the
+    modules that load TensorFlow), gives figures the project's look, inline as JPEG, and prints
+    :meth:`RunConfig.summary`. ``params``: the notebook's parameters, as for
+    :meth:`RunConfig.from_params`.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from . import plots
+
+    plots.style(notebook=True)
+    cfg = RunConfig.from_params(**params)
+    print(cfg.summary())
+    return cfg
 
 
-def _coerce(text: str, type_name) -> object:
-    type_name = str(type_name)
-    if "bool" in type_name:
+def _coerce(text: str, annotation) -> object:
+    """An environment variable's text as the field's declared type (``int | None`` -> int)."""
+    kind = next(t for t in (typing.get_args(annotation) or (annotation,)) if t is not type(None))
+    if kind is bool:
         if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
             raise ValueError(f"expected 1/0, true/false or yes/no, got {text!r}")
         return text.lower() in ("1", "true", "yes")
-    if "int" in type_name:
-        return int(text)
-    if "float" in type_name:
-        return float(text)
-    return text
+    return kind(text)

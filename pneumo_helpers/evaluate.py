@@ -27,7 +27,7 @@ from .files import atomic_write
 
 __all__ = ["CLASS_NAMES", "METRICS", "THRESHOLD_RULES", "DEFAULT_RULE", "predict_proba", "choose_threshold",
            "evaluate", "bootstrap", "pneumonia_column", "confusion", "report", "metrics_to_json",
-           "read_metrics_json", "floor_check"]
+           "read_metrics_json", "write_run_metrics", "floor_check"]
 
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1_pneumonia", "f1_normal",
            "roc_auc", "pr_auc", "brier")
@@ -332,6 +332,24 @@ def metrics_to_json(df: pd.DataFrame, path, **extra) -> dict:
     with atomic_write(path) as handle:  # a reader never sees half a metrics file
         handle.write(json.dumps(out, indent=2))
     return out
+
+
+def write_run_metrics(tables: dict[str, pd.DataFrame], layout, *, threshold: float,
+                      rule: str | None, model: str) -> dict:
+    """05's results: one :func:`metrics_to_json` file per split and the run's ``metrics.json``
+    (``{"model": name, split: block, ...}``), which the report and README table read.
+
+    Args:
+        tables: ``{split: evaluate() table}``. layout: the run's
+            :class:`pneumo_helpers.runs.RunLayout`.
+    """
+    summary = {"model": model}
+    for split, table in tables.items():
+        summary[split] = metrics_to_json(table, layout.split_metrics(split), threshold=threshold,
+                                         rule=rule, split=split, model=model)
+    with atomic_write(layout.metrics) as handle:
+        handle.write(json.dumps(summary, indent=2))
+    return summary
 
 
 def read_metrics_json(path) -> dict:

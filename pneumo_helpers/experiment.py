@@ -22,12 +22,21 @@ from pathlib import Path
 import pandas as pd
 
 from . import balance, evaluate, generators, models, train
+from .config import RunConfig
 from .data import manifest_hash
+from .runs import ChosenModel, ModelLayout
 
-__all__ = ["BUILDERS", "CandidateResult", "run_candidate", "compare", "read_candidates",
-           "pick_best", "findings", "learning_checks"]
+__all__ = ["BUILDERS", "CANDIDATES", "TIE", "CHOICE_RULE", "CandidateResult", "run_candidate",
+           "compare_candidates", "choose", "interpreted_model", "compare", "read_candidates", "pick_best", "findings",
+           "learning_checks"]
 
 BUILDERS = {"baseline": models.build_baseline_cnn, "five_block": models.build_five_block_cnn}
+# What 04 compares: (architecture, rebalancing strategy).
+CANDIDATES = (("baseline", "class_weight"), ("five_block", "none"), ("five_block", "undersample"),
+              ("five_block", "oversample"), ("five_block", "class_weight"))
+# Validation ROC AUCs closer than this are a tie, broken by the Brier score (see pick_best).
+TIE = 0.005
+CHOICE_RULE = f"best validation ROC AUC; among those within {TIE} of it, lowest Brier score"
 
 
 @dataclass
@@ -90,13 +99,76 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
     threshold = evaluate.choose_threshold(y_val, p_val, rule=threshold_rule)
     metrics = evaluate.evaluate(y_val, p_val, threshold=threshold, groups=val_rows["patient"],
                                 n_boot=n_boot, seed=seed)
-    evaluate.metrics_to_json(metrics, out_dir / "val_metrics.json", threshold=threshold,
+    files = ModelLayout(out_dir)
+    evaluate.metrics_to_json(metrics, files.val_metrics, threshold=threshold,
                              rule=threshold_rule, split="val", model=name)
     val_rows[["path", "label", "patient"]].assign(probability=p_val).to_csv(
-        out_dir / "val_predictions.csv", index=False)
+        files.val_predictions, index=False)
     return CandidateResult(name=name, out_dir=out_dir, history=history, metrics=metrics,
                            threshold=threshold,
-                           config=json.loads((out_dir / "config.json").read_text()))
+                           config=json.loads(files.config.read_text()))
+
+
+def _settings(cfg: RunConfig, n_boot: int) -> dict:
+    return dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed,
+                threshold_rule=cfg.threshold_rule, n_boot=n_boot, cache_dir=cfg.layout.cache,
+                verbose=0)
+
+
+def compare_candidates(train_rows: pd.DataFrame, val_rows: pd.DataFrame, cfg: RunConfig, *,
+                       candidates=CANDIDATES, n_boot: int = 200,
+                       report=print) -> list[CandidateResult]:
+    """Train every candidate for ``cfg.compare_epochs`` into ``models/<arch>-<strategy>/``.
+
+    The comparison step of 04: same cached, augmented stream, same seed, early stopping on
+    validation ROC AUC; an interrupted run resumes. ``report`` gets one line per candidate
+    (epochs, seconds per epoch, validation ROC AUC); ``n_boot`` bootstrap resamples give the
+    intervals (few: only the chosen model's are reported).
+    """
+    results = []
+    for model, strategy in candidates:
+        result = run_candidate(train_rows, val_rows, model=model, strategy=strategy,
+                               epochs=cfg.compare_epochs,
+                               out_dir=cfg.layout.model(f"{model}-{strategy}").root,
+                               **_settings(cfg, n_boot))
+        results.append(result)
+        auc = result.metrics.set_index("metric").loc["roc_auc", "value"]
+        report(f"{result.name:26s} {len(result.history)} epochs, "
+               f"{result.config['mean_seconds_per_epoch']:.1f} s/epoch, val ROC AUC {auc:.3f}")
+    return results
+
+
+def choose(results: list[CandidateResult], train_rows: pd.DataFrame, val_rows: pd.DataFrame,
+           cfg: RunConfig, *, n_boot: int = 1000) -> CandidateResult:
+    """04's choice: :func:`pick_best` among ``results``, retrained for ``cfg.epochs`` as
+    ``<name>-final`` when that is more than the comparison's epochs, recorded in the run
+    folder as the chosen model (:class:`pneumo_helpers.runs.ChosenModel`)."""
+    best = pick_best(compare(results))
+    chosen = next(r for r in results if r.name == best)
+    if cfg.epochs > cfg.compare_epochs:
+        chosen = run_candidate(train_rows, val_rows, model=chosen.config["model"],
+                               strategy=chosen.config["balance"], epochs=cfg.epochs,
+                               name=f"{best}-final",
+                               out_dir=cfg.layout.model(f"{best}-final").root,
+                               **_settings(cfg, n_boot))
+    ChosenModel(model=chosen.name, rule=CHOICE_RULE).write(cfg.layout)
+    return chosen
+
+
+def interpreted_model(cfg: RunConfig):
+    """The Keras model 05 interprets, as a :class:`pneumo_helpers.inference.LoadedModel`.
+
+    ``cfg.model``: ``None`` — the one 04 chose (read from the run folder); ``"shipped"`` — the
+    model in the package (trained on the Kermany training split, so splits cut from that split
+    overlap its training data); else the name of a model folder of the run. Always the Keras
+    runtime: Grad-CAM and LIME need the model itself.
+    """
+    from . import inference
+
+    if cfg.model == "shipped":
+        return inference.load_model(runtime="keras")
+    name = cfg.model or ChosenModel.read(cfg.layout).model
+    return inference.load_model(cfg.layout.model(name).root, runtime="keras")
 
 
 def compare(results: list[CandidateResult]) -> pd.DataFrame:
@@ -107,7 +179,8 @@ def compare(results: list[CandidateResult]) -> pd.DataFrame:
 def read_candidates(models_dir) -> pd.DataFrame:
     """The same tidy table, read back from every ``*/val_metrics.json`` under ``models_dir``."""
     rows = []
-    for path in sorted(Path(models_dir).glob("*/val_metrics.json")):
+    for path in sorted(ModelLayout(f).val_metrics for f in Path(models_dir).iterdir()
+                       if ModelLayout(f).val_metrics.is_file()):
         stored = evaluate.read_metrics_json(path)
         for metric, cell in stored.items():
             if isinstance(cell, dict) and "value" in cell:
@@ -115,7 +188,7 @@ def read_candidates(models_dir) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "metric", "value", "ci_low", "ci_high"])
 
 
-def pick_best(table: pd.DataFrame, *, metric: str = "roc_auc", tie: float = 0.005,
+def pick_best(table: pd.DataFrame, *, metric: str = "roc_auc", tie: float = TIE,
               tie_breaker: str = "brier") -> str:
     """The model with the best validation ``metric``; among those within ``tie`` of the best,
     the one with the lowest ``tie_breaker`` (Brier score: better calibrated).
@@ -171,7 +244,7 @@ def findings(table: pd.DataFrame, chosen: str, *, metric: str = "roc_auc") -> li
     if overlap:
         out.append(f"Its {name} interval overlaps those of {', '.join(overlap)}: this "
                    "validation split cannot rank them apart; the rule (best point estimate, "
-                   "Brier score among those within 0.005) still picks one, but read it as a "
+                   f"Brier score among those within {TIE}) still picks one, but read it as a "
                    "choice, not a proven win.")
     elif others:
         out.append(f"No other candidate's {name} interval overlaps it: a clear lead on this "

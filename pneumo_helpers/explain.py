@@ -32,7 +32,26 @@ from .evaluate import CLASS_NAMES, pneumonia_column
 from .models import last_conv_layer_name
 
 __all__ = ["LIME_SETTINGS", "Explanation", "LimeExplainer", "segment_xray", "GradCam",
-           "grad_cam", "gradcam_layer", "overlay", "lime_overlay"]
+           "grad_cam", "gradcam_layer", "overlay", "lime_overlay", "CASES", "pick_cases"]
+
+CASES = ("true positive", "true negative", "false positive", "false negative")
+
+
+def pick_cases(y_true, y_prob, *, threshold: float) -> dict[str, int]:
+    """One image of each kind of case to explain: the first of the split (not hand-picked).
+
+    Args:
+        y_true: ``(N,)`` labels, 0 = NORMAL, 1 = PNEUMONIA. y_prob: ``(N,)`` P(PNEUMONIA).
+        threshold: a case is a positive when ``y_prob >= threshold``.
+
+    Returns:
+        ``{case: index}`` in the order of :data:`CASES`, for the kinds that occur.
+    """
+    y = np.asarray(y_true).astype(int)
+    called = np.asarray(y_prob) >= threshold
+    masks = dict(zip(CASES, ((y == 1) & called, (y == 0) & ~called, (y == 0) & called,
+                             (y == 1) & ~called)))
+    return {case: int(np.flatnonzero(mask)[0]) for case, mask in masks.items() if mask.any()}
 
 # "default" keeps one explanation at 112 px to ~0.6 s on two CPU cores (32 images in ~18 s,
 # benchmarks/bench_explain.py); "thorough" (3x the perturbations, 2x finer superpixels, ~1.8 s)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import files
+from .runs import ModelLayout
 from .images import IMAGE_SUFFIXES, ImageError, read_gray
 
 __all__ = ["SHIPPED_MODEL_DIR", "MAX_BATCH", "RUNTIMES", "ModelError", "LoadedModel", "LiteModel",
@@ -58,7 +59,7 @@ class LoadedModel:
     @property
     def sha256(self) -> str | None:
         """sha256 of the model file: names the exact model an evaluation belongs to."""
-        model_file = self.path / "model.keras" if self.path else None
+        model_file = ModelLayout(self.path).model if self.path else None
         return files.sha256(model_file) if model_file and model_file.is_file() else None
 
     def predict(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
@@ -95,7 +96,6 @@ class LoadedModel:
         return out
 
 
-LITE_FILE, EXPORT_JSON = "model.tflite", "export.json"
 RUNTIMES = ("auto", "keras", "litert")
 
 
@@ -146,29 +146,31 @@ def export_litert(folder: str | Path, *, tolerance: float = 1e-4) -> Path:
     from .config import SAMPLE_DIR
 
     folder = Path(folder)
+    target = ModelLayout(folder)
     keras_model = load_model(folder, runtime="keras")
-    keras_model.model.export(str(folder / LITE_FILE), format="litert", verbose=False)
-    lite = _loaded(LiteModel(folder / LITE_FILE), folder, folder / "model.keras")
+    keras_model.model.export(str(target.lite), format="litert", verbose=False)
+    lite = _loaded(LiteModel(target.lite), folder, target.model)
     sample = collect_images([SAMPLE_DIR])
     a = predict_files(keras_model, sample)["probability"].to_numpy()
     b = predict_files(lite, sample)["probability"].to_numpy()
     difference = float(np.nanmax(np.abs(a - b)))
     if not difference <= tolerance:
-        (folder / LITE_FILE).unlink()
+        target.lite.unlink()
         raise ModelError(f"LiteRT export of {folder} differs from Keras by {difference:.2e} "
                          f"(> {tolerance}); not kept")
-    (folder / EXPORT_JSON).write_text(json.dumps(dict(
-        model_sha256=files.sha256(folder / "model.keras"), format="litert", max_abs_difference=
+    target.export.write_text(json.dumps(dict(
+        model_sha256=files.sha256(target.model), format="litert", max_abs_difference=
         difference, checked_on=f"bundled sample ({len(sample)} images)"), indent=2) + "\n")
-    return folder / LITE_FILE
+    return target.lite
 
 
 def _export_matches(folder: Path, model_file: Path) -> bool:
+    layout = ModelLayout(folder)
     try:
-        record = json.loads((folder / EXPORT_JSON).read_text())
+        record = json.loads(layout.export.read_text())
     except (OSError, ValueError):
         return False
-    return (folder / LITE_FILE).is_file() and isinstance(record, dict) \
+    return layout.lite.is_file() and isinstance(record, dict) \
         and record.get("model_sha256") == files.sha256(model_file)
 
 
@@ -188,7 +190,7 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> Load
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     path = Path(path).expanduser() if path else SHIPPED_MODEL_DIR
-    model_file = path / "model.keras" if path.is_dir() else path
+    model_file = ModelLayout(path).model if path.is_dir() else path
     if not model_file.is_file():
         hint = (" (the shipped model is missing: reinstall the package or run make train-full)"
                 if path == SHIPPED_MODEL_DIR else "")
@@ -199,11 +201,11 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> Load
         usable = _export_matches(folder, model_file)
         if usable:
             try:
-                model = LiteModel(folder / LITE_FILE)
+                model = LiteModel(ModelLayout(folder).lite)
             except ImportError:
                 usable = False
             except (ValueError, RuntimeError) as exc:
-                raise ModelError(f"{folder / LITE_FILE}: not a LiteRT model ({exc}); delete "
+                raise ModelError(f"{ModelLayout(folder).lite}: not a LiteRT model ({exc}); delete "
                                  "it to use model.keras") from None
         if not usable and runtime == "litert":
             raise ModelError(f"{folder}: no LiteRT export matching model.keras (and "
@@ -225,13 +227,14 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> Load
 
 
 def _loaded(model, folder: Path, model_file: Path) -> LoadedModel:
-    config = _read_json(folder / "config.json")
-    metrics = _read_json(folder / "val_metrics.json")
+    layout = ModelLayout(folder)
+    config = _read_json(layout.config)
+    metrics = _read_json(layout.val_metrics)
     size, channels = _check_contract(model, model_file)
     threshold = metrics.get("threshold", 0.5)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
             or not 0.0 < threshold < 1.0:  # NaN fails this too
-        raise ModelError(f"{folder / 'val_metrics.json'}: threshold {threshold!r} is not a "
+        raise ModelError(f"{layout.val_metrics}: threshold {threshold!r} is not a "
                          "number between 0 and 1; re-choose it on validation "
                          "(evaluate.choose_threshold) or remove the file to use 0.5")
     return LoadedModel(model=model, image_size=size, channels=channels,

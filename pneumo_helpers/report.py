@@ -50,6 +50,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch
 
 from .config import SAMPLE_DIR
+from .runs import ChosenModel, ModelLayout, RunLayout
 
 __all__ = ["FIGURES", "METRIC_LABELS", "SLIDE_TITLES", "RunSummary", "summarize_run",
            "read_results", "results_table", "results_markdown", "format_ci", "make_slides",
@@ -60,10 +61,10 @@ DEFAULT_TITLE = "pneumo: pneumonia detection in pediatric chest X-rays"
 # The figures the deck shows, by slide: file names under ``<run>/figures/``. The notebooks
 # write them under exactly these names.
 FIGURES: dict[str, str] = {
-    "class_balance": "02_clean_counts.png",   # 02_scrub: clean images per split and class
-    "confusion": "05_confusion.png",          # 05_interpret: test confusion matrix
-    "roc": "05_roc_pr.png",                   # 05_interpret: ROC and precision-recall curves
-    "explanations": "05_explanations.png",    # 05_interpret: LIME / Grad-CAM examples
+    "class_balance": "02_clean_counts",   # 02_scrub: clean images per split and class
+    "confusion": "05_confusion",          # 05_interpret: test confusion matrix
+    "roc": "05_roc_pr",                   # 05_interpret: ROC and precision-recall curves
+    "explanations": "05_explanations",    # 05_interpret: LIME / Grad-CAM examples
 }
 
 # Row order and reader-facing names of the metrics; other metrics found follow in file order.
@@ -326,11 +327,11 @@ def _test_source(clean: pd.DataFrame, *, is_sample: bool = False) -> str:
 
 
 def _summarize_data(summary: RunSummary) -> None:
-    run = summary.run_dir
-    manifest = _read_csv(run / "manifest.csv")
-    clean = _read_csv(run / "clean_manifest.csv")
-    bad = _read_csv(run / "bad_files.csv")
-    dropped = _read_csv(run / "dropped.csv")
+    run = RunLayout(summary.run_dir)
+    manifest = _read_csv(run.manifest)
+    clean = _read_csv(run.clean_manifest)
+    bad = _read_csv(run.bad_files)
+    dropped = _read_csv(run.dropped)
     summary.raw_files = None if manifest is None else len(manifest)
     summary.bad_files = None if bad is None else len(bad)
     if dropped is not None and "reason" in dropped:
@@ -342,7 +343,7 @@ def _summarize_data(summary: RunSummary) -> None:
                            columns=list(CLASSES), fill_value=0))
         if "patient" in described:
             counts["patients"] = described.groupby("split")["patient"].nunique()
-        counts.attrs["source"] = "clean_manifest.csv" if clean is not None else "manifest.csv"
+        counts.attrs["source"] = (run.clean_manifest if clean is not None else run.manifest).name
         summary.counts = counts
         if "path" in described:
             summary.is_sample = bool(described["path"].astype(str)
@@ -352,12 +353,12 @@ def _summarize_data(summary: RunSummary) -> None:
 
 
 def _summarize_models(summary: RunSummary) -> None:
-    models_dir = summary.run_dir / "models"
-    folders = sorted(p for p in models_dir.glob("*") if p.is_dir()) if models_dir.is_dir() \
+    run = RunLayout(summary.run_dir)
+    folders = sorted(p for p in run.models.glob("*") if p.is_dir()) if run.models.is_dir() \
         else []
     rows = {}
     for folder in folders:
-        path = folder / "val_metrics.json"
+        path = ModelLayout(folder).val_metrics
         if path.is_file():
             block = _parse_results(_read_json(path), str(path))
             metrics = next(iter(block.values()))["metrics"]
@@ -366,8 +367,11 @@ def _summarize_models(summary: RunSummary) -> None:
     summary.models = pd.DataFrame.from_dict(rows, orient="index")
 
     named = next((b.get("model") for b in summary.results.values() if b.get("model")), None)
-    if named:
+    if named:  # the model 05 evaluated
         summary.model, summary.model_reason = str(named), "named in metrics.json"
+    elif run.chosen.is_file():  # what 04 chose, by 04's rule
+        chosen = ChosenModel.read(run)
+        summary.model, summary.model_reason = chosen.model, f"chosen in 04: {chosen.rule}"
     elif len(folders) == 1:
         summary.model, summary.model_reason = folders[0].name, "the only model of the run"
     elif rows:
@@ -377,10 +381,10 @@ def _summarize_models(summary: RunSummary) -> None:
     elif folders:
         summary.model, summary.model_reason = folders[0].name, "first model folder"
     if summary.model:
-        config = summary.run_dir / "models" / summary.model / "config.json"
+        config = run.model(summary.model).config
         if config.is_file():
             summary.model_config = _read_json(config)
-        val = summary.run_dir / "models" / summary.model / "val_metrics.json"
+        val = run.model(summary.model).val_metrics
         if "val" not in summary.results and val.is_file():
             block = next(iter(_parse_results(_read_json(val), str(val)).values()))
             summary.results = _ordered({**summary.results,
@@ -401,7 +405,7 @@ def summarize_run(run_dir) -> RunSummary:
                                 "(or tools/run_notebooks.py --run-dir DIR)")
     summary = RunSummary(run_dir=run_dir)
     _summarize_data(summary)
-    metrics = run_dir / "metrics.json"
+    metrics = RunLayout(run_dir).metrics
     if metrics.is_file():
         summary.results = _ordered(_parse_results(_read_json(metrics), str(metrics)))
     _summarize_models(summary)
@@ -491,8 +495,8 @@ def _missing(ax, what: str, detail: str = ""):
 
 def _figure(ax, summary: RunSummary, key: str, caption: str, *, producer: str):
     """Show ``figures/FIGURES[key]`` fitted into the content area, or a 'not produced' note."""
-    name = FIGURES[key]
-    path = summary.run_dir / "figures" / name
+    path = RunLayout(summary.run_dir).figure(FIGURES[key])
+    name = path.name
     try:
         image = imread(path)
     except (FileNotFoundError, OSError, SyntaxError, ValueError):
@@ -568,14 +572,17 @@ def _data_slide(fig, ax, summary: RunSummary):
     _bullets(ax, [*facts, source], top=0.38, size=BODY_PT - 2)
 
 
+_NAMES = RunLayout(Path())  # file names only, for the process slide
 _PROCESS = [
-    ("Obtain", "01_obtain", "find the data; list every file and its patient", "manifest.csv"),
+    ("Obtain", "01_obtain", "find the data; list every file and its patient",
+     _NAMES.manifest.name),
     ("Scrub", "02_scrub", "drop bad files and duplicates; split by patient",
-     "clean_manifest.csv"),
-    ("Explore", "03_explore", "class balance, image sizes, example images", "figures/"),
-    ("Model", "04_model", "train Keras CNNs, balancing classes", "models/<name>/"),
+     _NAMES.clean_manifest.name),
+    ("Explore", "03_explore", "class balance, image sizes, example images",
+     f"{_NAMES.figures.name}/"),
+    ("Model", "04_model", "train Keras CNNs, balancing classes", f"{_NAMES.models.name}/<name>/"),
     ("iNterpret", "05_interpret", "threshold; test metrics with 95 % CIs; LIME, Grad-CAM",
-     "metrics.json"),
+     _NAMES.metrics.name),
 ]
 
 

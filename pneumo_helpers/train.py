@@ -23,13 +23,10 @@ import keras
 import numpy as np
 import pandas as pd
 
+from .runs import ModelLayout
+
 __all__ = ["set_seed", "train_model", "load_run", "save_model_card", "library_versions"]
 
-MODEL_FILE = "model.keras"
-HISTORY_CSV = "history.csv"
-HISTORY_JSON = "history.json"
-CONFIG_JSON = "config.json"
-BACKUP_DIR = "backup"
 
 
 def set_seed(seed: int) -> None:
@@ -125,8 +122,8 @@ def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 
         raise ValueError(f"monitor={monitor!r} needs validation data; pass val_ds")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    model_path, csv_path = out / MODEL_FILE, out / HISTORY_CSV
-    backup_dir = out / BACKUP_DIR
+    files = ModelLayout(out)
+    model_path, csv_path, backup_dir = files.model, files.history_csv, files.backup
     resuming = backup_dir.is_dir() and any(backup_dir.iterdir())
     best_so_far = None
     if not resuming:  # a fresh run: nothing of an earlier run in out_dir may leak into it
@@ -167,7 +164,7 @@ def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 
     else:  # the monitored metric never appeared in the logs
         model.save(model_path)
     history.to_csv(csv_path, index=False)
-    history.to_json(out / HISTORY_JSON, orient="records", indent=2)
+    history.to_json(files.history_json, orient="records", indent=2)
 
     seconds = history["epoch_seconds"].tolist() if "epoch_seconds" in history else []
     best = _best(history, monitor, mode)
@@ -189,7 +186,7 @@ def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 
         "train_seconds_this_attempt": round(time.time() - started, 3),
         "parameters": int(model.count_params()),
     })
-    (out / CONFIG_JSON).write_text(json.dumps(record, indent=2, default=str))
+    files.config.write_text(json.dumps(record, indent=2, default=str))
     return history
 
 
@@ -200,16 +197,17 @@ def load_run(out_dir) -> tuple[keras.Model, dict, pd.DataFrame]:
     run of :func:`train_model`.
     """
     out = Path(out_dir).expanduser()
-    for name in (MODEL_FILE, CONFIG_JSON, HISTORY_CSV):
-        if not (out / name).is_file():
-            raise FileNotFoundError(f"{out / name} is missing: {out} is not a finished training "
+    files = ModelLayout(out)
+    for path in (files.model, files.config, files.history_csv):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: {out} is not a finished training "
                                     "run; run train_model(..., out_dir=...) first")
     # Importing the module registers the custom layers the saved model refers to.
     from . import models  # noqa: F401
 
-    model = keras.models.load_model(out / MODEL_FILE)
-    config = json.loads((out / CONFIG_JSON).read_text())
-    return model, config, _read_history(out / HISTORY_CSV)
+    model = keras.models.load_model(files.model)
+    config = json.loads(files.config.read_text())
+    return model, config, _read_history(files.history_csv)
 
 
 _CI_COLUMNS = {"low": ("ci_low", "lower", "low", "ci_lower"),
@@ -288,8 +286,8 @@ def save_model_card(out_dir, *, config, val_metrics, data_description: str,
     out.mkdir(parents=True, exist_ok=True)
     table = _metrics_table(val_metrics)
     # evaluate.metrics_to_json's file (with the decision threshold) wins over this plain one.
-    if not (out / "val_metrics.json").is_file():
-        (out / "val_metrics.json").write_text(json.dumps(
+    if not ModelLayout(out).val_metrics.is_file():
+        ModelLayout(out).val_metrics.write_text(json.dumps(
             {name: {k: (None if math.isnan(v) else v) for k, v in row.items()}
              for name, row in table.to_dict(orient="index").items()}, indent=2))
 
@@ -337,6 +335,6 @@ def save_model_card(out_dir, *, config, val_metrics, data_description: str,
         "## Intended use", "", intended_use, "",
         "## Limitations", "", limitations, "",
     ])
-    path = out / "MODEL_CARD.md"
+    path = ModelLayout(out).card
     path.write_text(text)
     return path

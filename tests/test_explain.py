@@ -236,3 +236,13 @@ def test_overlays(lime, test_set):
     untouched = ~np.isin(e.segments, np.r_[e.top_segments(1), e.top_segments(5, sign=-1)])
     untouched &= ~find_boundaries(e.segments, mode="inner")
     np.testing.assert_allclose(tinted[untouched][:, 0], e.image[untouched], atol=1e-6)
+
+
+def test_pick_cases_takes_the_first_of_each_kind_that_occurs():
+    from pneumo_helpers.explain import pick_cases
+
+    y = [0, 1, 0, 1, 1]
+    p = [0.9, 0.8, 0.1, 0.2, 0.95]
+    assert pick_cases(y, p, threshold=0.5) == {"true positive": 1, "true negative": 2,
+                                               "false positive": 0, "false negative": 3}
+    assert list(pick_cases([1, 1], [0.9, 0.9], threshold=0.5)) == ["true positive"]

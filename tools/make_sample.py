@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pneumo_helpers import files
+from pneumo_helpers.files import sha256
 from pneumo_helpers.data import patient_id
 
 # Images per (split, class): train keeps the 26/74 imbalance of Kaggle's train, val mirrors
@@ -52,7 +52,7 @@ def main() -> None:
                 taken += len(files)
     # The checksum list 01 verifies: a moved (relabelled) or altered sample file stops the run.
     sums = OUT.parent / "chest_xray.sha256"
-    sums.write_text("".join(f"{files.sha256(p)}  {p.relative_to(OUT.parent).as_posix()}\n"
+    sums.write_text("".join(f"{sha256(p)}  {p.relative_to(OUT.parent).as_posix()}\n"
                             for p in sorted(OUT.rglob("*.jpeg"))))
     total = sum(p.stat().st_size for p in OUT.rglob("*.jpeg"))
     print(f"wrote {sum(1 for _ in OUT.rglob('*.jpeg'))} images, {total / 1e6:.2f} MB to {OUT}")

@@ -22,6 +22,8 @@ import nbformat
 import papermill
 from jupyter_client import AsyncKernelManager
 
+from pneumo_helpers.runs import RunLayout
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -44,16 +46,18 @@ class LoggedKernelManager(AsyncKernelManager):
 
 
 def strip_noise(path: Path) -> None:
-    """Remove stderr streams and execution timings from a stored notebook."""
+    """Remove stderr streams, execution timings and empty metadata from a stored notebook, so
+    a re-run changes only what it computed."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        cell.outputs = [o for o in cell.outputs
-                        if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-        cell.metadata.pop("execution", None)
-        cell.metadata.get("papermill", {}).clear()
-    nb.metadata.get("papermill", {}).clear()
+        for key in ("execution", "papermill"):
+            cell.metadata.pop(key, None)
+        if not cell.metadata.get("tags", True):
+            del cell.metadata["tags"]
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (
+                o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    nb.metadata.pop("papermill", None)
     nbformat.write(nb, path)
 
 
@@ -78,7 +82,7 @@ def main(argv=None) -> int:
         # No injected parameters cell in the stored copies: the kernel reads the environment.
         os.environ["PNEUMO_RUN_DIR"] = str(run_dir)
         params = {}
-    out_dir = NOTEBOOKS if args.in_place else run_dir / "notebooks"
+    out_dir = NOTEBOOKS if args.in_place else RunLayout(run_dir).notebooks
     out_dir.mkdir(parents=True, exist_ok=True)
 
     notebooks = sorted(NOTEBOOKS.glob("0*.ipynb"))
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
     for nb in notebooks:
         start = time.time()
         print(f"--- {nb.name} -> {out_dir / nb.name}", flush=True)
-        LoggedKernelManager.log_file = run_dir / "logs" / f"{nb.stem}.kernel.log"
+        LoggedKernelManager.log_file = RunLayout(run_dir).kernel_log(nb.stem)
         try:
             papermill.execute_notebook(
                 nb, out_dir / nb.name, parameters=params,

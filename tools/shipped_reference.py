@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pneumo_helpers import inference
 from pneumo_helpers.files import sha256
+from pneumo_helpers.runs import ModelLayout
 from pneumo_helpers.config import SAMPLE_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def main() -> int:
     files = reference_files(loaded)
     table = inference.predict_files(loaded, files)
     REFERENCE.write_text(json.dumps({
-        "model_sha256": sha256(inference.SHIPPED_MODEL_DIR / "model.keras"),
+        "model_sha256": sha256(ModelLayout(inference.SHIPPED_MODEL_DIR).model),
         "threshold": loaded.threshold,
         "probabilities": {path.relative_to(SAMPLE_DIR).as_posix(): float(p)
                           for path, p in zip(files, table["probability"])},

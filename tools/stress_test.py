@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from pneumo_helpers import generators, inference, shifts
+from pneumo_helpers.runs import RunLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +28,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="saved model folders (model.keras + config)")
     parser.add_argument("--manifest", type=Path,
-                        default=ROOT / "runs" / "train-full" / "clean_manifest.csv",
+                        default=RunLayout(ROOT / "runs" / "train-full").clean_manifest,
                         help="clean manifest holding the split (default: make train-full's)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--cache", type=Path, default=None,

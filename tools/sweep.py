@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from pneumo_helpers import data, experiment, generators, inference, shifts
+from pneumo_helpers.runs import ModelLayout, RunLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "runs" / "sweep"
@@ -42,7 +43,7 @@ RECIPES = {
 
 
 def split(data_dir: str, split_seed: int, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    target = work / "clean_manifest.csv"
+    target = RunLayout(work).clean_manifest
     if not target.is_file():
         scrubbed = data.scrub(data.build_manifest(data_dir), val_fraction=0.15,
                               test_fraction=0.0, seed=split_seed)
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     for recipe in args.recipes:
         for seed in args.seeds:
             out = args.work / f"{recipe}-s{seed}"
-            if not (out / "val_metrics.json").is_file():
+            if not ModelLayout(out).val_metrics.is_file():
                 experiment.run_candidate(train_rows, val_rows, out_dir=out, seed=seed,
                                          name=out.name, cache_dir=args.work / "cache",
                                          verbose=2, **{**BASE, **RECIPES[recipe]})

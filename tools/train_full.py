@@ -24,8 +24,10 @@ import pandas as pd
 
 from pneumo_helpers import data, evaluate, experiment, generators, inference, shifts, train
 from pneumo_helpers.inference import SHIPPED_MODEL_DIR
+from pneumo_helpers.runs import ModelLayout, RunLayout
 
 ROOT = Path(__file__).resolve().parents[1]
+RECORD = "train_full.json"  # what the card needs from the training: minutes, file counts
 # The final configuration. Architecture and image size: the five-block CNN beat the baseline in
 # every full-data run of 04. Rebalancing: none, undersample, oversample and class weights tie on
 # validation in 04 (ROC AUC 0.993-0.995 with overlapping intervals; which one wins the Brier
@@ -58,16 +60,15 @@ def stress_section(loaded, val_rows: pd.DataFrame, cache_dir: Path) -> str:
 
 def write_card(work: Path, out: Path) -> Path:
     """Copy the finished run in ``work`` to ``out`` and write its model card from its files."""
-    run = json.loads((work / "train_full.json").read_text())
+    run = json.loads((work / RECORD).read_text())
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("model.keras", "config.json", "history.csv", "val_metrics.json"):
-        # A LiteRT export of the previous model must not outlive it.
-        (out / inference.EXPORT_JSON).unlink(missing_ok=True)
+    ModelLayout(out).export.unlink(missing_ok=True)  # an export of the previous model goes
+    for name in ModelLayout.SHIPPED:
         shutil.copy(work / "model" / name, out / name)
     loaded = inference.load_model(out)
-    clean = pd.read_csv(work / "clean_manifest.csv")
+    clean = pd.read_csv(RunLayout(work).clean_manifest)
     val_rows = clean[clean["split"] == "val"].reset_index(drop=True)
-    stored = evaluate.read_metrics_json(out / "val_metrics.json")
+    stored = evaluate.read_metrics_json(ModelLayout(out).val_metrics)
     metrics = {k: v for k, v in stored.items() if isinstance(v, dict) and "value" in v}
     counts = data.count_table(clean)
     description = (
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
     if args.out == SHIPPED_MODEL_DIR:
         import shipped_reference
         shipped_reference.main()
-    size = (args.out / "model.keras").stat().st_size / 1e6
+    size = ModelLayout(args.out).model.stat().st_size / 1e6
     print(f"shipped model and {card.name} written to {args.out} ({size:.2f} MB)")
     return 0
 
@@ -148,12 +149,12 @@ def train_final(args) -> None:
     print(f"{len(manifest)} files -> train {len(train_rows)}, val {len(val_rows)} "
           f"({len(scrubbed.bad)} bad, {len(scrubbed.dropped)} dropped)", flush=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    clean.to_csv(args.work / "clean_manifest.csv", index=False)
+    clean.to_csv(RunLayout(args.work).clean_manifest, index=False)
     result = experiment.run_candidate(train_rows, val_rows, out_dir=args.work / "model",
                                       name="shipped", cache_dir=args.work / "cache",
                                       augment=AUGMENT, verbose=2, **settings)
     minutes = (time.time() - start) / 60
-    (args.work / "train_full.json").write_text(json.dumps(dict(
+    (args.work / RECORD).write_text(json.dumps(dict(
         minutes=round(minutes, 2), files=len(manifest), bad=len(scrubbed.bad),
         dropped=len(scrubbed.dropped)), indent=2))
     auc = result.metrics.set_index("metric").loc["roc_auc", "value"]

@@ -1,0 +1,89 @@
+# %% [markdown]
+# # 02 · Scrub: validate every image, remove duplicates, split by patient
+#
+# We decode every file listed in the manifest from 01, set aside the ones that cannot be used (with the reason), find exact duplicates and patients that sit in two splits, and cut a **patient-level, class-stratified** validation split. Nothing on disk is changed; the result is `clean_manifest.csv` plus one table per problem in the run folder.
+
+# %% tags=["parameters"]
+# Parameters (papermill injects them); None: $PNEUMO_<NAME>, else the bundled sample.
+DATA_DIR = None  # dataset folder in the Kaggle layout (train/val/test)
+RUN_DIR = None   # folder for every artifact of this run; default runs/<profile>
+PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
+
+
+# %%
+from pneumo_helpers.config import start_notebook
+
+cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
+
+import pandas as pd
+from IPython.display import display
+
+from pneumo_helpers import data, plots
+
+# %%
+manifest = pd.read_csv(cfg.layout.manifest)
+result = data.scrub(manifest, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                    seed=cfg.split_seed)
+result.bad.to_csv(cfg.layout.bad_files, index=False)
+result.duplicates.to_csv(cfg.layout.duplicates, index=False)
+result.dropped.to_csv(cfg.layout.dropped, index=False)
+result.clean.to_csv(cfg.layout.clean_manifest, index=False)
+
+# %% [markdown]
+# ## Files that cannot be used
+# Each file is fully decoded (at reduced scale, which still reads every byte), so truncated and
+# corrupt JPEGs, zero-byte files and non-images show up here with the reason. RGBA, 16-bit and
+# palette images are *not* errors: the loader converts them to 8-bit grayscale.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f'{len(result.bad)} bad file(s)')
+display(result.bad) if len(result.bad) else None
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(manifest['mode'].value_counts().to_string())
+
+# %% [markdown]
+# ## Duplicates and leakage
+# Identical bytes under two names would let a model be validated on an image it trained on. We
+# keep one copy (the test copy when one exists) and drop patients of the training pool who also
+# appear in the test split.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+n_groups = result.duplicates['sha256'].nunique()
+print(f'{len(result.duplicates)} files in {n_groups} groups of identical images')
+print(result.duplicates['kind'].value_counts().to_string())
+print(f'{len(result.leaks)} patient(s) in more than one original split')
+print(result.dropped['reason'].value_counts().to_string())
+
+# %% [markdown]
+# ## The new split
+# Kaggle's 16 validation images are folded into training; validation is cut from that pool by
+# patient with scikit-learn's `StratifiedGroupKFold` (seeded), so every image of a child lands in
+# one split and the class ratio is kept. Where a dataset has no test split, one is cut the same
+# way first. The official test split is never used for any choice.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(result.before_after(manifest).to_string())
+
+# %%
+# NBVAL_CHECK_OUTPUT
+clean = result.clean
+per_split = clean.groupby('split').agg(images=('path', 'size'), patients=('patient', 'nunique'))
+print(per_split.loc[[s for s in data.SPLITS if s in per_split.index]].to_string())
+assert data.patients_in_several_splits(clean).empty, 'a patient sits in two splits'
+print('no patient in two splits')
+
+# %%
+plots.class_counts(data.count_table(clean), title='Clean images per split and class', path=cfg.layout.figure('02_clean_counts'));
+
+# %% [markdown]
+# ## What this tells us
+# - The bad-file, duplicate and leakage tables above are the complete list of what was left out,
+#   and why; the files themselves are untouched.
+# - Validation now has enough images of both classes to compare models and choose a threshold;
+#   the class imbalance is the same in every split, so validation metrics are comparable to
+#   training ones.

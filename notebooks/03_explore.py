@@ -1,0 +1,127 @@
+# %% [markdown]
+# # 03 · Explore: class balance, what the images look like, and the input pipeline
+#
+# We look at the clean data from 02 before modelling: how unbalanced the classes are and what each rebalancing strategy would feed the model, what NORMAL, bacterial and viral pneumonia look like, how intensities and sizes differ between classes, and what a training batch looks like after augmentation.
+
+# %% tags=["parameters"]
+# Parameters (papermill injects them); None: $PNEUMO_<NAME>, else the bundled sample.
+DATA_DIR = None  # dataset folder in the Kaggle layout (train/val/test)
+RUN_DIR = None   # folder for every artifact of this run; default runs/<profile>
+PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
+
+
+# %%
+from pneumo_helpers.config import start_notebook
+
+cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
+
+import pandas as pd
+
+from pneumo_helpers import balance, data, generators, plots
+from pneumo_helpers.images import read_gray
+
+# %%
+# NBVAL_CHECK_OUTPUT
+clean = pd.read_csv(cfg.layout.clean_manifest)
+train = clean[clean['split'] == 'train'].reset_index(drop=True)
+print(data.count_table(clean).to_string())
+
+# %% [markdown]
+# ## Class balance, before and after each rebalancing strategy
+# The four strategies `04_model` compares, applied to the training split: what one epoch sees.
+# `class_weight` keeps every image and scales the loss instead, so its counts are *weighted*.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+table = balance.balance_table(train['label'], seed=cfg.seed)
+print(table.drop(columns='note').to_string())
+
+# %%
+plots.class_counts(table, title='Training images per epoch, by strategy', path=cfg.layout.figure('03_balance'));
+
+# %% [markdown]
+# Undersampling balances the classes by throwing away about half the pneumonia images; oversampling
+# and class weights keep them all. We compare the strategies on validation ROC AUC in 04 rather than
+# guess.
+
+# %% [markdown]
+# ## NORMAL, bacterial and viral pneumonia
+
+# %%
+picks = pd.concat([group.sample(min(len(group), 6), random_state=cfg.seed)
+                   for _, group in train.groupby('subtype')])
+plots.image_grid([read_gray(p, size=128) for p in picks['path']],
+                 [f"{s}\n{pid}" for s, pid in zip(picks['subtype'], picks['patient'])],
+                 title='Random training images per subtype',
+                 path=cfg.layout.figure('03_examples'));
+
+# %% [markdown]
+# Normal lungs look dark and clear; bacterial pneumonia tends to show a dense, localised
+# consolidation, viral pneumonia a more diffuse, interstitial haze. The differences are subtle to an
+# untrained eye, and exposure, patient position and the annotations burned into some images (markers,
+# letters) vary much more than the pathology — a model can latch onto those instead.
+
+# %% [markdown]
+# ## Pixel intensities and the mean image
+
+# %%
+# NBVAL_CHECK_OUTPUT
+pixels = generators.load_images(train, image_size=cfg.image_size, cache_dir=cfg.layout.cache)
+print(f'training images as an array: {pixels.shape} {pixels.dtype}')
+
+# %%
+plots.intensity_histograms(pixels, train['label'], path=cfg.layout.figure('03_intensity'));
+
+# %% [markdown]
+# Overall brightness overlaps heavily between the classes, and pneumonia images vary more in
+# exposure. Brightness alone is not a usable signal, while exposure differences between devices are
+# a nuisance the model must learn to ignore: the models standardise each image's contrast, and
+# training augments brightness and contrast, so that *where* an opacity sits is what counts.
+
+# %%
+plots.mean_images(pixels, train['label'], path=cfg.layout.figure('03_mean_images'));
+
+# %% [markdown]
+# The difference image shows where the classes differ on average: the lung fields are brighter in
+# pneumonia (opacities), as expected — but the image borders and the neck differ too, which reflects
+# how the two groups were framed and exposed, not disease. A model can use such framing as a
+# shortcut; the explanations in 05 check whether it does.
+
+# %% [markdown]
+# ## Image sizes
+
+# %%
+sizes = clean.assign(aspect=clean['width'] / clean['height']).groupby('label')[
+    ['width', 'height', 'aspect']].describe().T
+print(sizes.round(2).to_string())
+
+# %%
+plots.size_stats(clean, path=cfg.layout.figure('03_sizes'));
+
+# %% [markdown]
+# Originals vary in size and aspect ratio (the bundled sample and the shared copy are already
+# square). Every image is squashed to a square at the model's input size once, when the pipeline
+# fills its cache; chest anatomy survives a mild change of aspect ratio.
+
+# %% [markdown]
+# ## A training batch after augmentation
+# Small rotations, shifts and zooms (fused into one affine transform per image) plus brightness and
+# contrast changes mimic different patient positions, exposures and devices. Horizontal flips stay
+# off: a mirrored chest (heart on the right) is not a realistic X-ray.
+
+# %%
+batches = generators.make_dataset(train, image_size=cfg.image_size, batch_size=18, training=True,
+                                  seed=cfg.seed, cache_dir=cfg.layout.cache)
+x, y = next(iter(batches))
+print(f'batch x: {tuple(x.shape)} {x.dtype.name} in [{float(x.numpy().min()):.2f}, '
+      f'{float(x.numpy().max()):.2f}]; y: {tuple(y.shape)}')
+plots.image_grid(list(x.numpy()), [data.CLASSES[int(v)] for v in y.numpy()],
+                 title='One augmented training batch', path=cfg.layout.figure('03_augmented'));
+
+# %% [markdown]
+# ## What follows for modelling
+# - Classes are unbalanced about 1 : 3 in every split: compare rebalancing strategies, report
+#   sensitivity and specificity, and pick the decision threshold on validation.
+# - Brightness differs between classes and between devices: standardise contrast per image and
+#   augment exposure so the model learns the shape and place of opacities.
+# - Images are grayscale: one input channel is enough and three times cheaper.

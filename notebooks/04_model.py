@@ -1,0 +1,138 @@
+# %% [markdown]
+# # 04 · Model: baseline vs five-block CNN, four rebalancing strategies, one choice
+#
+# We train a small baseline CNN and the five-block CNN, compare the four rebalancing strategies on the **patient-level validation split**, and choose the final configuration on validation only — by ROC AUC, with calibration (Brier score) breaking near-ties. The test split is not touched here. Every model folder holds `model.keras`, its `config.json` (settings, seed, library versions, manifest hash, timings), its history and its validation metrics.
+
+# %% tags=["parameters"]
+# Parameters (papermill injects them); None: $PNEUMO_<NAME>, else the bundled sample.
+DATA_DIR = None  # dataset folder in the Kaggle layout (train/val/test)
+RUN_DIR = None   # folder for every artifact of this run; default runs/<profile>
+PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
+
+
+# %%
+from pneumo_helpers.config import start_notebook
+
+cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
+
+import pandas as pd
+from IPython.display import Markdown
+
+from pneumo_helpers import experiment, models, plots
+
+# %%
+# NBVAL_CHECK_OUTPUT
+clean = pd.read_csv(cfg.layout.clean_manifest)
+train_rows = clean[clean['split'] == 'train'].reset_index(drop=True)
+val_rows = clean[clean['split'] == 'val'].reset_index(drop=True)
+print(f'train {len(train_rows)} images, validation {len(val_rows)} images')
+
+# %% [markdown]
+# ## Candidates
+# - **baseline**: three plain convolution blocks and a dense head — what a first attempt looks like.
+# - **five_block**: five blocks of convolution + batch normalisation (momentum 0.9) + max-pooling,
+#   separable convolutions from block 2 on, global average pooling and dropout; each image's
+#   contrast is standardised inside the model, so exposure differences between devices matter less.
+# - Rebalancing: `none`, `undersample`, `oversample`, `class_weight` (see 03).
+#
+# All train on the same cached, augmented input stream with the same seed, with early stopping on
+# validation ROC AUC and the best epoch kept.
+
+# %%
+import logging
+logging.getLogger('tensorflow').setLevel(logging.ERROR)  # retracing notices: one per new model
+
+results = experiment.compare_candidates(train_rows, val_rows, cfg)
+
+# %% [markdown]
+# ## Training curves
+# Loss, accuracy and ROC AUC per epoch for every candidate (one colour each); solid lines are the
+# training stream (augmented, rebalanced), dashed lines the validation split. They show whether a
+# candidate learned at all, whether it overfits, and whether more epochs would help.
+
+# %%
+plots.training_curves({r.name: r.history for r in results}, path=cfg.layout.figure('04_training_curves'));
+
+# %% [markdown]
+# A dashed curve that flattens or turns up (loss) while its solid twin keeps improving is
+# overfitting: more epochs stop paying, and early stopping keeps the best validation epoch. A
+# dashed curve far below the solid one from the first epoch means validation looks different from
+# what training sees. On the bundled sample (a few hundred images, a few epochs) the curves are
+# noisy and only show that the pipeline trains; the full-data run in the reviewer PDFs is the one
+# to read.
+
+# %% [markdown]
+# ## Did each architecture learn?
+# A check CI compares on every run: the best validation ROC AUC of each architecture against a
+# floor every healthy run of this profile clears (`cfg.min_val_auc`). It fails when a change
+# stops a network from learning — a normalisation setting, labels read the wrong way round —
+# even when another architecture wins the comparison.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+table = experiment.compare(results)
+for line in experiment.learning_checks(table, floor=cfg.min_val_auc):
+    print(line)
+
+# %% [markdown]
+# ## Comparison on validation (95% intervals, patients resampled)
+
+# %%
+wide = table.pivot_table(index='model', columns='metric', values='value')
+print(wide[['roc_auc', 'pr_auc', 'brier', 'accuracy', 'recall', 'specificity']].round(3).to_string())
+
+# %% [markdown]
+# The same comparison as a chart: each dot is a candidate's validation value, each bar its 95%
+# interval (patients resampled). ROC AUC: higher is better ranking of images; Brier score: lower is
+# better calibrated probabilities; specificity: the share of normal images called normal at the
+# candidate's validation threshold.
+
+# %%
+plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], path=cfg.layout.figure('04_model_comparison'));
+
+# %% [markdown]
+# Sensitivity and specificity here are at each model's own validation-chosen threshold (the
+# run's `threshold_rule`: by default the highest threshold that keeps validation sensitivity at
+# 0.95 or more, the specificity-friendly end), so they are comparable; ROC AUC does not depend on a threshold at all. Where two candidates'
+# intervals overlap, this validation split does not establish that one is better. The choice rule
+# below takes the best point estimate and, among candidates within 0.005 of it, the best
+# calibrated (Brier score), which separates candidates more clearly than ROC AUC once all of them
+# rank images almost perfectly.
+
+# %% [markdown]
+# ## Transfer learning
+# A pretrained backbone (EfficientNetB0 with ImageNet weights) is offered when its weights are on
+# this machine; nothing is ever downloaded at run time.
+
+# %%
+if models.imagenet_weights_available('EfficientNetB0'):
+    print('ImageNet weights found: see models.build_transfer_model / unfreeze_top to add it.')
+else:
+    print('Transfer learning skipped: no ImageNet weights for EfficientNetB0 in the Keras cache '
+          '(offline machine).')
+
+# %% [markdown]
+# ## The choice
+# The best validation ROC AUC wins; candidates within 0.005 of it are separated by the Brier score
+# (better calibrated probabilities make the validation threshold travel better). When the full
+# profile allows more epochs than the comparison used, the winner is retrained with them.
+
+# %%
+chosen = experiment.choose(results, train_rows, val_rows, cfg)
+print(f'chosen: {chosen.name} (threshold {chosen.threshold:.3f} chosen on validation)')
+print(chosen.metrics.round(3).to_string(index=False))
+
+# %% [markdown]
+# ## What this tells us, from this run's numbers
+
+# %%
+Markdown('\n'.join(f'- {line}' for line in experiment.findings(table, experiment.pick_best(table))) + (
+    '\n- **This run used the bundled sample**: the comparison demonstrates the pipeline; its '
+    'ranking of candidates means little.' if cfg.profile == 'sample' else ''))
+
+# %% [markdown]
+# The comparison above, not a rule of thumb, decides the rebalancing strategy and architecture for
+# this run; the chosen model, its threshold and its validation metrics are what 05 evaluates on the
+# held-out test split. Validation accuracy alone would mislead: a model can be excellent on a
+# random cut of the training data and still call many normal images from another device
+# pneumonia, so 05 looks at specificity, calibration and explanations too.
