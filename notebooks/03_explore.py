@@ -105,18 +105,23 @@ plots.size_stats(clean, path=cfg.layout.figure('03_sizes'));
 
 # %% [markdown]
 # ## A training batch after augmentation
-# Small rotations, shifts and zooms (fused into one affine transform per image) plus brightness and
-# contrast changes mimic different patient positions, exposures and devices. Horizontal flips stay
-# off: a mirrored chest (heart on the right) is not a realistic X-ray.
+# Rotations, shifts and zooms (fused into one affine transform per image) plus brightness and
+# contrast changes mimic different patient positions, exposures and devices; the run's recipe
+# (`cfg.augment`) sets how far. The sample run uses `mild`; full runs and the shipped model use
+# `framing`, which also zooms out and in by up to 45 % and blanks edge strips and corners, so
+# the model cannot rely on the field of view (see `docs/generalisation.md`). Horizontal flips
+# stay off: a mirrored chest (heart on the right) is not a realistic X-ray.
 
 # %%
 batches = generators.make_dataset(train, image_size=cfg.image_size, batch_size=18, training=True,
-                                  seed=cfg.seed, cache_dir=cfg.layout.cache)
+                                  augment=generators.AUGMENTATIONS[cfg.augment], seed=cfg.seed,
+                                  cache_dir=cfg.layout.cache)
 x, y = next(iter(batches))
 print(f'batch x: {tuple(x.shape)} {x.dtype.name} in [{float(x.numpy().min()):.2f}, '
       f'{float(x.numpy().max()):.2f}]; y: {tuple(y.shape)}')
 plots.image_grid(list(x.numpy()), [data.CLASSES[int(v)] for v in y.numpy()],
-                 title='One augmented training batch', path=cfg.layout.figure('03_augmented'));
+                 title=f'One training batch, augmentation "{cfg.augment}"',
+                 path=cfg.layout.figure('03_augmented'));
 
 # %% [markdown]
 # ## What follows for modelling

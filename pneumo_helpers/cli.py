@@ -1,5 +1,8 @@
-"""The ``pneumo`` command: predict, evaluate and explain with a trained model.
+"""The ``pneumo`` command: the project's steps, and a trained model applied to images.
 
+    pneumo run [--data DIR] [--run-dir DIR]         the five notebooks (make run)
+    pneumo train --data DIR                         the shipped model (make train-full)
+    pneumo report [RUN_DIR] [--data DIR]            reviewer PDFs + README table (make report)
     pneumo predict IMAGE_OR_FOLDER... [-o predictions.csv]
     pneumo evaluate DATA_FOLDER [--split test] [-o metrics.json]
     pneumo explain IMAGE --method lime|gradcam -o explanation.png
@@ -19,6 +22,8 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+
+from .config import RunConfig
 
 __all__ = ["main"]
 
@@ -99,7 +104,91 @@ def _parser() -> argparse.ArgumentParser:
                          help="LIME effort (default: 1,000 samples)")
     explain.add_argument("-o", "--output", required=True, metavar="PNG",
                          help="picture file: .png, .jpg, .svg or .pdf")
+
+    run = sub.add_parser("run", help="Run the five notebooks in order, each in a fresh "
+                         "kernel, into a run folder (needs a checkout of the project).",
+                         description="Run the five notebooks in order into a run folder.")
+    run.add_argument("--data", metavar="DIR", help="dataset folder (Kaggle layout); default: "
+                     "the bundled sample")
+    run.add_argument("--run-dir", metavar="DIR", help="default: runs/<profile>")
+    run.add_argument("--profile", choices=["sample", "full"], help="default: full with "
+                     "--data, else sample")
+    run.add_argument("--only", nargs="+", metavar="NN", help="notebook prefixes, e.g. 04 05")
+    run.add_argument("--in-place", action="store_true", help="refresh the outputs stored in "
+                     "notebooks/ (what CI compares) instead of writing <run>/notebooks/")
+
+    train = sub.add_parser("train", help="Train the shipped model with the full profile's "
+                           "recipe on a whole training split, with its card and export.",
+                           description="Train the shipped model (pneumo_helpers/ship.py).")
+    train.add_argument("--data", metavar="DIR", help="dataset folder (Kaggle layout); "
+                       "required unless --card-only")
+    train.add_argument("--run-dir", metavar="DIR", default=None,
+                       help="where training happens and resumes (default: runs/train-full)")
+    train.add_argument("--out", metavar="DIR", help="model folder to write (default: the "
+                       "package's shipped_model/)")
+    train.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=None,
+                       help="training seed (default: the profile's)")
+    train.add_argument("--distribution", choices=["mirrored"], default=None,
+                       help="train data-parallel on every GPU of this machine "
+                       "(tf.distribute.MirroredStrategy); default: one device")
+    train.add_argument("--card-only", action="store_true", help="no training: copy the "
+                       "finished run to --out and rewrite its card and export")
+
+    report = sub.add_parser("report", help="Reviewer PDFs (slide deck, notebooks) and the "
+                            "README results table, from a run folder.",
+                            description="Reviewer PDFs and README results from a run.")
+    report.add_argument("run_dir", nargs="?", default="runs/full", metavar="RUN_DIR",
+                        help="run folder (default: runs/full)")
+    report.add_argument("--data", metavar="DIR", help="first run the notebooks on this "
+                        "dataset (full profile) into RUN_DIR")
+    report.add_argument("--out", metavar="DIR", default="presentation",
+                        help="folder for presentation.pdf and notebooks.pdf")
     return parser
+
+
+def _run(args) -> int:
+    from .runner import run_series
+
+    cfg = RunConfig.from_params(data_dir=args.data, run_dir=args.run_dir,
+                                profile=args.profile)
+    run_series(cfg.run_dir, data=args.data, profile=cfg.profile, in_place=args.in_place,
+               only=args.only, report=lambda line: print(line, flush=True))
+    return 0
+
+
+def _train(args) -> int:
+    if not args.card_only and not args.data:
+        raise UserError("pneumo train needs --data DIR (a dataset folder in the Kaggle "
+                        "layout), or --card-only to rewrite the card of a finished run")
+    from . import ship
+
+    out = Path(args.out) if args.out else None
+    cfg = RunConfig.from_params(data_dir=args.data, profile="full", test_fraction=0.0,
+                                run_dir=args.run_dir or "runs/train-full", seed=args.seed)
+    if not args.card_only:
+        ship.train_shipped(cfg, distribution=args.distribution,
+                           report=lambda line: print(line, flush=True))
+    card = ship.write_card(cfg.run_dir, **({"out": out} if out else {}))
+    print(f"shipped model, card and LiteRT export written to {shown(card.parent)}")
+    return 0
+
+
+def _report(args) -> int:
+    from . import notebooks_pdf, report
+    from .runner import run_series
+
+    if args.data:
+        run_series(args.run_dir, data=args.data, profile="full",
+                   report=lambda line: print(line, flush=True))
+    out = Path(args.out)
+    try:
+        print(shown(report.build_deck(args.run_dir, out / "presentation.pdf")))
+        print(shown(notebooks_pdf.render(args.run_dir, out / "notebooks.pdf")))
+        print(shown(report.replace_readme_block(
+            Path("README.md"), report.readme_block(args.run_dir, readme_dir=Path.cwd()))))
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # no run, no Chromium
+        raise UserError(str(exc)) from None
+    return 0
 
 
 def _labelled_files(folder: Path, split: str) -> list[tuple[Path, int]]:
@@ -253,20 +342,25 @@ def _private_library_homes() -> None:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _private_library_homes()
+    steps = {"run": _run, "train": _train, "report": _report}
+    if args.command not in steps:  # a user's quick command leaves the home folder alone
+        _private_library_homes()
     from .data import DatasetError
     from .images import ImageError
     from .inference import ModelError, load_model
+    from .runner import NotebookError
 
     try:
         with _without_library_noise():
+            if args.command in steps:  # long work: progress on stdout as it happens
+                return steps[args.command](args)
             # Explanations need the Keras model (gradients, LIME on the model); predictions
             # take the LiteRT export when the model folder holds a matching one.
             loaded = load_model(args.model,
                                 runtime="keras" if args.command == "explain" else "auto")
             return {"predict": _predict, "evaluate": _evaluate, "explain": _explain}[
                 args.command](args, loaded)
-    except (UserError, ImageError, ModelError, DatasetError) as exc:
+    except (UserError, ImageError, ModelError, DatasetError, NotebookError) as exc:
         print(f"pneumo: error: {shown(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as exc:  # writing the output: disk full, permissions, a read-only folder

@@ -1,7 +1,8 @@
 """One training configuration end to end: rows of a manifest in, a chosen model folder out.
 
 :func:`run_candidate` is what notebook 04 calls once per configuration it compares and what
-``tools/train_full.py`` calls for the shipped model, so both train exactly the same way:
+``pneumo train`` (:mod:`pneumo_helpers.ship`) calls for the shipped model, so both train
+exactly the same way:
 
     rebalance the training rows -> cached, augmented tf.data stream -> build the model ->
     train (checkpoints, early stopping, resume) -> predict validation -> choose the threshold
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import balance, evaluate, generators, models, train
+from . import balance, distribute, evaluate, generators, models, train
 from .config import RunConfig
 from .data import manifest_hash
 from .runs import ChosenModel, ModelLayout
@@ -56,7 +57,8 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
                   image_size: int = 128, batch_size: int = 64, epochs: int = 10,
                   seed: int = 42, augment: generators.Augment | bool | None = None,
                   threshold_rule: str = evaluate.DEFAULT_RULE, n_boot: int = 1000, cache_dir=None,
-                  model_kwargs: dict | None = None, verbose="auto") -> CandidateResult:
+                  model_kwargs: dict | None = None, distribution: str | None = None,
+                  verbose="auto") -> CandidateResult:
     """Train one configuration and evaluate it on validation.
 
     Args:
@@ -70,6 +72,10 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
             validation. n_boot: bootstrap resamples for the intervals.
         cache_dir: decoded-image cache shared by every candidate.
         model_kwargs: extra keyword arguments of the builder (e.g. ``dropout``).
+        distribution: ``None`` (one device) or a ``tf.distribute`` strategy name of
+            :func:`pneumo_helpers.distribute.get_strategy` (``"mirrored"``: every GPU of the
+            machine): the model is built in its scope and trained by the same code;
+            ``batch_size`` is then the global batch, split between the devices.
     """
     if model not in BUILDERS:
         raise ValueError(f"model must be one of {sorted(BUILDERS)}, got {model!r}")
@@ -81,13 +87,15 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
     train_ds = generators.make_dataset(train_rows, training=True, augment=augment,
                                        indices=chosen.indices, **common)
     val_ds = generators.make_dataset(val_rows, training=False, **common)
-    net = BUILDERS[model](image_size=image_size, channels=1, **(model_kwargs or {}))
+    net = distribute.build_in_scope(BUILDERS[model], distribution, image_size=image_size,
+                                    channels=1, **(model_kwargs or {}))
     augment_used = augment if isinstance(augment, generators.Augment) else (
         None if augment is False else generators.Augment())
     config = dict(name=name, model=model, balance=strategy, image_size=image_size, channels=1,
                   batch_size=batch_size, epochs=epochs, seed=seed,
                   augment=dataclasses.asdict(augment_used) if augment_used else None,
-                  model_kwargs=model_kwargs or {}, threshold_rule=threshold_rule,
+                  model_kwargs=model_kwargs or {}, distribution=distribution,
+                  threshold_rule=threshold_rule,
                   manifest_hash=manifest_hash(pd.concat([train_rows, val_rows])),
                   n_train=len(train_rows), n_val=len(val_rows))
     history = train.train_model(net, train_ds, val_ds, out_dir=out_dir, epochs=epochs,
@@ -112,7 +120,7 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
 def _settings(cfg: RunConfig, n_boot: int) -> dict:
     return dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed,
                 threshold_rule=cfg.threshold_rule, n_boot=n_boot, cache_dir=cfg.layout.cache,
-                verbose=0)
+                augment=generators.AUGMENTATIONS[cfg.augment], verbose=0)
 
 
 def compare_candidates(train_rows: pd.DataFrame, val_rows: pd.DataFrame, cfg: RunConfig, *,

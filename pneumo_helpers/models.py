@@ -187,9 +187,9 @@ def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
         separable_from: first block (1-based) that uses ``SeparableConv2D``.
         convs_per_block: convolutions in each block.
         stem_stride: 2 (default): block 1's first convolution has stride 2 and the block has
-            no pooling; 1: block 1 is conv -> pool like the others. At 112 px the stride-2
-            stem made inference 1.3x faster (2,050 vs 1,580 images/s, batch 64): the
-            full-resolution convolution output was the largest tensor of the network.
+            no pooling; 1: block 1 is conv -> pool like the others. The stride-2 stem skips
+            the full-resolution convolution output, the largest tensor of the network, which
+            makes inference faster (``benchmarks/bench_model.py``).
         bn_momentum: BatchNormalization momentum. 0.9, not Keras' 0.99: with the few hundred
             steps of a CPU training, 0.99 left the moving statistics so far behind the
             weights that the trained model predicted PNEUMONIA for every image in inference.

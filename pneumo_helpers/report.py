@@ -11,9 +11,7 @@ Slides are plain matplotlib figures (16:9, large fonts) written with
 
 Command line::
 
-    python -m pneumo_helpers.report deck RUN_DIR -o presentation/presentation.pdf
-    python -m pneumo_helpers.report table RUN_DIR        # markdown table on stdout
-    python -m pneumo_helpers.report readme RUN_DIR       # refresh README.md's results block
+    pneumo report RUN_DIR     # deck, notebooks PDF (notebooks_pdf) and README results block
 
 **metrics.json shapes accepted** (:func:`read_results`):
 
@@ -31,12 +29,10 @@ folder has no ``val`` block, the chosen model's ``models/<model>/val_metrics.jso
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import math
 import re
-import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +50,7 @@ from .runs import ChosenModel, ModelLayout, RunLayout
 
 __all__ = ["FIGURES", "METRIC_LABELS", "SLIDE_TITLES", "RunSummary", "summarize_run",
            "read_results", "results_table", "results_markdown", "format_ci", "make_slides",
-           "build_deck", "readme_block", "replace_readme_block", "main"]
+           "build_deck", "readme_block", "replace_readme_block"]
 
 DEFAULT_TITLE = "pneumo: pneumonia detection in pediatric chest X-rays"
 
@@ -402,7 +398,7 @@ def summarize_run(run_dir) -> RunSummary:
     run_dir = Path(run_dir).expanduser().resolve()
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} not found; make one with `make run` "
-                                "(or tools/run_notebooks.py --run-dir DIR)")
+                                "(or pneumo run --run-dir DIR)")
     summary = RunSummary(run_dir=run_dir)
     _summarize_data(summary)
     metrics = RunLayout(run_dir).metrics
@@ -842,7 +838,7 @@ def readme_block(run_dir, *, readme_dir=None, digits: int = 3) -> str:
     if "test" in meta:
         facts.append(f"Test data: {summary.test_source}.")
     lines += [f"- {fact}" for fact in facts]
-    lines += ["", f"Made with `python -m pneumo_helpers.report readme {shown}`."]
+    lines += ["", f"Made with `pneumo report {shown}`."]
     return "\n".join(lines)
 
 
@@ -868,37 +864,3 @@ def replace_readme_block(readme, text: str) -> Path:
 
 
 # --------------------------------------------------------------------------- CLI
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pneumo_helpers.report",
-                                     description="Slide deck and README results of a run.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    deck = sub.add_parser("deck", help="write the PDF slide deck")
-    deck.add_argument("run_dir", type=Path, help="run folder, e.g. runs/sample")
-    deck.add_argument("-o", "--output", type=Path, default=Path("presentation/presentation.pdf"))
-    deck.add_argument("--title", default=DEFAULT_TITLE)
-    table = sub.add_parser("table", help="print the results as a markdown table")
-    table.add_argument("run_dir", type=Path, help="run folder or metrics JSON file")
-    table.add_argument("--digits", type=int, default=3)
-    readme = sub.add_parser("readme", help="refresh the results block of README.md")
-    readme.add_argument("run_dir", type=Path, help="run folder, e.g. runs/sample")
-    readme.add_argument("--readme", type=Path, default=Path("README.md"))
-    readme.add_argument("--digits", type=int, default=3)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "deck":
-            print(build_deck(args.run_dir, args.output, title=args.title))
-        elif args.command == "table":
-            print(results_markdown(args.run_dir, digits=args.digits))
-        else:
-            block = readme_block(args.run_dir, readme_dir=args.readme.resolve().parent,
-                                 digits=args.digits)
-            print(replace_readme_block(args.readme, block))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

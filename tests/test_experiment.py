@@ -51,3 +51,20 @@ def test_findings_say_when_the_lead_is_clear():
 def test_findings_reject_an_unknown_model():
     with pytest.raises(ValueError, match="no 'roc_auc' for model 'nope'"):
         experiment.findings(TABLE, "nope")
+
+
+def test_a_candidate_trains_the_same_way_under_a_distribution_strategy(tmp_path):
+    import pandas as pd
+
+    from pneumo_helpers import data
+    from pneumo_helpers.config import SAMPLE_DIR
+
+    rows = data.build_manifest(SAMPLE_DIR)
+    train_rows = rows[rows["split"] == "train"].groupby("label").head(16).reset_index(drop=True)
+    val_rows = rows[rows["split"] == "val"].reset_index(drop=True)
+    result = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "m", epochs=1,
+                                      image_size=32, batch_size=8, n_boot=10, verbose=0,
+                                      distribution="mirrored")
+    assert result.config["distribution"] == "mirrored"
+    assert (tmp_path / "m" / "model.keras").is_file() and len(result.history) == 1
+    assert isinstance(result.metrics, pd.DataFrame)

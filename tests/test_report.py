@@ -1,8 +1,7 @@
 """Tests for pneumo_helpers.report (slide deck, results table, README block) and for
-tools/render_notebooks_pdf.py (notebooks -> one PDF), on run folders made in tmp_path."""
+pneumo_helpers.notebooks_pdf (notebooks -> one PDF), on run folders made in tmp_path."""
 
 import base64
-import importlib.util
 import io
 import json
 import re
@@ -177,15 +176,17 @@ def test_readme_block_replacement(run_dir, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# pneumo\n\nintro\n\n<!-- results:start -->\nold table\n"
                       "<!-- results:end -->\n\n## Next\nkept\n")
-    assert report.main(["readme", str(run_dir), "--readme", str(readme)]) == 0
+    def refresh():
+        report.replace_readme_block(readme, report.readme_block(run_dir, readme_dir=tmp_path))
+    refresh()
     text = readme.read_text()
     assert "old table" not in text
     assert text.startswith("# pneumo\n\nintro\n\n<!-- results:start -->\n")
     assert text.endswith("<!-- results:end -->\n\n## Next\nkept\n")
     assert "| Accuracy | 0.950 (0.920–0.970) | 0.900 (0.870–0.920) |" in text
-    assert "python -m pneumo_helpers.report readme runs/demo" in text
+    assert "pneumo report runs/demo" in text
     assert "carved by patient" in text
-    report.main(["readme", str(run_dir), "--readme", str(readme)])
+    refresh()
     assert readme.read_text() == text                        # idempotent
 
 
@@ -197,23 +198,21 @@ def test_readme_without_markers_is_a_clear_error(tmp_path):
     assert readme.read_text() == "no markers here\n"
 
 
-def test_cli_table_and_errors(run_dir, tmp_path, capsys):
-    assert report.main(["table", str(run_dir)]) == 0
-    assert "| ROC AUC |" in capsys.readouterr().out
-    assert report.main(["table", str(tmp_path / "missing")]) == 2
-    assert "not found" in capsys.readouterr().err
+def test_table_and_errors(run_dir, tmp_path, capsys):
+    from pneumo_helpers import cli
+
+    assert "| ROC AUC |" in report.results_markdown(run_dir)
+    assert cli.main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "pdf")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and err.count("\n") == 1
 
 
 # --------------------------------------------------------------------------- notebooks PDF
 
 def load_renderer():
-    pytest.importorskip("nbconvert")
-    pytest.importorskip("bs4")
-    spec = importlib.util.spec_from_file_location(
-        "render_notebooks_pdf", ROOT / "tools" / "render_notebooks_pdf.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from pneumo_helpers import notebooks_pdf
+
+    return notebooks_pdf
 
 
 @pytest.fixture
@@ -262,7 +261,7 @@ def test_notebooks_html_is_offline_and_hides_code(executed_run):
 
 def test_find_notebooks_explains_an_empty_run(tmp_path):
     renderer = load_renderer()
-    with pytest.raises(FileNotFoundError, match="run_notebooks.py"):
+    with pytest.raises(FileNotFoundError, match="pneumo run"):
         renderer.find_notebooks(tmp_path)
 
 
@@ -272,7 +271,7 @@ def test_notebooks_pdf_with_chromium(executed_run, tmp_path):
         renderer.find_chromium()
     except FileNotFoundError:
         pytest.skip("Chromium is not installed (apt-get install chromium); the PDF step "
-                    "of tools/render_notebooks_pdf.py cannot run here")
+                    "of pneumo_helpers.notebooks_pdf cannot run here")
     out = renderer.render(executed_run, tmp_path / "notebooks.pdf")
     assert out.read_bytes().startswith(b"%PDF")
     assert pdf_pages(out) >= 4          # cover, contents, one page per notebook at least

@@ -1,4 +1,4 @@
-"""`make run`'s runner: a newcomer sees progress and results, not library warnings."""
+"""`pneumo run` (what `make run` calls): a newcomer sees progress and results, not warnings."""
 
 import subprocess
 import sys
@@ -10,13 +10,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_running_notebooks_prints_progress_only(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "run_notebooks.py"), "--run-dir", str(tmp_path),
+        [sys.executable, "-m", "pneumo_helpers.cli", "run", "--run-dir", str(tmp_path),
          "--only", "01", "02"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     shown = result.stdout + result.stderr
     for noise in ("Kernel is running over TCP", "WARNING", "I0000", "E0000"):
         assert noise not in shown, shown
     assert "01_obtain" in result.stdout and "02_scrub" in result.stdout
+    assert str(tmp_path) not in shown  # paths are shown relative to the project
     # The kernels' own chatter is kept, in the run folder, for whoever needs it.
     assert (tmp_path / "logs" / "01_obtain.kernel.log").is_file()
 

@@ -20,24 +20,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from pneumo_helpers import data, experiment, generators, inference, shifts
+from pneumo_helpers import data, experiment, generators, inference, shifts, ship
+from pneumo_helpers.config import RunConfig
 from pneumo_helpers.runs import ModelLayout, RunLayout
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "runs" / "sweep"
-SUMMARY = "summary.csv"  # per recipe and seed; the shipped model card quotes it
-BASE = dict(model="five_block", strategy="oversample", image_size=112, batch_size=64, epochs=15,
-            threshold_rule="sens>=0.95")
+WORK = ROOT / ship.SWEEP_SUMMARY.parent
+SUMMARY = ship.SWEEP_SUMMARY.name  # per recipe and seed; the shipped model card quotes it
+# Everything but the recipe: the full profile, which is also the shipped model's (ship.py).
+_FULL = RunConfig(profile="full")
+BASE = dict(model=_FULL.architecture, strategy=_FULL.balance, image_size=_FULL.image_size,
+            batch_size=_FULL.batch_size, epochs=_FULL.epochs,
+            threshold_rule=_FULL.threshold_rule)
 # Recipe name -> what it changes from BASE.
 RECIPES = {
-    "mild": dict(),  # the recipe shipped until 2026-12: Augment() defaults
-    # Framing seen in training as wide as the stress range: zoom 0.55x-1.45x (a 1.45x zoom
-    # cuts 15 % per side), shifts up to 10 %, and random blanking of an edge strip and a
-    # corner (markers, text, collimation edges).
-    "framing": dict(augment=generators.Augment(zoom=0.45, shift=0.1, erase=0.15,
-                                               fill_mode="constant")),
-    "framing-wide": dict(augment=generators.Augment(zoom=0.45, shift=0.1, erase=0.15,
-                                                    fill_mode="constant"),
+    "mild": dict(augment=generators.AUGMENTATIONS["mild"]),
+    "framing": dict(augment=generators.AUGMENTATIONS["framing"]),
+    "framing-wide": dict(augment=generators.AUGMENTATIONS["framing"],
                          model_kwargs=dict(filters=(32, 64, 128, 256, 256))),
 }
 

@@ -1,6 +1,6 @@
 """Render a run's executed notebooks as one PDF for reviewers, offline.
 
-    python tools/render_notebooks_pdf.py runs/sample -o presentation/notebooks.pdf
+    pneumo report runs/sample        # this, the slide deck and the README results table
 
 The five executed notebooks of ``RUN_DIR/notebooks/`` become one HTML document (title page,
 contents, then each notebook on a new page) that headless Chromium prints to PDF in one call.
@@ -21,20 +21,20 @@ Needs: ``nbconvert`` and ``beautifulsoup4`` (the ``report`` extra) and a Chromiu
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import html
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import nbformat
 from bs4 import BeautifulSoup
 from nbconvert import HTMLExporter
+
+from .runs import RunLayout
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 HIDDEN_TAGS = {"parameters", "injected-parameters", "remove-cell", "remove_cell"}
@@ -101,11 +101,12 @@ def find_notebooks(run_dir: Path) -> list[Path]:
     ``run_dir`` is a run folder (its ``notebooks/`` subfolder is used) or a folder of notebooks.
     """
     run_dir = Path(run_dir)
-    folder = run_dir / "notebooks" if (run_dir / "notebooks").is_dir() else run_dir
+    executed = RunLayout(run_dir).notebooks
+    folder = executed if executed.is_dir() else run_dir
     notebooks = sorted(folder.glob("0*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"no executed notebooks (0*.ipynb) in {folder}; run them first "
-                                f"with `python tools/run_notebooks.py --run-dir {run_dir}`")
+                                f"with `pneumo run --run-dir {run_dir}`")
     return notebooks
 
 
@@ -257,23 +258,3 @@ def render(run_dir, out_pdf, *, show_code: bool = False, keep_html: Path | None 
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(document, encoding="utf-8")
         return html_to_pdf(html_path, out_pdf, chromium=chromium)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="run folder, e.g. runs/sample")
-    parser.add_argument("-o", "--output", type=Path, default=Path("presentation/notebooks.pdf"))
-    parser.add_argument("--show-code", action="store_true", help="keep the code cells")
-    parser.add_argument("--html", type=Path, help="also keep the HTML document here")
-    args = parser.parse_args(argv)
-    try:
-        pdf = render(args.run_dir, args.output, show_code=args.show_code, keep_html=args.html)
-    except (FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(pdf)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The shipped model: trained with the full profile's recipe on a whole training split, with
+its model card, LiteRT export and stress tests (``pneumo train``, ``make train-full``).
+
+Steps: manifest and scrub as in notebooks 01-02, with a patient-level validation split and no
+test carve-out (the official test split is held out elsewhere); then
+:func:`pneumo_helpers.experiment.run_candidate` with the recipe of the ``full`` profile of
+:class:`pneumo_helpers.config.RunConfig` (architecture, rebalancing, augmentation, size,
+epochs, seed, threshold rule: one source of settings for notebooks and the shipped model);
+then the model folder is copied into ``pneumo_helpers/shipped_model/`` with its card, which
+adds the stress tests of :mod:`pneumo_helpers.shifts` on validation and, when
+``tools/sweep.py`` has run, the recipe's spread over seeds. Training happens in the run folder
+(default ``runs/train-full/``), so an interrupted run resumes when started again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from . import data, evaluate, experiment, generators, inference, shifts, train
+from .config import RunConfig, project_root, shown_path
+from .runs import ModelLayout, RunLayout
+
+__all__ = ["train_shipped", "write_card", "SWEEP_SUMMARY"]
+
+RECORD = "train_full.json"  # in the run folder: minutes and file counts, for the card
+MODEL = "model"             # the model folder's name in the run folder
+# Written by tools/sweep.py: one row per recipe and seed.
+SWEEP_SUMMARY = Path("runs") / "sweep" / "summary.csv"
+
+
+def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
+                  report=print) -> experiment.CandidateResult:
+    """Scrub ``cfg.data_dir``, split by patient, train the recipe of ``cfg`` into its run
+    folder, and record what the card needs. ``distribution``: see
+    :func:`pneumo_helpers.experiment.run_candidate` (the same code trains on one device)."""
+    start = time.time()
+    layout = cfg.layout
+    manifest = data.build_manifest(cfg.data_dir, ignore_unknown=cfg.ignore_unknown_folders)
+    scrubbed = data.scrub(manifest, val_fraction=cfg.val_fraction,
+                          test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+    clean = scrubbed.clean
+    train_rows = clean[clean["split"] == "train"].reset_index(drop=True)
+    val_rows = clean[clean["split"] == "val"].reset_index(drop=True)
+    report(f"{len(manifest)} files -> train {len(train_rows)}, val {len(val_rows)} "
+           f"({len(scrubbed.bad)} bad, {len(scrubbed.dropped)} dropped)")
+    clean.to_csv(layout.clean_manifest, index=False)
+    result = experiment.run_candidate(
+        train_rows, val_rows, out_dir=layout.model(MODEL).root, name="shipped",
+        model=cfg.architecture, strategy=cfg.balance, image_size=cfg.image_size,
+        batch_size=cfg.batch_size, epochs=cfg.epochs, seed=cfg.seed,
+        augment=generators.AUGMENTATIONS[cfg.augment], threshold_rule=cfg.threshold_rule,
+        cache_dir=layout.cache, distribution=distribution, verbose=2)
+    minutes = (time.time() - start) / 60
+    (layout.root / RECORD).write_text(json.dumps(dict(
+        minutes=round(minutes, 2), files=len(manifest), bad=len(scrubbed.bad),
+        dropped=len(scrubbed.dropped), split_seed=cfg.split_seed), indent=2))
+    auc = result.metrics.set_index("metric").loc["roc_auc", "value"]
+    report(f"trained in {minutes:.1f} min; validation ROC AUC {auc:.3f}")
+    return result
+
+
+def _stress_section(loaded, val_rows: pd.DataFrame, cache_dir: Path) -> str:
+    images = generators.load_images(val_rows, image_size=loaded.image_size, cache_dir=cache_dir)
+    table = shifts.stress_test(loaded.predict, images, val_rows["label"],
+                               threshold=loaded.threshold)
+    lines = ["Every validation image shifted in one way at a time, scored at the unchanged "
+             f"threshold {loaded.threshold:.3f} (see `pneumo_helpers/shifts.py` and "
+             "`docs/generalisation.md`). A proxy for other X-ray systems, not a measurement "
+             "on them.", "",
+             "| shift | ROC AUC | sensitivity | specificity | Brier |", "|---|---|---|---|---|"]
+    lines += [f"| {r.shift} | {r.roc_auc:.3f} | {r.recall:.3f} | {r.specificity:.3f} | "
+              f"{r.brier:.3f} |" for r in table.itertuples()]
+    return "\n".join(lines)
+
+
+def _sweep_section(summary: Path) -> str:
+    table = pd.read_csv(summary)
+    spread = table.drop(columns="seed").groupby("recipe").agg(["mean", "std"])
+    lines = ["Each recipe trained with seeds " + ", ".join(map(str, sorted(set(table.seed))))
+             + " on the same validation split (`python tools/sweep.py --data ...`); mean "
+             "± standard deviation over seeds, at each model's own validation threshold.",
+             "", "| recipe | val ROC AUC | ROC AUC, 15 % crop | sensitivity, 15 % crop | "
+             "specificity, 15 % crop |", "|---|---|---|---|---|"]
+    for recipe, row in spread.iterrows():
+        cells = [f"{row[(c, 'mean')]:.3f} ± {row[(c, 'std')]:.3f}" for c in
+                 ("val_auc", "crop15_auc", "crop15_sens", "crop15_spec")]
+        lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR) -> Path:
+    """Copy the finished run in ``work`` to ``out``, write its card and its LiteRT export.
+
+    Returns:
+        The path of the model card.
+    """
+    work, out = RunLayout(work), ModelLayout(out)
+    trained = work.model(MODEL)
+    if not (trained.model.is_file() and (work.root / RECORD).is_file()):
+        raise inference.ModelError(f"no finished training in {shown_path(work.root)}: run "
+                                   "pneumo train --data DIR first")
+    run = json.loads((work.root / RECORD).read_text())
+    out.root.mkdir(parents=True, exist_ok=True)
+    out.export.unlink(missing_ok=True)  # an export of the previous model must not outlive it
+    for name in ModelLayout.SHIPPED:
+        shutil.copy(trained.root / name, out.root / name)
+    loaded = inference.load_model(out.root, runtime="keras")
+    clean = pd.read_csv(work.clean_manifest)
+    val_rows = clean[clean["split"] == "val"].reset_index(drop=True)
+    stored = evaluate.read_metrics_json(out.val_metrics)
+    metrics = {k: v for k, v in stored.items() if isinstance(v, dict) and "value" in v}
+    counts = data.count_table(clean)
+    config = loaded.config
+    description = (
+        "Kermany et al. 2018, Chest X-Ray Images (Pneumonia), training split (CC BY 4.0; "
+        "doi:10.17632/rscbjbr9sj.2): "
+        f"{run['files']} files, {run['bad']} unreadable, {run['dropped']} exact "
+        "duplicates dropped. Split by patient (scikit-learn StratifiedGroupKFold, seed "
+        f"{run['split_seed']}): train "
+        f"{counts.loc['train', 'NORMAL']} NORMAL / {counts.loc['train', 'PNEUMONIA']} "
+        f"PNEUMONIA, validation {counts.loc['val', 'NORMAL']} / "
+        f"{counts.loc['val', 'PNEUMONIA']}. The official test split was not used for "
+        f"anything. Manifest hash {config['manifest_hash']}. Trained in "
+        f"{run['minutes']:.1f} minutes ({config['mean_seconds_per_epoch']:.0f} s per epoch) "
+        "on a 2-core CPU by `make train-full`.")
+    sections = {"Robustness to acquisition and framing shifts (validation)":
+                _stress_section(loaded, val_rows, work.cache)}
+    summary = project_root() / SWEEP_SUMMARY
+    if summary.is_file():
+        sections["Recipe choice across seeds"] = _sweep_section(summary)
+    card = train.save_model_card(out.root, config=config, val_metrics=metrics,
+                                 data_description=description,
+                                 model_name="pneumo shipped model", threshold=loaded.threshold,
+                                 threshold_rule=loaded.threshold_rule, model=loaded.model,
+                                 sections=sections)
+    # The fast runtime of `pneumo predict`, checked against Keras on the bundled sample.
+    inference.export_litert(out.root)
+    return card
