@@ -11,7 +11,7 @@ PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
 
 
 # %%
-from pneumo_helpers.config import start_notebook
+from pneumo_helpers.runner import start_notebook
 
 cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
@@ -30,11 +30,10 @@ from pneumo_helpers import data, plots
 # %%
 where = data.locate_dataset(cfg.data_dir)
 print(where.message)
-print(f'source: {where.source}')
 
 # %% [markdown]
 # ## The manifest
-# Reading headers and hashing every file is cheap (seconds for 5,856 files) and gives the
+# Reading headers and hashing every file is cheap (seconds for the whole Kaggle set) and gives the
 # later steps what they need: the **patient id** from the file name (for leakage-free splits),
 # the pneumonia **subtype** (bacterial or viral), the **sha256** (for duplicates and for model
 # provenance) and the image mode and size (for scrubbing).
@@ -91,7 +90,7 @@ plots.class_counts(counts, title='Files per split and class', path=cfg.layout.fi
 # - PNEUMONIA outnumbers NORMAL about 3 to 1 in training: accuracy alone would reward a model
 #   that always says "pneumonia", so we report sensitivity, specificity and ROC AUC, and compare
 #   rebalancing strategies in 04.
-# - Kaggle's own validation split holds only 16 images — far too few to choose a model or a
-#   threshold. 02 cuts a larger one from training, **by patient**.
+# - Kaggle's own validation split, where a copy has one, holds only 16 images — far too few to
+#   choose a model or a threshold. 02 cuts a larger one from training, **by patient**.
 # - The file name carries the patient: several images of one child must never sit on both sides
 #   of a split.

@@ -11,7 +11,7 @@ PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
 
 
 # %%
-from pneumo_helpers.config import start_notebook
+from pneumo_helpers.runner import start_notebook
 
 cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
@@ -60,7 +60,8 @@ print(result.dropped['reason'].value_counts().to_string())
 
 # %% [markdown]
 # ## The new split
-# Kaggle's 16 validation images are folded into training; validation is cut from that pool by
+# Kaggle's own validation split, where the dataset has one (16 images in the published set), is
+# folded into training: far too small to choose anything. Validation is cut from that pool by
 # patient with scikit-learn's `StratifiedGroupKFold` (seeded), so every image of a child lands in
 # one split and the class ratio is kept. Where a dataset has no test split, one is cut the same
 # way first. The official test split is never used for any choice.

@@ -11,7 +11,7 @@ PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
 
 
 # %%
-from pneumo_helpers.config import start_notebook
+from pneumo_helpers.runner import start_notebook
 
 cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
@@ -91,16 +91,14 @@ plots.mean_images(pixels, train['label'], path=cfg.layout.figure('03_mean_images
 # ## Image sizes
 
 # %%
-sizes = clean.assign(aspect=clean['width'] / clean['height']).groupby('label')[
-    ['width', 'height', 'aspect']].describe().T
-print(sizes.round(2).to_string())
-
-# %%
-plots.size_stats(clean, path=cfg.layout.figure('03_sizes'));
+sizes = data.size_summary(clean)
+print(sizes.to_string())
+if sizes['distinct sizes'].max() > 1:  # a plot of one point says nothing
+    plots.size_stats(clean, path=cfg.layout.figure('03_sizes'));
 
 # %% [markdown]
-# Originals vary in size and aspect ratio (the bundled sample and the shared copy are already
-# square). Every image is squashed to a square at the model's input size once, when the pipeline
+# Originals of the published dataset vary in size and aspect ratio (the bundled sample and the
+# shared copy used here are already square: one size, no plot). Every image is squashed to a square at the model's input size once, when the pipeline
 # fills its cache; chest anatomy survives a mild change of aspect ratio.
 
 # %% [markdown]

@@ -11,14 +11,14 @@ PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
 
 
 # %%
-from pneumo_helpers.config import start_notebook
+from pneumo_helpers.runner import start_notebook
 
 cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
 import pandas as pd
 from IPython.display import Markdown
 
-from pneumo_helpers import experiment, models, plots
+from pneumo_helpers import experiment, plots
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -57,9 +57,8 @@ plots.training_curves({r.name: r.history for r in results}, path=cfg.layout.figu
 # A dashed curve that flattens or turns up (loss) while its solid twin keeps improving is
 # overfitting: more epochs stop paying, and early stopping keeps the best validation epoch. A
 # dashed curve far below the solid one from the first epoch means validation looks different from
-# what training sees. On the bundled sample (a few hundred images, a few epochs) the curves are
-# noisy and only show that the pipeline trains; the full-data run in the reviewer PDFs is the one
-# to read.
+# what training sees. With a few hundred images and a few epochs (the bundled sample) the curves
+# are noisy and only show that the pipeline trains.
 
 # %% [markdown]
 # ## Did each architecture learn?
@@ -75,7 +74,7 @@ for line in experiment.learning_checks(table, floor=cfg.min_val_auc):
     print(line)
 
 # %% [markdown]
-# ## Comparison on validation (95% intervals, patients resampled)
+# ## Comparison on validation
 
 # %%
 wide = table.pivot_table(index='model', columns='metric', values='value')
@@ -100,16 +99,10 @@ plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], path=c
 # rank images almost perfectly.
 
 # %% [markdown]
-# ## Transfer learning
-# A pretrained backbone (EfficientNetB0 with ImageNet weights) is offered when its weights are on
-# this machine; nothing is ever downloaded at run time.
-
-# %%
-if models.imagenet_weights_available('EfficientNetB0'):
-    print('ImageNet weights found: see models.build_transfer_model / unfreeze_top to add it.')
-else:
-    print('Transfer learning skipped: no ImageNet weights for EfficientNetB0 in the Keras cache '
-          '(offline machine).')
+# ## Not compared: transfer learning
+# `models.build_transfer_model` puts a pretrained backbone (EfficientNetB0) under the same head,
+# but only with ImageNet weights already on the machine: nothing is downloaded at run time, and
+# the project's aim is a model trained from scratch on these films.
 
 # %% [markdown]
 # ## The choice

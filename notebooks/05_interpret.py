@@ -11,7 +11,7 @@ PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
 
 
 # %%
-from pneumo_helpers.config import start_notebook
+from pneumo_helpers.runner import start_notebook
 
 cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
@@ -70,7 +70,6 @@ print('classes called on test:', ', '.join(called))
 # %%
 cm = evaluate.confusion(y['test'], probs['test'] >= loaded.threshold)
 print(cm.to_string())
-print(evaluate.report(y['test'], probs['test'] >= loaded.threshold))
 
 # %% [markdown]
 # ## The test split at the validation threshold: confusion matrix
@@ -181,7 +180,7 @@ plots.crop_curve(shifts.crop_curve(stress), threshold=loaded.threshold, path=cfg
 # %% [markdown]
 # ## Why did the model say that? LIME and Grad-CAM
 # For the first true positive, true negative, false positive and false negative of the test split
-# (when they exist; not hand-picked), one row each: the image with its P(pneumonia) (a case is a
+# (when they exist; not hand-picked), one column each; rows: the film with its P(pneumonia) (a case is a
 # positive when P reaches the validation threshold, not 0.5), LIME's five strongest superpixels
 # (SLIC segments that follow the lung outline; green pushes towards pneumonia, red towards normal),
 # and Grad-CAM on the last convolutional block (warm colours: the regions whose features raised
@@ -219,7 +218,7 @@ Markdown(f"""
   accuracy {fmt(t, 'accuracy')}, sensitivity {fmt(t, 'recall')} and specificity
   {fmt(t, 'specificity')} at the validation threshold {loaded.threshold:.3f}.
 - Validation ROC AUC was {fmt(v, 'roc_auc')}; the difference to test
-  ({t.loc['roc_auc', 'value'] - v.loc['roc_auc', 'value']:+.3f}) is the price of moving from the
+  ({round(t.loc['roc_auc', 'value'], 3) - round(v.loc['roc_auc', 'value'], 3):+.3f}) is the price of moving from the
   split the threshold was chosen on to unseen patients.
 - It flagged {fp} normal image(s) as pneumonia and missed {fn} pneumonia image(s).
 - Brier score on test {fmt(t, 'brier')} (0 is perfect; 0.25 is a coin flip at 50/50).

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import RunConfig
+from .config import RunConfig, shown_path
 
 __all__ = ["main"]
 
@@ -143,7 +143,19 @@ def _parser() -> argparse.ArgumentParser:
                         "dataset (full profile) into RUN_DIR")
     report.add_argument("--out", metavar="DIR", default="presentation",
                         help="folder for presentation.pdf and notebooks.pdf")
+    report.add_argument("--evaluations", metavar="DIR", type=Path,
+                        default=_default_evaluations(),
+                        help="folder of the shipped model's evaluations on the official test "
+                        "split (JSON by pneumo evaluate, with model_sha256); default: "
+                        "../shared/evaluations beside the project, if present")
     return parser
+
+
+def _default_evaluations() -> Path | None:
+    from .config import project_root
+
+    folder = project_root().parent / "shared" / "evaluations"
+    return folder if folder.is_dir() else None
 
 
 def _run(args) -> int:
@@ -174,7 +186,7 @@ def _train(args) -> int:
 
 
 def _report(args) -> int:
-    from . import notebooks_pdf, report
+    from . import deck, notebooks_pdf, report
     from .runner import run_series
 
     if args.data:
@@ -182,9 +194,10 @@ def _report(args) -> int:
                    report=lambda line: print(line, flush=True))
     out = Path(args.out)
     try:
-        print(shown(report.build_deck(args.run_dir, out / "presentation.pdf")))
-        print(shown(notebooks_pdf.render(args.run_dir, out / "notebooks.pdf")))
-        print(shown(report.replace_readme_block(
+        print(shown_path(deck.build_deck(args.run_dir, out / "presentation.pdf",
+                                    evaluations=args.evaluations)))
+        print(shown_path(notebooks_pdf.render(args.run_dir, out / "notebooks.pdf")))
+        print(shown_path(report.replace_readme_block(
             Path("README.md"), report.readme_block(args.run_dir, readme_dir=Path.cwd()))))
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # no run, no Chromium
         raise UserError(str(exc)) from None

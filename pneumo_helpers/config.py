@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .runs import RunLayout
 
-__all__ = ["RunConfig", "PROFILES", "project_root", "shown_path", "start_notebook", "SAMPLE_DIR"]
+__all__ = ["RunConfig", "PROFILES", "project_root", "shown_path", "SAMPLE_DIR"]
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
 
@@ -175,23 +175,6 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def start_notebook(**params) -> RunConfig:
-    """The opening of every notebook: the run config from its parameters, printed.
-
-    Keeps TensorFlow's C++ start-up lines out of the outputs (call it before importing the
-    modules that load TensorFlow), gives figures the project's look, inline as JPEG, and prints
-    :meth:`RunConfig.summary`. ``params``: the notebook's parameters, as for
-    :meth:`RunConfig.from_params`.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from . import plots
-
-    plots.style(notebook=True)
-    cfg = RunConfig.from_params(**params)
-    print(cfg.summary())
-    return cfg
 
 
 def _coerce(text: str, annotation) -> object:

@@ -37,7 +37,7 @@ __all__ = [
     "patient_id", "subtype", "locate_dataset", "find_root", "build_manifest",
     "validate_images", "find_duplicates", "patients_in_several_splits", "split_by_patient",
     "scrub", "ScrubResult", "count_table", "manifest_hash", "checksum_file",
-    "verify_checksums", "not_taken",
+    "verify_checksums", "not_taken", "size_summary",
 ]
 
 CLASSES = ("NORMAL", "PNEUMONIA")
@@ -279,6 +279,27 @@ def manifest_hash(manifest: pd.DataFrame) -> str:
     text = "\n".join(manifest["sha256"].astype(str) + manifest["split"].astype(str)
                      + manifest["label"].astype(str))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def size_summary(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Original image sizes per class, in a few columns a reader can take in.
+
+    Returns:
+        DataFrame indexed by label: ``images``, ``distinct sizes``, ``width px`` and
+        ``height px`` as ``min–max (median)`` (or the one value), and the median ``aspect``
+        (width / height).
+    """
+    def span(values: pd.Series) -> str:
+        lo, mid, hi = int(values.min()), int(values.median()), int(values.max())
+        return f"{lo}" if lo == hi else f"{lo}–{hi} (median {mid})"
+
+    rows = {}
+    for label, group in manifest.dropna(subset=["width", "height"]).groupby("label"):
+        rows[label] = {"images": len(group),
+                       "distinct sizes": len(group[["width", "height"]].drop_duplicates()),
+                       "width px": span(group["width"]), "height px": span(group["height"]),
+                       "aspect": round(float((group["width"] / group["height"]).median()), 2)}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def count_table(manifest: pd.DataFrame, by: str = "split") -> pd.DataFrame:

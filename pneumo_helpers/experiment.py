@@ -244,8 +244,9 @@ def findings(table: pd.DataFrame, chosen: str, *, metric: str = "roc_auc") -> li
     name = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC"}.get(metric, metric)
     best, brier = cell(chosen, metric), cell(chosen, "brier")
     others = [m for m in dict.fromkeys(table["model"]) if m != chosen]
-    out = [f"Chosen: **{chosen}**, validation {name} {interval(best)}, "
-           f"Brier score {interval(brier)}."]
+    out = [f"Best in the comparison: **{chosen}**, validation {name} {interval(best)}, "
+           f"Brier score {interval(brier)} (after the comparison's epochs; a retrained final "
+           "model reports its own numbers above)."]
     overlap = [m for m in others
                if cell(m, metric)["ci_high"] >= best["ci_low"]
                and cell(m, metric)["ci_low"] <= best["ci_high"]]

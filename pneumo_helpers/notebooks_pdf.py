@@ -65,8 +65,11 @@ body.jp-Notebook { padding: 0; font-size: 10.5pt; }
 .jp-OutputArea-output pre, .jp-RenderedText pre { white-space: pre-wrap; word-break: break-word;
                                                  font-size: 9pt; }
 .jp-RenderedHTMLCommon table { font-size: 8.5pt; }
+/* Headings stay with what follows: a markdown cell is never split (they are short), and the
+   cell after a markdown cell starts on the same page when it fits. */
 .jp-RenderedHTMLCommon h1, .jp-RenderedHTMLCommon h2, .jp-RenderedHTMLCommon h3
-  { break-after: avoid; }
+  { break-after: avoid; break-inside: avoid; }
+.jp-MarkdownCell { break-inside: avoid; break-after: avoid; }
 img { max-width: 100% !important; height: auto; }
 .jp-OutputArea-output img, .jp-RenderedHTMLCommon table, .jp-RenderedText
   { break-inside: avoid; }

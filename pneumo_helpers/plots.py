@@ -17,7 +17,8 @@ import seaborn as sns
 CLASS_COLORS = {"NORMAL": "#4C72B0", "PNEUMONIA": "#DD8452"}
 SUBTYPE_COLORS = {"normal": "#4C72B0", "bacteria": "#DD8452", "virus": "#C44E52",
                   "unknown": "#8C8C8C"}
-DPI = 80
+DPI = 80        # figure size in notebooks
+SAVE_DPI = 200  # files in the run folder
 
 
 def style(*, notebook: bool = False) -> None:
@@ -36,11 +37,15 @@ def style(*, notebook: bool = False) -> None:
 
 
 def save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
-    """Save ``fig`` as PNG when ``path`` is given (parents created); return it."""
+    """Save ``fig`` when ``path`` is given (parents created); return it.
+
+    At 200 dpi: the reviewer deck shows these files at full slide width, where labels must stay
+    readable at 100 % zoom (inline notebook figures are drawn separately, as small JPEGs).
+    """
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        fig.savefig(path, dpi=SAVE_DPI, bbox_inches="tight")
     return fig
 
 
@@ -129,7 +134,8 @@ def mean_images(images: np.ndarray, labels, *, title: str = "Mean image per clas
         limit = float(np.abs(diff).max()) or 1.0
         shown = axes[2].imshow(diff, cmap="RdBu_r", vmin=-limit, vmax=limit)
         axes[2].set_title("PNEUMONIA - NORMAL", fontsize=9)
-        fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.04)
+        bar = fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.04)
+        bar.set_label("mean difference (pixel value)", fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save(fig, path)
@@ -219,7 +225,7 @@ def roc_pr_curves(y_true, y_prob, *, threshold: float, title: str | None = None,
             title="ROC", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
     precision, recall, _ = skm.precision_recall_curve(y, p)
     pr.plot(recall, precision, color=color,
-            label=f"AP = {skm.average_precision_score(y, p):.3f}")
+            label=f"PR AUC = {skm.average_precision_score(y, p):.3f}")
     pr.axhline(y.mean(), ls="--", color="0.6", lw=1, label=f"prevalence {y.mean():.2f}")
     point_precision = y[pred].mean() if pred.any() else 1.0
     pr.plot(sens, point_precision, "o", color="black", ms=7,
@@ -227,7 +233,7 @@ def roc_pr_curves(y_true, y_prob, *, threshold: float, title: str | None = None,
     pr.set(xlabel="recall (sensitivity)", ylabel="precision", title="Precision-recall",
            xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
     for ax in (roc, pr):
-        ax.legend(loc="lower left" if ax is pr else "lower right", fontsize=8, frameon=False)
+        ax.legend(loc="lower left" if ax is pr else "lower right", fontsize=10, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -351,44 +357,48 @@ def model_comparison(df: pd.DataFrame, *, metric="roc_auc", title: str | None = 
 
 def explanation_panel(rows, *, k: int = 5, title: str | None = None,
                       path=None) -> plt.Figure:
-    """One row per image: original | LIME superpixels | Grad-CAM overlay.
+    """One column per image; rows: the film | LIME superpixels | Grad-CAM overlay.
 
     ``rows``: iterable of ``(image, explanation, gradcam_heatmap, title)`` where ``image`` is
     (H, W[, 1]) in [0, 1] or uint8, ``explanation`` an ``explain.Explanation`` (or None),
-    ``gradcam_heatmap`` (H, W) in [0, 1] (or None) and ``title`` a string (e.g. the true
-    class). LIME shows the ``k`` superpixels pushing most towards PNEUMONIA in green and
-    towards NORMAL in red; the model's P(PNEUMONIA) is in the row title.
+    ``gradcam_heatmap`` (H, W) in [0, 1] (or None) and ``title`` a string (e.g. the kind of
+    case). LIME shows the ``k`` superpixels pushing most towards PNEUMONIA in green and
+    towards NORMAL in red; the model's P(PNEUMONIA) is in the column title. Cases side by side
+    keep the figure landscape, as a slide or a page is.
     """
     from .explain import lime_overlay, overlay
 
     rows = list(rows)
     if not rows:
         raise ValueError("rows is empty; pass (image, explanation, gradcam, title) tuples")
-    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.6 * len(rows)), dpi=DPI,
+    fig, axes = plt.subplots(3, len(rows), figsize=(2.7 * len(rows) + 1.2, 8.4), dpi=DPI,
                              squeeze=False)
-    for axes_row, (image, explanation, heatmap, name) in zip(axes, rows):
-        for ax in axes_row:
-            ax.axis("off")
+    for column, (image, explanation, heatmap, name) in zip(axes.T, rows):
+        for ax in column:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
         gray = np.squeeze(np.asarray(image))
-        axes_row[0].imshow(gray, cmap="gray", vmin=0, vmax=255 if gray.dtype == np.uint8
-                           else 1)
+        column[0].imshow(gray, cmap="gray", vmin=0, vmax=255 if gray.dtype == np.uint8 else 1)
         label = name or ""
         if explanation is not None:
             color = CLASS_COLORS[explanation.label]
             label = f"{label}\nP(PNEUMONIA) = {explanation.probability:.2f}"
-            axes_row[1].imshow(lime_overlay(explanation, k=k))
-            axes_row[1].set_title("LIME: green → PNEUMONIA,\nred → NORMAL", fontsize=8)
+            column[1].imshow(lime_overlay(explanation, k=k))
         else:
             color = "black"
-            axes_row[1].text(0.5, 0.5, "no LIME", ha="center", va="center")
-        axes_row[0].set_title(label.strip(), fontsize=9, color=color)
+            column[1].text(0.5, 0.5, "no LIME", ha="center", va="center")
+        column[0].set_title(label.strip(), fontsize=14, color=color)
         if heatmap is not None:
-            axes_row[2].imshow(overlay(gray, heatmap, 0.4))
-            axes_row[2].set_title("Grad-CAM (predicted class)", fontsize=8)
+            column[2].imshow(overlay(gray, heatmap, 0.4))
         else:
-            axes_row[2].text(0.5, 0.5, "no Grad-CAM", ha="center", va="center")
+            column[2].text(0.5, 0.5, "no Grad-CAM", ha="center", va="center")
+    for ax, text in zip(axes[:, 0], ("film", "LIME: green → PNEUMONIA,\nred → NORMAL",
+                                     "Grad-CAM\n(predicted class)")):
+        ax.set_ylabel(text, fontsize=13)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return save(fig, path)
 

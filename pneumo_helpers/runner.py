@@ -9,6 +9,7 @@ GitHub), without stderr streams, timings or injected parameters.
 A user sees progress and results: each kernel's own start-up chatter (ipykernel's note about
 unencrypted local TCP, TensorFlow's C++ lines) goes to ``<run>/logs/<notebook>.kernel.log``.
 Needs a checkout of the project (``notebooks/``) and the ``dev`` extra (papermill, ipykernel).
+Inside each notebook, :func:`start_notebook` is the first call.
 """
 
 from __future__ import annotations
@@ -17,10 +18,27 @@ import os
 import time
 from pathlib import Path
 
-from .config import project_root, shown_path
+from .config import RunConfig, project_root, shown_path
 from .runs import RunLayout
 
-__all__ = ["NotebookError", "notebooks_dir", "run_series", "strip_noise"]
+__all__ = ["NotebookError", "notebooks_dir", "run_series", "start_notebook", "strip_noise"]
+
+
+def start_notebook(**params) -> RunConfig:
+    """The opening of every notebook: the run config from its parameters, printed.
+
+    Keeps TensorFlow's C++ start-up lines out of the outputs (call it before importing the
+    modules that load TensorFlow), gives figures the project's look, inline as JPEG, and prints
+    :meth:`RunConfig.summary`. ``params``: the notebook's parameters, as for
+    :meth:`RunConfig.from_params`.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from . import plots
+
+    plots.style(notebook=True)
+    cfg = RunConfig.from_params(**params)
+    print(cfg.summary())
+    return cfg
 
 
 class NotebookError(RuntimeError):

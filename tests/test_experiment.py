@@ -33,7 +33,7 @@ def test_pick_best_breaks_near_ties_by_brier_not_auc():
 def test_findings_name_overlaps_baseline_spread_and_failures():
     lines = experiment.findings(TABLE, "five_block-oversample")
     text = "\n".join(lines)
-    assert lines[0].startswith("Chosen: **five_block-oversample**")
+    assert lines[0].startswith("Best in the comparison: **five_block-oversample**")
     assert "0.972 (95% CI 0.950–0.990)" in lines[0]
     overlap = next(line for line in lines if "overlaps" in line)
     assert "five_block-none" in overlap and "baseline" not in overlap

@@ -7,12 +7,11 @@ import json
 import re
 from pathlib import Path
 
-import matplotlib.text
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from pneumo_helpers import report
+from pneumo_helpers import deck, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,15 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def pdf_pages(path: Path) -> int:
     """Page objects in a PDF (matplotlib and Chromium write them as plain dictionaries)."""
     return len(re.findall(rb"/Type\s*/Page\b", path.read_bytes()))
-
-
-def slide_text(fig) -> str:
-    """All text drawn on a slide, table cells included, with whitespace collapsed."""
-    texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
-    for ax in fig.axes:
-        for table in ax.tables:
-            texts += [cell.get_text().get_text() for cell in table.get_celld().values()]
-    return " ".join(" ".join(texts).split())
 
 
 def png(path: Path) -> None:
@@ -70,46 +60,75 @@ def run_dir(tmp_path) -> Path:
         {"image_size": 64, "balance": "class_weight", "parameters": 12345,
          "versions": {"keras": "3.15.0"}}))
     for key in ("class_balance", "confusion", "roc"):
-        png(run / "figures" / report.FIGURES[key])
+        png(run / "figures" / f"{deck.FIGURES[key]}.png")
     return run
 
 
 # --------------------------------------------------------------------------- deck
 
-def test_deck_has_one_page_per_slide(run_dir, tmp_path):
-    out = report.build_deck(run_dir, tmp_path / "deck" / "presentation.pdf")
-    assert out.read_bytes().startswith(b"%PDF")
-    assert pdf_pages(out) == len(report.SLIDE_TITLES) == 12
+def slides(html: str) -> list[str]:
+    """Text of each slide of the deck's HTML, tags removed, whitespace collapsed."""
+    parts = html.split('<section class="slide')[1:]
+    return [" ".join(re.sub(r"<[^>]+>", " ", part).split()) for part in parts]
 
 
-def test_results_slide_shows_file_numbers_and_test_origin(run_dir):
-    slides = report.make_slides(run_dir)
-    results = slide_text(slides[report.SLIDE_TITLES.index("Results")])
-    assert "0.900 (0.870–0.920)" in results            # test accuracy from metrics.json
-    assert "0.950 (0.920–0.970)" in results            # val accuracy
+def test_deck_numbers_are_the_run_metrics_file(run_dir):
+    html = deck.deck_html(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    results = next(s for s in slides(html) if s.startswith('"> Results') or "Results" in s[:40])
+    for split in ("val", "test"):
+        for name, cell in metrics[split]["metrics"].items():
+            shown = report.format_ci(cell["value"], cell["ci_low"], cell["ci_high"])
+            assert shown in results, (split, name, shown)
     assert "test (n = 95)" in results and "0.412" in results
     assert "carved by patient from the training data" in results
-    model = slide_text(slides[report.SLIDE_TITLES.index("The model")])
-    assert "tiny" in model and "12,345" in model and "class_weight" in model
-    data = slide_text(slides[report.SLIDE_TITLES.index("The data")])
-    assert "1 dropped: duplicate of another file" in data
+
+
+def test_deck_names_models_in_full_and_marks_the_chosen_one(run_dir):
+    for name in ("tiny", "five_block-oversample", "five_block-undersample"):
+        folder = run_dir / "models" / name
+        folder.mkdir(exist_ok=True)
+        (folder / "val_metrics.json").write_text(json.dumps(
+            {"roc_auc": {"value": 0.99, "ci_low": 0.98, "ci_high": 1.0}}))
+    html = deck.deck_html(run_dir)
+    assert "five_block-oversample" in html and "five_block-undersample" in html
+    assert 'class="chosen"><td>tiny ← chosen' in html
+    text = " ".join(slides(html))
+    assert "12,345 parameters" in text and "class_weight" in text
+    assert "1 dropped (duplicate of another file)" in text
 
 
 def test_missing_files_give_notes_not_errors(tmp_path):
     empty = tmp_path / "runs" / "empty"
     empty.mkdir(parents=True)
-    slides = report.make_slides(empty)
-    text = " ".join(slide_text(fig) for fig in slides)
-    for name in report.FIGURES.values():
-        assert f"figure not produced in this run: {name}" in text
-    assert "metrics not produced in this run" in text
-    out = report.build_deck(empty, tmp_path / "empty.pdf")
-    assert pdf_pages(out) == len(report.SLIDE_TITLES)
+    text = " ".join(slides(deck.deck_html(empty)))
+    for key, name in deck.FIGURES.items():
+        if key != "class_balance":  # its slide says the manifests are missing instead
+            assert f"figure not produced in this run: figures/{name}.png" in text
+    assert "no manifest in this run" in text and "metrics not produced in this run" in text
+    assert len(slides(deck.deck_html(empty))) == 14
 
 
-def test_build_deck_rejects_a_missing_run_folder(tmp_path):
+def test_deck_shows_an_official_evaluation_only_for_the_shipped_model(tmp_path, run_dir):
+    from pneumo_helpers import files
+    from pneumo_helpers.inference import SHIPPED_MODEL_DIR
+
+    folder = tmp_path / "evaluations"
+    folder.mkdir()
+    block = metric_block(0.8, 624, "test")
+    (folder / "old.json").write_text(json.dumps({**block, "model_sha256": "ab" * 32}))
+    html = deck.deck_html(run_dir, evaluations=folder)
+    assert "awaits its evaluation on the official test split" in html
+    assert "abababab" in html  # named as an earlier model's
+    digest = files.sha256(SHIPPED_MODEL_DIR / "model.keras")
+    (folder / "new.json").write_text(json.dumps({**block, "model_sha256": digest}))
+    html = deck.deck_html(run_dir, evaluations=folder)
+    assert "The shipped model on new films: ROC AUC 0.740" in html
+
+
+def test_deck_rejects_a_missing_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="run folder"):
-        report.build_deck(tmp_path / "nope", tmp_path / "x.pdf")
+        deck.deck_html(tmp_path / "nope")
 
 
 # --------------------------------------------------------------------------- results
