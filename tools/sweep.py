@@ -18,9 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from pneumo_helpers import data, experiment, generators, inference, shifts, ship
+from pneumo_helpers import data, evaluate, experiment, generators, inference, shifts, ship
+from pneumo_helpers.balance import encode_labels
 from pneumo_helpers.config import RunConfig
 from pneumo_helpers.runs import ModelLayout, RunLayout
 
@@ -60,11 +62,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 7, 1])
     parser.add_argument("--split-seed", type=int, default=42)
     parser.add_argument("--work", type=Path, default=WORK)
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also score, per recipe, the average of its seeds' probabilities "
+                             "(threshold re-chosen on the unshifted validation split)")
     args = parser.parse_args(argv)
     train_rows, val_rows = split(args.data, args.split_seed, args.work)
     images = generators.load_images(val_rows, image_size=BASE["image_size"],
                                     cache_dir=args.work / "cache")[..., 0]
-    rows = []
+    rows, members = [], {}
     for recipe in args.recipes:
         for seed in args.seeds:
             out = args.work / f"{recipe}-s{seed}"
@@ -73,6 +78,7 @@ def main(argv=None) -> int:
                                          name=out.name, cache_dir=args.work / "cache",
                                          verbose=2, **{**BASE, **RECIPES[recipe]})
             loaded = inference.load_model(out)
+            members.setdefault(recipe, []).append(loaded)
             stress = shifts.stress_test(loaded.predict, images, val_rows["label"],
                                         threshold=loaded.threshold)
             stress.to_csv(out / "stress.csv", index=False)
@@ -89,6 +95,16 @@ def main(argv=None) -> int:
     table.to_csv(args.work / SUMMARY, index=False)
     summary = table.drop(columns="seed").groupby("recipe").agg(["mean", "std"]).round(3)
     print(summary.to_string())
+    if args.ensemble:
+        y = encode_labels(val_rows["label"])
+        for recipe, loaded in members.items():
+            def average(x, loaded=loaded):
+                return np.mean([m.predict(x) for m in loaded], axis=0)
+            threshold = evaluate.choose_threshold(y, average(images), rule=BASE["threshold_rule"])
+            stress = shifts.stress_test(average, images, y, threshold=threshold)
+            stress.to_csv(args.work / f"{recipe}-ensemble-stress.csv", index=False)
+            print(f"{recipe}: average of seeds {args.seeds}, threshold {threshold:.3f}")
+            print(stress.round(3).to_string(index=False))
     return 0
 
 
