@@ -18,7 +18,7 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 import pandas as pd
 from IPython.display import Markdown
 
-from pneumo_helpers import (balance, evaluate, experiment, explain, generators,
+from pneumo_helpers import (balance, data, evaluate, experiment, explain, generators,
                             plots, shifts)
 
 # %%
@@ -64,7 +64,7 @@ print(both.round(3).to_string())
 # NBVAL_CHECK_OUTPUT
 print(evaluate.floor_check('test ROC AUC', tables['test'].set_index('metric').loc['roc_auc', 'value'],
                            cfg.min_test_auc))
-called = sorted({evaluate.CLASS_NAMES[int(p >= loaded.threshold)] for p in probs['test']})
+called = sorted({data.CLASSES[int(p >= loaded.threshold)] for p in probs['test']})
 print('classes called on test:', ', '.join(called))
 
 # %%

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from .data import CLASSES
 from sklearn.utils.class_weight import compute_class_weight
 
-__all__ = ["STRATEGIES", "CLASS_NAMES", "Rebalanced", "encode_labels", "rebalance",
+__all__ = ["STRATEGIES", "Rebalanced", "encode_labels", "rebalance",
            "balance_table"]
 
 STRATEGIES = ("none", "undersample", "oversample", "class_weight")
-CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # position = encoded label: NORMAL = 0, PNEUMONIA = 1
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Rebalanced:
         y = encode_labels(labels)[self.indices]
         weights = self.class_weight or {0: 1.0, 1: 1.0}
         return {name: float(np.sum(y == code)) * weights[code]
-                for code, name in enumerate(CLASS_NAMES)}
+                for code, name in enumerate(CLASSES)}
 
 
 def encode_labels(labels) -> np.ndarray:
@@ -73,7 +74,7 @@ def encode_labels(labels) -> np.ndarray:
         codes = values.astype(np.float64)
         bad = ~np.isin(codes, (0, 1))
     else:
-        lookup = {name: code for code, name in enumerate(CLASS_NAMES)}
+        lookup = {name: code for code, name in enumerate(CLASSES)}
         codes = np.array([lookup.get(str(v), -1) for v in values], dtype=np.float64)
         bad = codes < 0
     if bad.any():
@@ -109,13 +110,13 @@ def rebalance(labels, strategy: str = "none", *, seed: int = 42) -> Rebalanced:
     if strategy == "none":
         return Rebalanced(every_row, None, strategy)
 
-    rows = [np.flatnonzero(y == code) for code in range(len(CLASS_NAMES))]
+    rows = [np.flatnonzero(y == code) for code in range(len(CLASSES))]
     if min(len(r) for r in rows) == 0:
-        present = CLASS_NAMES[int(y[0])]
+        present = CLASSES[int(y[0])]
         raise ValueError(f"labels hold only {present} images; strategy {strategy!r} needs "
                          "both classes (use strategy='none')")
     if strategy == "class_weight":
-        weights = compute_class_weight("balanced", classes=np.arange(len(CLASS_NAMES)), y=y)
+        weights = compute_class_weight("balanced", classes=np.arange(len(CLASSES)), y=y)
         return Rebalanced(every_row, {code: float(w) for code, w in enumerate(weights)},
                           strategy)
 
@@ -143,7 +144,7 @@ def balance_table(labels, strategies=STRATEGIES, *, seed: int = 42) -> pd.DataFr
         :func:`pneumo_helpers.plots.class_counts`.
     """
     y = encode_labels(labels)
-    n_rows = {name: int(np.sum(y == code)) for code, name in enumerate(CLASS_NAMES)}
+    n_rows = {name: int(np.sum(y == code)) for code, name in enumerate(CLASSES)}
     records = []
     for strategy in strategies:
         result = rebalance(y, strategy, seed=seed)
@@ -153,14 +154,14 @@ def balance_table(labels, strategies=STRATEGIES, *, seed: int = 42) -> pd.DataFr
             note = (f"all rows, loss weighted (NORMAL x{w[0]:.2f}, PNEUMONIA x{w[1]:.2f}); "
                     "counts are weighted")
         else:
-            change = {name: int(counts[name]) - n_rows[name] for name in CLASS_NAMES}
+            change = {name: int(counts[name]) - n_rows[name] for name in CLASSES}
             parts = [f"{d:+d} {name}" for name, d in change.items() if d]
             note = ", ".join(parts) if parts else "all rows as they are"
             if strategy == "oversample":
                 note += " (repeated rows; augmentation varies them)"
         total = sum(counts.values())
         records.append({"strategy": strategy,
-                        **{name: int(round(counts[name])) for name in CLASS_NAMES},
+                        **{name: int(round(counts[name])) for name in CLASSES},
                         "rows per epoch": int(result.indices.size),
                         "% pneumonia": round(100 * counts["PNEUMONIA"] / total, 1),
                         "note": note})

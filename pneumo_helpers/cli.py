@@ -282,9 +282,9 @@ def _evaluate(args, loaded) -> int:
     metrics = evaluate.evaluate(ok["y"], ok["probability"], threshold=loaded.threshold,
                                 groups=[patient_id(Path(f).name) for f in ok["file"]],
                                 n_boot=args.n_boot)
-    evaluate.metrics_to_json(metrics, output, threshold=loaded.threshold,
-                             rule=loaded.threshold_rule, data=shown(args.data),
-                             model=shown(loaded.path), model_sha256=loaded.sha256)
+    evaluate.to_report(metrics, threshold=loaded.threshold, rule=loaded.threshold_rule,
+                       split=args.split, model=shown(loaded.path), data=shown(args.data),
+                       model_sha256=loaded.sha256).write(output)
     print(metrics.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"threshold {loaded.threshold:.3f}; {len(ok)} images; wrote {shown(output)}")
     return _report_bad(table)

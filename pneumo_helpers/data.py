@@ -40,6 +40,8 @@ __all__ = [
     "verify_checksums", "not_taken", "size_summary",
 ]
 
+# The class folders of the dataset, in label order: position = encoded label (NORMAL = 0,
+# PNEUMONIA = 1). The one definition of the class names; every module reads it from here.
 CLASSES = ("NORMAL", "PNEUMONIA")
 SPLITS = ("train", "val", "test")
 KAGGLE_DATASET = "paultimothymooney/chest-xray-pneumonia"

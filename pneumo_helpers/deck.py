@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import math
 import tempfile
 from pathlib import Path
@@ -27,7 +26,7 @@ import pandas as pd
 from . import files, report
 from .config import shown_path
 from .inference import SHIPPED_MODEL_DIR
-from .runs import ModelLayout, RunLayout
+from .runs import Estimate, MetricsReport, ModelLayout, RunLayout
 
 __all__ = ["deck_context", "deck_html", "build_deck", "official_evaluation", "PUBLISHED"]
 
@@ -48,10 +47,6 @@ PUBLISHED = [
 ]
 
 
-def _number(cell) -> float:
-    return report._number(cell)
-
-
 def official_evaluation(evaluations: Path | None, model_dir: Path = SHIPPED_MODEL_DIR
                         ) -> dict:
     """The shipped model's evaluation on the official test split, if one matches it.
@@ -65,18 +60,16 @@ def official_evaluation(evaluations: Path | None, model_dir: Path = SHIPPED_MODE
     stale = []
     for path in sorted(Path(evaluations).glob("*.json")) if evaluations else []:
         try:
-            data = json.loads(path.read_text())
-        except ValueError:
+            record = MetricsReport.read(path)
+        except ValueError:  # not an evaluation of this project's shape: not ours to show
             continue
-        if not isinstance(data, dict) or "model_sha256" not in data:
+        sha = record.provenance.get("model_sha256")
+        if not isinstance(sha, str):
             continue
-        if data["model_sha256"] == digest:
-            block = next(iter(report._parse_results(data, str(path)).values()))
-            return dict(status="matches", file=path.name, block=block, sha=digest[:8],
-                        date=data.get("date"), n=data.get("n"))
-        block = next(iter(report._parse_results(data, str(path)).values()))
-        stale.append(dict(file=path.name, sha=str(data["model_sha256"])[:8],
-                          metrics=block["metrics"]))
+        if sha == digest:
+            return dict(status="matches", file=path.name, block=record, sha=digest[:8],
+                        date=record.provenance.get("date"), n=record.n)
+        stale.append(dict(file=path.name, sha=sha[:8], metrics=record.metrics))
     return dict(status="awaiting", stale=stale, sha=digest[:8])
 
 
@@ -91,8 +84,8 @@ def _fmt(cell, digits=3) -> str:
     return report.format_ci(*cell, digits=digits) if cell else "n/a"
 
 
-def _metric(results: dict, split: str, name: str) -> tuple | None:
-    return results.get(split, {}).get("metrics", {}).get(name)
+def _metric(results: dict[str, MetricsReport], split: str, name: str) -> Estimate | None:
+    return results[split].metrics.get(name) if split in results else None
 
 
 def _architecture(config: dict) -> str:
@@ -116,8 +109,8 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
     test_auc, val_auc = _metric(results, "test", "roc_auc"), _metric(results, "val", "roc_auc")
     spec = _metric(results, "test", "specificity")
     sens = _metric(results, "test", "recall")
-    threshold = next((b.get("threshold") for b in results.values() if b.get("threshold")), None)
-    rule = next((b.get("rule") for b in results.values() if b.get("rule")), None)
+    threshold = next((b.threshold for b in results.values() if b.threshold), None)
+    rule = next((b.rule for b in results.values() if b.rule), None)
     official_test = summary.test_source.startswith("the dataset's official test split")
 
     # Candidates of 04 with their full names; the chosen one (and its retrained final) marked.
@@ -125,8 +118,8 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
     for name, row in summary.models.iterrows():
         candidates.append(dict(name=name, chosen=name == summary.model,
                                roc_auc=_fmt(row["roc_auc"]),
-                               recall=f"{_number(row['recall'][0]):.2f}",
-                               specificity=f"{_number(row['specificity'][0]):.2f}"))
+                               recall=f"{row['recall'][0]:.2f}",
+                               specificity=f"{row['specificity'][0]:.2f}"))
     # Baselines: the majority class, and the baseline CNN of 04.
     prevalence = report._prevalence(summary, "test")
     baseline_cnn = next((c for c in candidates if c["name"].startswith("baseline")), None)
@@ -151,8 +144,8 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
                         f"(validation {_fmt(val_auc)}).")
     if sens and spec and threshold:
         findings.append(f"At the validation threshold {threshold:.3f} it finds "
-                        f"{_number(sens[0]):.0%} of pneumonias (sensitivity) and clears "
-                        f"{_number(spec[0]):.0%} of normal films (specificity) on test.")
+                        f"{sens[0]:.0%} of pneumonias (sensitivity) and clears "
+                        f"{spec[0]:.0%} of normal films (specificity) on test.")
     if not official_test:
         findings.append("Its test split is carved by patient from the training data, the "
                         "same source as training: the official test split is harder.")
@@ -162,16 +155,16 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
                         f"{crop15['specificity']:.3f} at the unchanged threshold.")
     official = official_evaluation(evaluations)
     if official["status"] == "matches":
-        b = official["block"]["metrics"]
+        b = official["block"].metrics
         findings.append(f"The shipped model on the official test split: ROC AUC "
                         f"{_fmt(b.get('roc_auc'))}, specificity {_fmt(b.get('specificity'))}.")
 
     def auc_title():
         if not test_auc:
             return "Results: no test metrics in this run"
-        return (f"On held-out patients the model reaches ROC AUC {_number(test_auc[0]):.3f}; "
-                f"specificity {_number(spec[0]):.2f} at sensitivity {_number(sens[0]):.2f}"
-                if spec and sens else f"Test ROC AUC {_number(test_auc[0]):.3f}")
+        return (f"On held-out patients the model reaches ROC AUC {test_auc[0]:.3f}; "
+                f"specificity {spec[0]:.2f} at sensitivity {sens[0]:.2f}"
+                if spec and sens else f"Test ROC AUC {test_auc[0]:.3f}")
 
     table = report._formatted(report._results_frame(results), 3) if results else None
     return dict(

@@ -14,20 +14,19 @@ PNEUMONIA when ``y_prob >= threshold`` (the convention of :func:`sklearn.metrics
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from .balance import CLASS_NAMES, encode_labels
-from .files import atomic_write
+from .balance import encode_labels
+from .data import CLASSES
+from .runs import Estimate, MetricsReport
 
-__all__ = ["CLASS_NAMES", "METRICS", "THRESHOLD_RULES", "DEFAULT_RULE", "predict_proba", "choose_threshold",
-           "evaluate", "bootstrap", "pneumonia_column", "confusion", "report", "metrics_to_json",
-           "read_metrics_json", "write_run_metrics", "floor_check"]
+__all__ = ["METRICS", "THRESHOLD_RULES", "DEFAULT_RULE", "predict_proba", "choose_threshold",
+           "evaluate", "bootstrap", "pneumonia_column", "confusion", "report", "to_report",
+           "write_run_metrics", "floor_check"]
 
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1_pneumonia", "f1_normal",
            "roc_auc", "pr_auc", "brier")
@@ -126,7 +125,7 @@ def choose_threshold(y_true, y_prob, *, rule: str = "youden") -> float:
     if rule in ("youden", "f1") or rule.startswith("sens>="):
         if y.min() == y.max():
             raise ValueError(f"rule {rule!r} needs both classes in y_true; got only "
-                             f"{CLASS_NAMES[y[0]]}")
+                             f"{CLASSES[y[0]]}")
     if rule == "youden":
         fpr, tpr, thr = skm.roc_curve(y, p, drop_intermediate=False)
         best = thr[np.argmax(tpr - fpr)]
@@ -292,73 +291,52 @@ def confusion(y_true, y_pred) -> pd.DataFrame:
     if y.size != yp.size:
         raise ValueError(f"y_true has {y.size} labels but y_pred has {yp.size}")
     cm = skm.confusion_matrix(y, yp, labels=[0, 1])
-    return pd.DataFrame(cm, index=pd.Index(CLASS_NAMES, name="true"),
-                        columns=pd.Index(CLASS_NAMES, name="predicted"))
+    return pd.DataFrame(cm, index=pd.Index(CLASSES, name="true"),
+                        columns=pd.Index(CLASSES, name="predicted"))
 
 
 def report(y_true, y_pred) -> str:
     """scikit-learn's classification report with the class names NORMAL / PNEUMONIA."""
     return skm.classification_report(_labels(y_true), _labels(y_pred, "y_pred"), labels=[0, 1],
-                                     target_names=list(CLASS_NAMES), digits=3,
+                                     target_names=list(CLASSES), digits=3,
                                      zero_division=0)
 
 
-def _json_value(value):
-    """NaN -> None (JSON has no NaN), numpy scalars -> Python numbers."""
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+def to_report(df: pd.DataFrame, *, threshold: float | None = None, rule: str | None = None,
+              split: str | None = None, model: str | None = None,
+              **provenance) -> MetricsReport:
+    """An :func:`evaluate` table as the run folder's typed record (write it with ``.write``).
 
-
-def metrics_to_json(df: pd.DataFrame, path, **extra) -> dict:
-    """Write an :func:`evaluate` table as JSON; return the dict written.
-
-    The JSON maps each metric to ``{"value", "ci_low", "ci_high"}`` and adds ``threshold``
-    (from ``df.attrs`` unless given), ``rule`` (None unless given), ``n`` (images), plus every
-    keyword of ``extra`` (e.g. ``model="five_block"``, ``split="test"``). NaN is written as null.
+    ``threshold`` defaults to ``df.attrs["threshold"]``; ``n`` is the table's image count;
+    ``provenance``: other facts to keep with it (e.g. ``model_sha256=...``, ``data=...``).
     """
     missing = {"metric", "value", "ci_low", "ci_high"} - set(df.columns)
     if missing:
         raise ValueError(f"df lacks columns {sorted(missing)}; pass the table of evaluate()")
-    out = {row.metric: {k: _json_value(float(getattr(row, k)))
-                        for k in ("value", "ci_low", "ci_high")}
-           for row in df.itertuples(index=False)}
-    out["threshold"] = _json_value(extra.pop("threshold", df.attrs.get("threshold")))
-    out["rule"] = extra.pop("rule", None)
-    out["n"] = int(df["n"].max()) if "n" in df else None
-    out.update({k: _json_value(v) for k, v in extra.items()})
-    with atomic_write(path) as handle:  # a reader never sees half a metrics file
-        handle.write(json.dumps(out, indent=2))
-    return out
+    threshold = df.attrs.get("threshold") if threshold is None else threshold
+    metrics = {row.metric: Estimate(float(row.value), float(row.ci_low), float(row.ci_high))
+               for row in df.itertuples(index=False)}
+    return MetricsReport(metrics=metrics,
+                         threshold=None if threshold is None else float(threshold), rule=rule,
+                         n=int(df["n"].max()) if "n" in df else None, split=split, model=model,
+                         provenance={k: v.item() if isinstance(v, np.generic) else v
+                                     for k, v in provenance.items()})
 
 
 def write_run_metrics(tables: dict[str, pd.DataFrame], layout, *, threshold: float,
-                      rule: str | None, model: str) -> dict:
-    """05's results: one :func:`metrics_to_json` file per split and the run's ``metrics.json``
-    (``{"model": name, split: block, ...}``), which the report and README table read.
+                      rule: str | None, model: str) -> dict[str, MetricsReport]:
+    """05's results: one :class:`~pneumo_helpers.runs.MetricsReport` per split, written to
+    ``metrics/<split>.json``, which the report, the deck and the README table read.
 
     Args:
         tables: ``{split: evaluate() table}``. layout: the run's
             :class:`pneumo_helpers.runs.RunLayout`.
     """
-    summary = {"model": model}
-    for split, table in tables.items():
-        summary[split] = metrics_to_json(table, layout.split_metrics(split), threshold=threshold,
-                                         rule=rule, split=split, model=model)
-    with atomic_write(layout.metrics) as handle:
-        handle.write(json.dumps(summary, indent=2))
-    return summary
-
-
-def read_metrics_json(path) -> dict:
-    """The dict written by :func:`metrics_to_json` (null values come back as None)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"metrics file {path} not found; write it with "
-                                "metrics_to_json() (notebook 05 or `pneumo evaluate`)")
-    return json.loads(path.read_text())
+    reports = {split: to_report(table, threshold=threshold, rule=rule, split=split, model=model)
+               for split, table in tables.items()}
+    for split, record in reports.items():
+        record.write(layout.split_metrics(split))
+    return reports
 
 
 def floor_check(what: str, value: float, floor: float) -> str:

@@ -25,7 +25,7 @@ import pandas as pd
 from . import balance, distribute, evaluate, generators, models, train
 from .config import RunConfig
 from .data import manifest_hash
-from .runs import ChosenModel, ModelLayout
+from .runs import ChosenModel, MetricsReport, ModelLayout
 
 __all__ = ["BUILDERS", "CANDIDATES", "TIE", "CHOICE_RULE", "CandidateResult", "run_candidate",
            "compare_candidates", "choose", "interpreted_model", "compare", "read_candidates", "pick_best", "findings",
@@ -108,8 +108,8 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
     metrics = evaluate.evaluate(y_val, p_val, threshold=threshold, groups=val_rows["patient"],
                                 n_boot=n_boot, seed=seed)
     files = ModelLayout(out_dir)
-    evaluate.metrics_to_json(metrics, files.val_metrics, threshold=threshold,
-                             rule=threshold_rule, split="val", model=name)
+    evaluate.to_report(metrics, threshold=threshold, rule=threshold_rule, split="val",
+                       model=name).write(files.val_metrics)
     val_rows[["path", "label", "patient"]].assign(probability=p_val).to_csv(
         files.val_predictions, index=False)
     return CandidateResult(name=name, out_dir=out_dir, history=history, metrics=metrics,
@@ -189,10 +189,8 @@ def read_candidates(models_dir) -> pd.DataFrame:
     rows = []
     for path in sorted(ModelLayout(f).val_metrics for f in Path(models_dir).iterdir()
                        if ModelLayout(f).val_metrics.is_file()):
-        stored = evaluate.read_metrics_json(path)
-        for metric, cell in stored.items():
-            if isinstance(cell, dict) and "value" in cell:
-                rows.append(dict(model=path.parent.name, metric=metric, **cell))
+        for metric, cell in MetricsReport.read(path).metrics.items():
+            rows.append(dict(model=path.parent.name, metric=metric, **cell._asdict()))
     return pd.DataFrame(rows, columns=["model", "metric", "value", "ci_low", "ci_high"])
 
 

@@ -28,7 +28,8 @@ import tensorflow as tf
 from lime import lime_image
 from skimage.segmentation import slic
 
-from .evaluate import CLASS_NAMES, pneumonia_column
+from .data import CLASSES
+from .evaluate import pneumonia_column
 from .models import last_conv_layer_name
 
 __all__ = ["LIME_SETTINGS", "Explanation", "LimeExplainer", "segment_xray", "GradCam",
@@ -263,7 +264,7 @@ class LimeExplainer:
         probability = float(self.predict_fn(result.image[None])[0, 1])
         return Explanation(image=gray, segments=segments, weights=weights,
                            heatmap=weights[segments], probability=probability,
-                           label=CLASS_NAMES[int(probability >= self.threshold)],
+                           label=CLASSES[int(probability >= self.threshold)],
                            score=float(result.score), intercept=float(result.intercept[1]))
 
     def explain_batch(self, images) -> list[Explanation]:

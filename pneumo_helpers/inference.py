@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import files
-from .runs import ModelLayout
+from .runs import MetricsReport, ModelLayout
 from .images import IMAGE_SUFFIXES, ImageError, read_gray
 
 __all__ = ["SHIPPED_MODEL_DIR", "MAX_BATCH", "RUNTIMES", "ModelError", "LoadedModel", "LiteModel",
@@ -229,16 +229,20 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> Load
 def _loaded(model, folder: Path, model_file: Path) -> LoadedModel:
     layout = ModelLayout(folder)
     config = _read_json(layout.config)
-    metrics = _read_json(layout.val_metrics)
+    try:
+        metrics = MetricsReport.read(layout.val_metrics) if layout.val_metrics.is_file() \
+            else MetricsReport(metrics={}, threshold=0.5)
+    except ValueError as exc:
+        raise ModelError(f"{exc}; restore it from the model's training run or remove it to "
+                         "use the threshold 0.5") from None
     size, channels = _check_contract(model, model_file)
-    threshold = metrics.get("threshold", 0.5)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
-            or not 0.0 < threshold < 1.0:  # NaN fails this too
+    threshold = metrics.threshold
+    if threshold is None or not 0.0 < threshold < 1.0:  # NaN fails this too
         raise ModelError(f"{layout.val_metrics}: threshold {threshold!r} is not a "
                          "number between 0 and 1; re-choose it on validation "
                          "(evaluate.choose_threshold) or remove the file to use 0.5")
     return LoadedModel(model=model, image_size=size, channels=channels,
-                       threshold=float(threshold), threshold_rule=metrics.get("rule"),
+                       threshold=float(threshold), threshold_rule=metrics.rule,
                        path=folder, config=config,
                        runtime="litert" if isinstance(model, LiteModel) else "keras")
 

@@ -138,16 +138,20 @@ class BackbonePreprocessing(layers.Layer):
         return {**super().get_config(), "backbone": self.backbone}
 
 
-def compile_binary(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
+def compile_binary(model: keras.Model, learning_rate: float = 1e-3, *,
+                   label_smoothing: float = 0.0) -> keras.Model:
     """Compile ``model`` for binary classification with the project's loss and metrics.
 
-    Adam at ``learning_rate``; binary cross-entropy on ``P(PNEUMONIA)``; metrics named
-    ``accuracy``, ``precision``, ``recall`` and ``auc`` (so logs read ``val_auc`` etc.).
-    Returns the same model.
+    Adam at ``learning_rate``; binary cross-entropy on ``P(PNEUMONIA)``, with targets moved
+    ``label_smoothing / 2`` towards 0.5 (0.1: targets 0.05 and 0.95, so no film is pushed to
+    full certainty); metrics named ``accuracy``, ``precision``, ``recall`` and ``auc`` (so
+    logs read ``val_auc`` etc.). Returns the same model.
     """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
                  keras.metrics.Precision(name="precision"),
                  keras.metrics.Recall(name="recall"),
@@ -168,7 +172,8 @@ def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
                          dropout: float = 0.3, dense_units: int = 64, separable_from: int = 2,
                          convs_per_block: int = 1, stem_stride: int = 2,
                          bn_momentum: float = 0.9,
-                         learning_rate: float = 1e-3, standardize: bool = True,
+                         learning_rate: float = 1e-3, label_smoothing: float = 0.0,
+                         standardize: bool = True,
                          name: str = "five_block_cnn") -> keras.Model:
     """The main classifier: five conv blocks and a global-average-pooling head.
 
@@ -194,6 +199,7 @@ def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
             steps of a CPU training, 0.99 left the moving statistics so far behind the
             weights that the trained model predicted PNEUMONIA for every image in inference.
         learning_rate: Adam learning rate.
+        label_smoothing: see :func:`compile_binary` (0: plain cross-entropy).
         standardize: add :class:`PerImageStandardization` at the input.
         name: model name.
 
@@ -235,7 +241,8 @@ def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
     x = layers.Dense(dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(dropout, name="dropout_2")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
-    return compile_binary(keras.Model(inputs, outputs, name=name), learning_rate)
+    return compile_binary(keras.Model(inputs, outputs, name=name), learning_rate,
+                          label_smoothing=label_smoothing)
 
 
 def build_baseline_cnn(*, image_size: int = 128, channels: int = 1,

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-CLASS_COLORS = {"NORMAL": "#4C72B0", "PNEUMONIA": "#DD8452"}
+from .data import CLASSES
+
+CLASS_COLORS = dict(zip(CLASSES, ("#4C72B0", "#DD8452")))
 SUBTYPE_COLORS = {"normal": "#4C72B0", "bacteria": "#DD8452", "virus": "#C44E52",
                   "unknown": "#8C8C8C"}
 DPI = 80        # figure size in notebooks
@@ -52,7 +54,7 @@ def save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
 def class_counts(table: pd.DataFrame, *, title: str = "Images per split and class",
                  path=None) -> plt.Figure:
     """Grouped bars of a count table (rows = splits or strategies, columns NORMAL/PNEUMONIA)."""
-    long = (table[["NORMAL", "PNEUMONIA"]].rename_axis("group").reset_index()
+    long = (table[list(CLASSES)].rename_axis("group").reset_index()
             .melt(id_vars="group", var_name="class", value_name="images"))
     fig, ax = plt.subplots(figsize=(6.5, 3.4), dpi=DPI)
     sns.barplot(long, x="group", y="images", hue="class", palette=CLASS_COLORS, ax=ax)
@@ -85,9 +87,9 @@ def image_grid(images: list[np.ndarray], titles: list[str], *, ncols: int = 6,
 # --- Explore figures (notebook 03): what the pixels of each class look like ---------------
 
 def _class_names(labels) -> np.ndarray:
-    from .balance import CLASS_NAMES, encode_labels
+    from .balance import encode_labels
 
-    return np.asarray(CLASS_NAMES)[encode_labels(labels)]
+    return np.asarray(CLASSES)[encode_labels(labels)]
 
 
 def intensity_histograms(images: np.ndarray, labels, *, bins: int = 64,

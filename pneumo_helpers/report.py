@@ -3,28 +3,17 @@
 
 Everything is read from the files a run wrote (``runs/<name>/``, through
 :mod:`pneumo_helpers.runs`): counts from the manifests, metrics and their 95 % intervals from
-``metrics.json``, settings from the chosen model's ``config.json``. No number is typed into
-this module, so the deck and the README table always match the run they name; a missing file
-leaves its field empty.
+``metrics/<split>.json`` (:class:`~pneumo_helpers.runs.MetricsReport`), settings from the
+chosen model's ``config.json``. No number is typed into this module, so the deck and the README
+table always match the run they name; a missing file leaves its field empty. When a run has
+no ``val`` results, the chosen model's ``models/<model>/val_metrics.json`` fills them.
 
     pneumo report RUN_DIR     # deck, notebooks PDF (notebooks_pdf) and README results block
-
-**metrics.json shapes accepted** (:func:`read_results`):
-
-- one block per split, ``{"val": BLOCK, "test": BLOCK}`` (also ``"train"``); other top-level
-  keys (e.g. ``"model"``) are read as defaults for every block;
-- or a single BLOCK, whose ``"split"`` key names its column (``"test"`` when absent).
-
-A BLOCK is ``{"metrics": {NAME: ENTRY, ...}, "threshold": float, "rule": str, "n": int,
-"split": str, "model": str}``, or the same with the metric names at the top level instead of
-under ``"metrics"`` (what :func:`pneumo_helpers.evaluate.metrics_to_json` writes). Every key is
-optional. An ENTRY is ``{"value": x, "ci_low": lo, "ci_high": hi}`` (nulls allowed) or a bare
-number. ``"model"`` names the folder ``models/<model>/`` of the model evaluated. When a run
-folder has no ``val`` block, the chosen model's ``models/<model>/val_metrics.json`` fills it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -35,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from .config import SAMPLE_DIR
-from .runs import ChosenModel, ModelLayout, RunLayout
+from .data import CLASSES
+from .runs import ChosenModel, Estimate, MetricsReport, ModelLayout, RunLayout
 
 __all__ = ["METRIC_LABELS", "RunSummary", "summarize_run", "read_results", "results_table",
            "results_markdown", "format_ci", "readme_block", "replace_readme_block"]
@@ -56,68 +46,12 @@ METRIC_LABELS: dict[str, str] = {
 }
 
 SPLIT_ORDER = ("train", "val", "test")
-_META_KEYS = ("threshold", "rule", "n", "split", "model")
-CLASSES = ("NORMAL", "PNEUMONIA")
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 DISCLAIMER = ("NOT FOR CLINICAL USE: research and teaching project. The model has not been "
               "validated for diagnosis and must not be used to make decisions about patients.")
 
 
 # --------------------------------------------------------------------------- metrics
-
-def _number(value) -> float:
-    """JSON value -> float, with None/strings/NaN -> NaN."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return value
-
-
-def _entry(value) -> tuple[float, float, float] | None:
-    """A metric ENTRY as ``(value, ci_low, ci_high)`` (NaN when absent); None if not a metric."""
-    if isinstance(value, dict):
-        if not ({"value", "ci_low", "ci_high"} & set(value)):
-            return None
-        return tuple(_number(value.get(k)) for k in ("value", "ci_low", "ci_high"))
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (float(value), math.nan, math.nan)
-    return None
-
-
-def _block(raw: dict, defaults: dict, where: str) -> dict:
-    """One BLOCK normalised to ``{"metrics": {name: (v, lo, hi)}, threshold, rule, n, model}``."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a JSON object of metrics, got {type(raw).__name__}")
-    nested = raw.get("metrics")
-    if isinstance(nested, dict):
-        candidates = nested
-    else:
-        # Flat layout: bare numbers only count under a known metric name, so that
-        # "threshold" or "n" are never mistaken for metrics.
-        candidates = {k: v for k, v in raw.items()
-                      if k not in _META_KEYS and (isinstance(v, dict) or k in METRIC_LABELS)}
-    metrics = {}
-    for name, value in candidates.items():
-        parsed = _entry(value)
-        if parsed is not None:
-            metrics[name] = parsed
-    meta = {k: raw.get(k, defaults.get(k)) for k in _META_KEYS}
-    return {"metrics": metrics, **meta}
-
-
-def _parse_results(data: dict, where: str) -> dict[str, dict]:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    per_split = {k: v for k, v in data.items() if k in SPLIT_ORDER and isinstance(v, dict)}
-    if per_split:
-        defaults = {k: v for k, v in data.items() if k not in SPLIT_ORDER}
-        return {split: {**_block(raw, defaults, f"{where} [{split}]"), "split": split}
-                for split, raw in per_split.items()}
-    block = _block(data, {}, where)
-    split = block.get("split") or "test"
-    return {str(split): {**block, "split": str(split)}}
-
 
 def _read_json(path: Path) -> dict:
     try:
@@ -127,26 +61,27 @@ def _read_json(path: Path) -> dict:
                          "writes it") from None
 
 
-def read_results(source) -> dict[str, dict]:
-    """Metrics per split from a metrics JSON file or a run folder.
+def read_results(source) -> dict[str, MetricsReport]:
+    """Metrics per split from a metrics report file or a run folder.
 
     Args:
-        source: a JSON file in one of the shapes of this module's docstring, or a run folder
-            (its ``metrics.json``, plus ``models/<chosen>/val_metrics.json`` for a missing
-            ``val`` block).
+        source: a :class:`~pneumo_helpers.runs.MetricsReport` JSON file (``pneumo evaluate
+            -o``, ``val_metrics.json``), or a run folder (its ``metrics/<split>.json``, plus
+            ``models/<chosen>/val_metrics.json`` for a missing ``val``).
 
     Returns:
-        ``{split: {"metrics": {name: (value, ci_low, ci_high)}, "threshold", "rule", "n",
-        "split", "model"}}`` with splits in the order train, val, test; floats are NaN where
-        the file has null, meta values None where absent. Empty when a run folder has neither.
+        ``{split: MetricsReport}`` with splits in the order train, val, test (a file's split
+        is the one it records, ``"test"`` when it records none). Empty when a run folder has
+        no metrics yet.
     """
     source = Path(source).expanduser()
     if source.is_dir():
         return summarize_run(source).results
     if not source.is_file():
-        raise FileNotFoundError(f"metrics file {source} not found; pass a run folder or the "
-                                "metrics.json written by notebook 05_interpret")
-    return _ordered(_parse_results(_read_json(source), str(source)))
+        raise FileNotFoundError(f"metrics file {source} not found; pass a run folder or a "
+                                "metrics file written by notebook 05 or pneumo evaluate")
+    record = MetricsReport.read(source)
+    return {record.split or "test": record}
 
 
 def _ordered(results: dict[str, dict]) -> dict[str, dict]:
@@ -172,24 +107,26 @@ def results_table(source) -> pd.DataFrame:
     return _results_frame(results)
 
 
-def _results_frame(results: dict[str, dict]) -> pd.DataFrame:
-    names = [m for m in METRIC_LABELS if any(m in r["metrics"] for r in results.values())]
+def _results_frame(results: dict[str, MetricsReport]) -> pd.DataFrame:
+    names = [m for m in METRIC_LABELS if any(m in r.metrics for r in results.values())]
     for block in results.values():
-        names += [m for m in block["metrics"] if m not in names]
+        names += [m for m in block.metrics if m not in names]
     columns = pd.MultiIndex.from_product([list(results), ["value", "ci_low", "ci_high"]],
                                          names=["split", "stat"])
     table = pd.DataFrame(np.nan, index=pd.Index(names, name="metric"), columns=columns)
     for split, block in results.items():
-        for name, triple in block["metrics"].items():
-            table.loc[name, split] = triple
-    table.attrs["meta"] = {split: {k: block.get(k) for k in ("threshold", "rule", "n", "model")}
+        for name, estimate in block.metrics.items():
+            table.loc[name, split] = tuple(estimate)
+    table.attrs["meta"] = {split: {k: getattr(block, k) for k in ("threshold", "rule", "n",
+                                                                   "model")}
                            for split, block in results.items()}
     return table
 
 
 def format_ci(value, ci_low=math.nan, ci_high=math.nan, *, digits: int = 3) -> str:
     """``"0.953 (0.941–0.964)"``; ``"0.953"`` without an interval; ``"n/a"`` without a value."""
-    value, ci_low, ci_high = (_number(v) for v in (value, ci_low, ci_high))
+    value, ci_low, ci_high = (math.nan if v is None else float(v)
+                              for v in (value, ci_low, ci_high))
     if math.isnan(value):
         return "n/a"
     text = f"{value:.{digits}f}"
@@ -242,7 +179,7 @@ class RunSummary:
         dropped: files dropped by ``scrub`` per reason (``dropped.csv``).
         test_source: one sentence on where the test split comes from.
         is_sample: the run used the bundled sample.
-        results: metrics per split (see :func:`read_results`).
+        results: metrics per split (``{split: MetricsReport}``, see :func:`read_results`).
         model: name of the chosen model folder under ``models/`` (None without one).
         model_reason: how it was chosen.
         model_config: its ``config.json`` ({} if absent).
@@ -256,7 +193,7 @@ class RunSummary:
     dropped: dict[str, int] = field(default_factory=dict)
     test_source: str = "unknown: clean_manifest.csv was not produced in this run"
     is_sample: bool = False
-    results: dict[str, dict] = field(default_factory=dict)
+    results: dict[str, MetricsReport] = field(default_factory=dict)
     model: str | None = None
     model_reason: str = ""
     model_config: dict = field(default_factory=dict)
@@ -330,38 +267,32 @@ def _summarize_models(summary: RunSummary) -> None:
     for folder in folders:
         path = ModelLayout(folder).val_metrics
         if path.is_file():
-            block = _parse_results(_read_json(path), str(path))
-            metrics = next(iter(block.values()))["metrics"]
-            rows[folder.name] = {m: metrics.get(m, (math.nan,) * 3)
+            metrics = MetricsReport.read(path).metrics
+            rows[folder.name] = {m: metrics.get(m, Estimate(math.nan))
                                  for m in ("roc_auc", "recall", "specificity")}
     summary.models = pd.DataFrame.from_dict(rows, orient="index")
 
-    named = next((b.get("model") for b in summary.results.values() if b.get("model")), None)
+    named = next((b.model for b in summary.results.values() if b.model), None)
     chosen = ChosenModel.read(run) if run.chosen.is_file() else None
     if named and chosen and chosen.model == named:  # 05 evaluated what 04 chose
         summary.model, summary.model_reason = str(named), f"chosen in 04: {chosen.rule}"
     elif named:  # the model 05 evaluated (e.g. the shipped one)
-        summary.model, summary.model_reason = str(named), "named in metrics.json"
+        summary.model, summary.model_reason = str(named), "named in its metrics files"
     elif chosen:  # what 04 chose, by 04's rule
         summary.model, summary.model_reason = chosen.model, f"chosen in 04: {chosen.rule}"
     elif len(folders) == 1:
         summary.model, summary.model_reason = folders[0].name, "the only model of the run"
-    elif rows:
-        auc = {name: row["roc_auc"][0] for name, row in rows.items()}
-        best = max(auc, key=lambda k: -math.inf if math.isnan(auc[k]) else auc[k])
-        summary.model, summary.model_reason = best, "highest validation ROC AUC"
-    elif folders:
-        summary.model, summary.model_reason = folders[0].name, "first model folder"
+    elif folders:  # choosing is 04's job (models/chosen.json); never re-chosen here
+        summary.model_reason = "none chosen yet: run 04_model"
     if summary.model:
         config = run.model(summary.model).config
         if config.is_file():
             summary.model_config = _read_json(config)
         val = run.model(summary.model).val_metrics
         if "val" not in summary.results and val.is_file():
-            block = next(iter(_parse_results(_read_json(val), str(val)).values()))
-            summary.results = _ordered({**summary.results,
-                                        "val": {**block, "split": "val",
-                                                "model": summary.model}})
+            block = dataclasses.replace(MetricsReport.read(val), split="val",
+                                        model=summary.model)
+            summary.results = _ordered({**summary.results, "val": block})
 
 
 def summarize_run(run_dir) -> RunSummary:
@@ -369,7 +300,8 @@ def summarize_run(run_dir) -> RunSummary:
 
     Raises:
         FileNotFoundError: ``run_dir`` is not a folder.
-        ValueError: a JSON file of the run is not valid JSON.
+        ValueError: a JSON file of the run is not valid JSON, or a metrics file not a
+            :class:`~pneumo_helpers.runs.MetricsReport`.
     """
     run_dir = Path(run_dir).expanduser().resolve()
     if not run_dir.is_dir():
@@ -377,9 +309,7 @@ def summarize_run(run_dir) -> RunSummary:
                                 "(or pneumo run --run-dir DIR)")
     summary = RunSummary(run_dir=run_dir)
     _summarize_data(summary)
-    metrics = RunLayout(run_dir).metrics
-    if metrics.is_file():
-        summary.results = _ordered(_parse_results(_read_json(metrics), str(metrics)))
+    summary.results = _ordered(RunLayout(run_dir).results())
     _summarize_models(summary)
     return summary
 
@@ -416,7 +346,7 @@ def readme_block(run_dir, *, readme_dir=None, digits: int = 3) -> str:
     facts = ["Cells: estimate (95 % bootstrap confidence interval)."]
     decision = meta.get("test", {}) if "test" in meta else next(iter(meta.values()), {})
     if decision.get("threshold") is not None:
-        facts.append(f"Decision threshold on P(PNEUMONIA): {_number(decision['threshold']):.3f}"
+        facts.append(f"Decision threshold on P(PNEUMONIA): {float(decision['threshold']):.3f}"
                      + (f" (rule `{decision['rule']}`)." if decision.get("rule") else "."))
     if "test" in meta:
         facts.append(f"Test data: {summary.test_source}.")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, evaluate, experiment, generators, inference, shifts, train
+from . import data, experiment, generators, inference, shifts, train
 from .config import RunConfig, project_root, shown_path
-from .runs import ModelLayout, RunLayout
+from .runs import MetricsReport, ModelLayout, RunLayout
 
 __all__ = ["train_shipped", "write_card", "SWEEP_SUMMARY"]
 
@@ -112,8 +112,7 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR) 
     loaded = inference.load_model(out.root, runtime="keras")
     clean = pd.read_csv(work.clean_manifest)
     val_rows = clean[clean["split"] == "val"].reset_index(drop=True)
-    stored = evaluate.read_metrics_json(out.val_metrics)
-    metrics = {k: v for k, v in stored.items() if isinstance(v, dict) and "value" in v}
+    metrics = MetricsReport.read(out.val_metrics)
     counts = data.count_table(clean)
     config = loaded.config
     description = (
@@ -135,8 +134,7 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR) 
         sections["Recipe choice across seeds"] = _sweep_section(summary)
     card = train.save_model_card(out.root, config=config, val_metrics=metrics,
                                  data_description=description,
-                                 model_name="pneumo shipped model", threshold=loaded.threshold,
-                                 threshold_rule=loaded.threshold_rule, model=loaded.model,
+                                 model_name="pneumo shipped model", model=loaded.model,
                                  sections=sections)
     # The fast runtime of `pneumo predict`, checked against Keras on the bundled sample.
     inference.export_litert(out.root)

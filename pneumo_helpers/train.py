@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from .runs import ModelLayout
+from .runs import Estimate, MetricsReport, ModelLayout
 
 __all__ = ["set_seed", "train_model", "load_run", "save_model_card", "library_versions"]
 
@@ -210,45 +210,6 @@ def load_run(out_dir) -> tuple[keras.Model, dict, pd.DataFrame]:
     return model, config, _read_history(files.history_csv)
 
 
-_CI_COLUMNS = {"low": ("ci_low", "lower", "low", "ci_lower"),
-               "high": ("ci_high", "upper", "high", "ci_upper")}
-
-
-def _metrics_table(val_metrics) -> pd.DataFrame:
-    """``val_metrics`` as a table indexed by metric with columns value, ci_low, ci_high.
-
-    Accepts ``{name: value}``, ``{name: (value, low, high)}``, ``{name: {"value": .., "ci_low":
-    .., "ci_high": ..}}`` or a DataFrame with one row per metric (index or ``metric`` column)
-    and a ``value``/``estimate`` column plus optional CI columns.
-    """
-    if isinstance(val_metrics, pd.DataFrame):
-        table = val_metrics.set_index("metric") if "metric" in val_metrics else val_metrics
-        value = next((c for c in ("value", "estimate", "score") if c in table), None)
-        if value is None:
-            raise ValueError("val_metrics DataFrame needs a 'value' (or 'estimate') column, got "
-                             f"{list(table.columns)}")
-        rows = {name: {"value": row[value],
-                       **{f"ci_{side}": next((row[c] for c in cols if c in table), None)
-                          for side, cols in _CI_COLUMNS.items()}}
-                for name, row in table.iterrows()}
-    elif isinstance(val_metrics, Mapping):
-        rows = {}
-        for name, entry in val_metrics.items():
-            if isinstance(entry, Mapping):
-                rows[name] = {"value": entry.get("value", entry.get("estimate")),
-                              **{f"ci_{side}": next((entry[c] for c in cols if c in entry), None)
-                                 for side, cols in _CI_COLUMNS.items()}}
-            elif isinstance(entry, (tuple, list)) and len(entry) == 3:
-                rows[name] = dict(zip(("value", "ci_low", "ci_high"), entry))
-            else:
-                rows[name] = {"value": entry, "ci_low": None, "ci_high": None}
-    else:
-        raise TypeError("val_metrics must be a dict or a DataFrame, got "
-                        f"{type(val_metrics).__name__}")
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=["value", "ci_low", "ci_high"])
-    return table.astype(float).rename_axis("metric")
-
-
 def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -257,40 +218,37 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def save_model_card(out_dir, *, config, val_metrics, data_description: str,
+def save_model_card(out_dir, *, config, val_metrics: MetricsReport, data_description: str,
                     model_name: str = "pneumo pneumonia classifier",
                     intended_use: str | None = None, limitations: str | None = None,
-                    model: keras.Model | None = None, threshold: float | None = None,
-                    threshold_rule: str | None = None,
+                    model: keras.Model | None = None,
                     sections: dict[str, str] | None = None) -> Path:
-    """Write ``MODEL_CARD.md`` and ``val_metrics.json`` into ``out_dir``.
+    """Write ``MODEL_CARD.md`` into ``out_dir``.
 
     Args:
-        out_dir: run folder (created if needed).
+        out_dir: the model folder (created if needed).
         config: dict or ``RunConfig`` of the run; shown as a settings table.
-        val_metrics: validation metrics, optionally with 95% confidence intervals (see
-            :func:`_metrics_table` for the accepted shapes).
+        val_metrics: the model's validation :class:`~pneumo_helpers.runs.MetricsReport`
+            (its ``val_metrics.json``); its threshold and rule are stated next to the
+            metrics, which are computed at that threshold.
         data_description: a few sentences on the data (source, splits, counts).
         model_name: title of the card.
         intended_use, limitations: paragraphs replacing the defaults.
         model: when given, its architecture name and parameter count are listed.
-        threshold, threshold_rule: the decision threshold chosen on validation and its rule,
-            stated next to the metrics (which are computed at it).
         sections: extra ``{heading: markdown}`` sections, placed after the metrics (e.g. the
             acquisition-shift stress test of :mod:`pneumo_helpers.shifts`).
 
     Returns:
         Path of ``MODEL_CARD.md``.
     """
+    if not isinstance(val_metrics, MetricsReport):
+        raise TypeError("val_metrics must be a MetricsReport (MetricsReport.read of the "
+                        f"model's val_metrics.json), got {type(val_metrics).__name__}")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    table = _metrics_table(val_metrics)
-    # evaluate.metrics_to_json's file (with the decision threshold) wins over this plain one.
-    if not ModelLayout(out).val_metrics.is_file():
-        ModelLayout(out).val_metrics.write_text(json.dumps(
-            {name: {k: (None if math.isnan(v) else v) for k, v in row.items()}
-             for name, row in table.to_dict(orient="index").items()}, indent=2))
-
+    table = pd.DataFrame.from_dict({k: v._asdict() for k, v in val_metrics.metrics.items()},
+                                   orient="index", columns=list(Estimate._fields)).astype(float)
+    threshold, threshold_rule = val_metrics.threshold, val_metrics.rule
     has_ci = table[["ci_low", "ci_high"]].notna().any(axis=None)
     metric_lines = ["| metric | value | 95% CI |" if has_ci else "| metric | value |",
                     "|---|---|---|" if has_ci else "|---|---|"]

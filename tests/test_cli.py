@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pneumo_helpers import cli, inference, models
+from pneumo_helpers import cli, files, inference, models
+from pneumo_helpers.runs import MetricsReport
 from pneumo_helpers.config import SAMPLE_DIR
 
 
@@ -20,7 +21,7 @@ def model_dir(tmp_path_factory):
     model = models.build_baseline_cnn(image_size=32, channels=1)
     model.save(folder / "model.keras")
     (folder / "config.json").write_text(json.dumps({"image_size": 32}))
-    (folder / "val_metrics.json").write_text(json.dumps({"threshold": 0.37, "rule": "youden"}))
+    (folder / "val_metrics.json").write_text(json.dumps({"threshold": 0.37, "rule": "youden", "metrics": {}}))
     return folder
 
 
@@ -79,10 +80,11 @@ def test_user_errors_are_one_line_and_exit_2(capsys, tmp_path, model_dir, make_a
 def test_evaluate_kaggle_layout_writes_metrics_with_intervals(capsys, model_dir, tmp_path):
     code, out, _ = run(capsys, "evaluate", SAMPLE_DIR, "--split", "val", "--model", model_dir,
                        "-o", tmp_path / "m.json", "--n-boot", 50)
-    metrics = json.loads((tmp_path / "m.json").read_text())
-    assert code == 0 and metrics["n"] == 16 and metrics["threshold"] == pytest.approx(0.37)
-    assert metrics["roc_auc"]["ci_low"] <= metrics["roc_auc"]["value"] <= \
-        metrics["roc_auc"]["ci_high"]
+    record = MetricsReport.read(tmp_path / "m.json")
+    assert code == 0 and record.n == 16 and record.threshold == pytest.approx(0.37)
+    assert record.split == "val" and record.provenance["model_sha256"] == \
+        files.sha256(model_dir / "model.keras")
+    assert record["roc_auc"].ci_low <= record["roc_auc"].value <= record["roc_auc"].ci_high
     assert "specificity" in out
 
 

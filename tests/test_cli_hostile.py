@@ -30,7 +30,7 @@ NORMAL_FILM = sorted((SAMPLE_DIR / "test" / "NORMAL").glob("*.jpeg"))[0]
 def model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
     models.build_baseline_cnn(image_size=32, channels=1).save(folder / "model.keras")
-    (folder / "val_metrics.json").write_text(json.dumps({"threshold": 0.4, "rule": "youden"}))
+    (folder / "val_metrics.json").write_text(json.dumps({"threshold": 0.4, "rule": "youden", "metrics": {}}))
     return folder
 
 
@@ -166,9 +166,11 @@ def _image_model(outputs=1, activation="sigmoid", shape=(32, 32, 1), inputs=1):
     (lambda d: _save(d, _image_model(1, "relu")), "not probabilities"),
     (lambda d: _save(d, _image_model(shape=(1024,))), "square image input"),
     (lambda d: _save(d, _image_model(inputs=2)), "square image input"),
-    (lambda d: _save(d, _image_model(), metrics='{"threshold": 5}'), "threshold 5"),
-    (lambda d: _save(d, _image_model(), metrics='{"threshold": NaN}'), "threshold nan"),
-    (lambda d: _save(d, _image_model(), metrics='{"threshold": "high"}'), "threshold 'high'"),
+    (lambda d: _save(d, _image_model(), metrics='{"threshold": 5, "metrics": {}}'), "threshold 5"),
+    (lambda d: _save(d, _image_model(), metrics='{"threshold": NaN, "metrics": {}}'), "threshold nan"),
+    (lambda d: _save(d, _image_model(), metrics='{"threshold": "high", "metrics": {}}'),
+     "[threshold]: expected a number or null, got 'high'"),
+    (lambda d: _save(d, _image_model(), metrics='{"threshold": 0.4}'), "a metrics report is"),
     (lambda d: _save(d, _image_model(), config='{"image_size": 3'), "not valid JSON"),
 ])
 def test_a_model_of_the_wrong_kind_is_refused_on_loading(capsys, tmp_path, make, message):

@@ -173,22 +173,30 @@ def test_confusion_and_report():
     assert "NORMAL" in text and "PNEUMONIA" in text and "0.667" in text
 
 
-def test_metrics_json_round_trip(tmp_path):
+def test_metrics_report_round_trip(tmp_path):
+    from pneumo_helpers.runs import MetricsReport
+
     y, p = scores(200)
     df = ev.evaluate(y, p, threshold=0.4, n_boot=100)
-    path = tmp_path / "out" / "metrics.json"
-    ev.metrics_to_json(df, path, rule="youden", model="five_block", split="test")
-    back = ev.read_metrics_json(path)
-    assert back["threshold"] == 0.4 and back["rule"] == "youden" and back["n"] == 200
-    assert back["model"] == "five_block" and back["split"] == "test"
-    assert back["roc_auc"]["value"] == pytest.approx(row(df, "roc_auc")["value"])
-    assert set(back["recall"]) == {"value", "ci_low", "ci_high"}
-    # NaN is written as null, so the file stays valid JSON for any reader.
+    path = tmp_path / "out" / "test.json"
+    ev.to_report(df, rule="youden", model="five_block", split="test",
+                 model_sha256="ab" * 32).write(path)
+    back = MetricsReport.read(path)
+    assert back.threshold == 0.4 and back.rule == "youden" and back.n == 200
+    assert back.model == "five_block" and back.split == "test"
+    assert back.provenance == {"model_sha256": "ab" * 32}
+    assert back["roc_auc"].value == pytest.approx(row(df, "roc_auc")["value"])
+    assert back["recall"].ci_low <= back["recall"].value <= back["recall"].ci_high
+    # Metrics and metadata never share a namespace: every metric sits under "metrics".
+    stored = json.loads(path.read_text())
+    assert set(stored["metrics"]) == set(df["metric"]) and "roc_auc" not in stored
+    # NaN is written as null, so the file stays valid JSON for any reader, and reads back NaN.
     nan_df = ev.evaluate([1, 1], [0.9, 0.8], n_boot=0)
-    ev.metrics_to_json(nan_df, path)
-    assert json.loads(path.read_text())["roc_auc"]["value"] is None
-    with pytest.raises(FileNotFoundError, match="metrics_to_json"):
-        ev.read_metrics_json(tmp_path / "missing.json")
+    ev.to_report(nan_df).write(path)
+    assert json.loads(path.read_text())["metrics"]["roc_auc"]["value"] is None
+    assert np.isnan(MetricsReport.read(path)["roc_auc"].value)
+    with pytest.raises(FileNotFoundError, match="pneumo evaluate"):
+        MetricsReport.read(tmp_path / "missing.json")
 
 
 def test_predict_proba_with_arrays_and_datasets():

@@ -52,9 +52,10 @@ def run_dir(tmp_path) -> Path:
     clean.to_csv(run / "manifest.csv", index=False)
     pd.DataFrame({"path": ["/data/x.jpeg"], "reason": ["duplicate of another file"]}).to_csv(
         run / "dropped.csv", index=False)
-    (run / "metrics.json").write_text(json.dumps(
-        {"model": "tiny", "val": metric_block(0.95, 83, "val"),
-         "test": metric_block(0.90, 95, "test")}))
+    (run / "metrics").mkdir()
+    for split, base, n in (("val", 0.95, 83), ("test", 0.90, 95)):
+        (run / "metrics" / f"{split}.json").write_text(json.dumps(
+            {**metric_block(base, n, split), "model": "tiny"}))
     (run / "models" / "tiny").mkdir(parents=True)
     (run / "models" / "tiny" / "config.json").write_text(json.dumps(
         {"image_size": 64, "balance": "class_weight", "parameters": 12345,
@@ -74,10 +75,10 @@ def slides(html: str) -> list[str]:
 
 def test_deck_numbers_are_the_run_metrics_file(run_dir):
     html = deck.deck_html(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
     results = next(s for s in slides(html) if s.startswith('"> Results') or "Results" in s[:40])
     for split in ("val", "test"):
-        for name, cell in metrics[split]["metrics"].items():
+        metrics = json.loads((run_dir / "metrics" / f"{split}.json").read_text())
+        for name, cell in metrics["metrics"].items():
             shown = report.format_ci(cell["value"], cell["ci_low"], cell["ci_high"])
             assert shown in results, (split, name, shown)
     assert "test (n = 95)" in results and "0.412" in results
@@ -89,7 +90,7 @@ def test_deck_names_models_in_full_and_marks_the_chosen_one(run_dir):
         folder = run_dir / "models" / name
         folder.mkdir(exist_ok=True)
         (folder / "val_metrics.json").write_text(json.dumps(
-            {"roc_auc": {"value": 0.99, "ci_low": 0.98, "ci_high": 1.0}}))
+            {"metrics": {"roc_auc": {"value": 0.99, "ci_low": 0.98, "ci_high": 1.0}}}))
     html = deck.deck_html(run_dir)
     assert "five_block-oversample" in html and "five_block-undersample" in html
     assert 'class="chosen"><td>tiny ← chosen' in html
@@ -148,44 +149,64 @@ def test_results_markdown(run_dir):
     assert len(lines) == 2 + len(report.METRIC_LABELS)
 
 
-def test_flat_single_block_as_metrics_to_json_writes(tmp_path):
+def test_one_metrics_report_file(tmp_path):
     path = tmp_path / "m.json"
-    path.write_text(json.dumps({"roc_auc": {"value": 0.91, "ci_low": 0.88, "ci_high": 0.94},
-                                "recall": {"value": 0.8, "ci_low": None, "ci_high": None},
-                                "brier": 0.12, "threshold": 0.5, "rule": "0.5", "n": 40,
-                                "split": "test", "model": "m"}))
+    path.write_text(json.dumps({"threshold": 0.5, "rule": "0.5", "n": 40, "split": "test",
+                                "model": "m", "model_sha256": "ab" * 32, "metrics": {
+                                    "roc_auc": {"value": 0.91, "ci_low": 0.88, "ci_high": 0.94},
+                                    "recall": {"value": 0.8, "ci_low": None, "ci_high": None},
+                                    "brier": {"value": 0.12, "ci_low": None,
+                                              "ci_high": None}}}))
     table = report.results_table(path)
     assert list(table.columns.get_level_values("split").unique()) == ["test"]
     assert list(table.index) == ["recall", "roc_auc", "brier"]   # METRIC_LABELS order
     assert table.attrs["meta"]["test"]["n"] == 40
-    assert "threshold" not in table.index and "n" not in table.index
     markdown = report.results_markdown(path)
     assert "| Recall (sensitivity) | 0.800 |" in markdown
     assert "| Brier score (lower is better) | 0.120 |" in markdown
 
 
+def test_a_shape_nothing_writes_is_refused_not_guessed(tmp_path):
+    # Metric names at the top level next to the threshold: the old flat file.
+    path = tmp_path / "flat.json"
+    path.write_text(json.dumps({"roc_auc": {"value": 0.91, "ci_low": 0.88, "ci_high": 0.94},
+                                "threshold": 0.5}))
+    with pytest.raises(ValueError, match=r"flat\.json: a metrics report is a JSON object"):
+        report.results_table(path)
+    path.write_text(json.dumps({"metrics": {"roc_auc": 0.91}}))   # a bare number
+    with pytest.raises(ValueError, match="'roc_auc' must be an object"):
+        report.results_table(path)
+
+
 def test_val_column_falls_back_to_val_metrics_json(run_dir):
-    (run_dir / "metrics.json").write_text(json.dumps({"test": metric_block(0.9, 95, "test")}))
+    (run_dir / "metrics" / "val.json").unlink()
     (run_dir / "models" / "tiny" / "val_metrics.json").write_text(json.dumps(
-        {"roc_auc": {"value": 0.97, "ci_low": 0.9, "ci_high": 0.99}}))
+        {"metrics": {"roc_auc": {"value": 0.97, "ci_low": 0.9, "ci_high": 0.99}}}))
     table = report.results_table(run_dir)
     assert list(table.columns.get_level_values("split").unique()) == ["val", "test"]
     assert table.loc["roc_auc", ("val", "value")] == pytest.approx(0.97)
 
 
-def test_best_validation_model_is_chosen_when_none_is_named(run_dir):
-    (run_dir / "metrics.json").unlink()
+def test_report_does_not_choose_a_model_itself(run_dir):
+    # Choosing is 04's job (experiment.choose, models/chosen.json): without that record and
+    # without metrics naming a model, the report names none rather than re-choosing by
+    # another rule.
+    for path in (run_dir / "metrics").glob("*.json"):
+        path.unlink()
     for name, auc in [("a", 0.7), ("b", 0.9)]:
         folder = run_dir / "models" / name
         folder.mkdir()
-        (folder / "val_metrics.json").write_text(json.dumps({"roc_auc": auc}))
+        (folder / "val_metrics.json").write_text(json.dumps(
+            {"metrics": {"roc_auc": {"value": auc, "ci_low": None, "ci_high": None}}}))
     summary = report.summarize_run(run_dir)
-    assert summary.model == "b" and "ROC AUC" in summary.model_reason
+    assert summary.model is None and "04_model" in summary.model_reason
+    (run_dir / "models" / "chosen.json").write_text(json.dumps({"model": "a", "rule": "r"}))
+    assert report.summarize_run(run_dir).model == "a"
 
 
 def test_invalid_metrics_json_names_the_file(run_dir):
-    (run_dir / "metrics.json").write_text("{not json")
-    with pytest.raises(ValueError, match="metrics.json"):
+    (run_dir / "metrics" / "test.json").write_text("{not json")
+    with pytest.raises(ValueError, match="test.json"):
         report.results_table(run_dir)
 
 

@@ -7,7 +7,7 @@ from pneumo_helpers.runs import ChosenModel, ModelLayout, RunLayout
 
 def test_reading_a_layout_creates_nothing(tmp_path):
     run = RunLayout(tmp_path / "run")
-    paths = [run.manifest, run.clean_manifest, run.metrics, run.figure("05_roc_pr"),
+    paths = [run.manifest, run.clean_manifest, run.figure("05_roc_pr"),
              run.model("a").val_metrics, run.chosen, run.cache, run.kernel_log("01_obtain")]
     assert all(p.is_relative_to(tmp_path / "run") for p in paths)
     assert not (tmp_path / "run").exists()
@@ -29,3 +29,26 @@ def test_chosen_model_round_trip_and_strict_reading(tmp_path):
     run.chosen.write_text('{"model": "x"}')  # no rule: a record nothing here writes
     with pytest.raises(ValueError, match="'model' and 'rule'"):
         ChosenModel.read(run)
+
+
+def test_metrics_report_is_one_typed_shape(tmp_path):
+    import math
+
+    from pneumo_helpers.runs import Estimate, MetricsReport
+
+    record = MetricsReport(metrics={"roc_auc": Estimate(0.9, 0.85, 0.95),
+                                    "brier": Estimate(0.1)},
+                           threshold=0.4, rule="youden", n=10, split="test", model="m",
+                           provenance={"model_sha256": "ab" * 32})
+    run = RunLayout(tmp_path)
+    record.write(run.split_metrics("test"))
+    back = run.results()["test"]
+    assert back.metrics["roc_auc"] == (0.9, 0.85, 0.95) and math.isnan(back["brier"].ci_low)
+    assert (back.threshold, back.rule, back.n, back.model) == (0.4, "youden", 10, "m")
+    assert back.provenance == {"model_sha256": "ab" * 32}
+    for text, message in [('{"metrics": {}, "n": 2.5}', "whole number"),
+                          ('{"metrics": {}, "rule": 3}', "rule must be a string"),
+                          ('{"metrics": {}, "extra": {"a": 1}}', "unexpected keys"),
+                          ('{"metrics": {"auc": {"value": 1}}}', "exactly")]:
+        with pytest.raises(ValueError, match=message):
+            MetricsReport.from_json(text)

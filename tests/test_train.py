@@ -197,29 +197,25 @@ def test_train_model_rejects_bad_arguments(tmp_path):
 
 
 def test_model_card_with_confidence_intervals(tmp_path):
-    metrics = {"auc": {"value": 0.93, "ci_low": 0.9, "ci_high": 0.95},
-               "recall": (0.97, 0.95, 0.99), "accuracy": 0.88}
+    from pneumo_helpers.runs import Estimate, MetricsReport
+
+    metrics = MetricsReport(metrics={"auc": Estimate(0.93, 0.9, 0.95),
+                                     "accuracy": Estimate(0.88)},
+                            threshold=0.4123, rule="youden", split="val")
     path = train.save_model_card(tmp_path, config={"image_size": 128, "epochs": 12},
                                  val_metrics=metrics, data_description="512 sample images.",
-                                 model=models.build_baseline_cnn(image_size=32))
+                                 model=models.build_baseline_cnn(image_size=32),
+                                 sections={"Robustness": "| shift | auc |\n|---|---|\n| blur | 0.8 |"})
     text = path.read_text()
     assert "Not for clinical use" in text
     assert "| auc | 0.93 | 0.9 – 0.95 |" in text
     assert "| accuracy | 0.88 |  |" in text
+    assert "P(PNEUMONIA) >= 0.412, chosen on validation (youden)" in text
     assert "| image_size | 128 |" in text and "512 sample images." in text
     assert "baseline_cnn" in text
-    assert text.index("## Validation metrics") < text.index("## Intended use")
-    saved = json.loads((tmp_path / "val_metrics.json").read_text())
-    assert saved["recall"] == {"value": 0.97, "ci_low": 0.95, "ci_high": 0.99}
-    assert saved["accuracy"]["ci_low"] is None
-
-    table = pd.DataFrame({"metric": ["auc"], "estimate": [0.9], "lower": [0.8], "upper": [0.95]})
-    train.save_model_card(tmp_path, config={}, val_metrics=table, data_description="d",
-                          sections={"Robustness": "| shift | auc |\n|---|---|\n| blur | 0.8 |"})
-    text = (tmp_path / "MODEL_CARD.md").read_text()
-    assert "| auc | 0.9 | 0.8 – 0.95 |" in text
     # Extra sections come after the metrics, before the intended use.
-    assert text.index("| auc | 0.9 |") < text.index("## Robustness\n\n| shift | auc |") \
+    assert text.index("## Validation metrics") < text.index("## Robustness\n\n| shift | auc |") \
         < text.index("## Intended use")
-    with pytest.raises(TypeError, match="val_metrics"):
-        train.save_model_card(tmp_path, config={}, val_metrics=[0.9], data_description="d")
+    assert not (tmp_path / "val_metrics.json").exists()  # the card writes only the card
+    with pytest.raises(TypeError, match="MetricsReport"):
+        train.save_model_card(tmp_path, config={}, val_metrics={"auc": 0.9}, data_description="d")

@@ -40,6 +40,8 @@ RECIPES = {
     "framing": dict(augment=generators.AUGMENTATIONS["framing"]),
     "framing-wide": dict(augment=generators.AUGMENTATIONS["framing"],
                          model_kwargs=dict(filters=(32, 64, 128, 256, 256))),
+    "framing-ls": dict(augment=generators.AUGMENTATIONS["framing"],
+                       model_kwargs=dict(label_smoothing=0.1)),
 }
 
 
