@@ -195,7 +195,7 @@ print('explained:', ', '.join(picked))
 images = pixels['test'][list(picked.values())].astype('float32') / 255.0
 lime = explain.LimeExplainer(loaded.model, num_samples=cfg.lime_samples,
                              threshold=loaded.threshold, random_state=cfg.seed)
-heatmaps = explain.grad_cam(loaded.model, images[..., None])
+heatmaps = explain.grad_cam(loaded.model, images[..., None], threshold=loaded.threshold)
 rows = [(img, lime.explain(img), heat, name) for img, heat, name in zip(images, heatmaps, picked)]
 plots.explanation_panel(rows, path=cfg.layout.figure('05_explanations'));
 

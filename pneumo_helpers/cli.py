@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import re
 import sys
@@ -128,9 +129,17 @@ def _parser() -> argparse.ArgumentParser:
                        "package's shipped_model/)")
     train.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=None,
                        help="training seed (default: the profile's)")
-    train.add_argument("--distribution", choices=["mirrored"], default=None,
-                       help="train data-parallel on every GPU of this machine "
-                       "(tf.distribute.MirroredStrategy); default: one device")
+    train.add_argument("--distribution", choices=["mirrored", "jax"], default=None,
+                       help="data-parallel training: mirrored = every GPU of this machine "
+                       "(tf.distribute.MirroredStrategy); jax = one process per machine, "
+                       "each started with the same command and its own --process-id "
+                       "(docs/scaling.md); default: one device")
+    train.add_argument("--coordinator", metavar="HOST:PORT", help="with --distribution jax: "
+                       "address of process 0, reachable from every machine")
+    train.add_argument("--num-processes", type=_int_in(1, 4096), default=1,
+                       help="with --distribution jax: processes in all (default: 1)")
+    train.add_argument("--process-id", type=_int_in(0, 4095), default=0,
+                       help="with --distribution jax: this process, 0 = the chief (default: 0)")
     train.add_argument("--card-only", action="store_true", help="no training: copy the "
                        "finished run to --out and rewrite its card and export")
 
@@ -172,6 +181,9 @@ def _train(args) -> int:
     if not args.card_only and not args.data:
         raise UserError("pneumo train needs --data DIR (a dataset folder in the Kaggle "
                         "layout), or --card-only to rewrite the card of a finished run")
+    data_parallel = args.distribution == "jax" and not args.card_only
+    if data_parallel:
+        _join_data_parallel(args)
     from . import ship
 
     out = Path(args.out) if args.out else None
@@ -180,9 +192,34 @@ def _train(args) -> int:
     if not args.card_only:
         ship.train_shipped(cfg, distribution=args.distribution,
                            report=lambda line: print(line, flush=True))
+    if data_parallel:
+        # The card's LiteRT export needs TensorFlow: a second, ordinary process writes it.
+        if args.process_id == 0:
+            print(f"trained in {shown(cfg.run_dir)}; write the card and export with: pneumo "
+                  f"train --card-only --run-dir {shown(cfg.run_dir)}")
+        return 0
     card = ship.write_card(cfg.run_dir, **({"out": out} if out else {}))
     print(f"shipped model, card and LiteRT export written to {shown(card.parent)}")
     return 0
+
+
+def _join_data_parallel(args) -> None:
+    """Start this process on the JAX backend and join the others (before Keras is imported)."""
+    if not args.coordinator:
+        raise UserError("--distribution jax needs --coordinator HOST:PORT (process 0's "
+                        "address), --num-processes and --process-id")
+    if args.process_id >= args.num_processes:
+        raise UserError(f"--process-id must be below --num-processes ({args.num_processes})")
+    if "keras" in sys.modules and os.environ.get("KERAS_BACKEND") != "jax":
+        raise UserError("Keras is already loaded on another backend; run pneumo train "
+                        "--distribution jax in a fresh process")
+    os.environ["KERAS_BACKEND"] = "jax"
+    if importlib.util.find_spec("jax") is None:
+        raise UserError("--distribution jax needs JAX: pip install -e '.[distributed]'")
+    from . import distribute
+
+    distribute.init_data_parallel(args.coordinator, num_processes=args.num_processes,
+                                  process_id=args.process_id)
 
 
 def _report(args) -> int:
@@ -309,7 +346,9 @@ def _explain(args, loaded) -> int:
                                        threshold=loaded.threshold).explain(image)
         picture = explain.lime_overlay(result)
     else:
-        picture = explain.overlay(image, explain.grad_cam(loaded.model, image[None, ..., None])[0])
+        heatmap = explain.grad_cam(loaded.model, image[None, ..., None],
+                                   threshold=loaded.threshold)[0]
+        picture = explain.overlay(image, heatmap)
     plots.save(plots.image_panel(picture, title=title), output)
     print(f"{title}; wrote {shown(output)}")
     return 0

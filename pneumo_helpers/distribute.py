@@ -30,6 +30,7 @@ commands.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Callable
@@ -38,6 +39,7 @@ import keras
 
 __all__ = [
     "STRATEGIES",
+    "DISTRIBUTIONS",
     "get_strategy",
     "use_logical_cpus",
     "replica_count",
@@ -46,6 +48,8 @@ __all__ = [
     "warmup",
     "build_in_scope",
     "init_data_parallel",
+    "check_data_parallel",
+    "one_device",
     "whole_batches",
     "even_batch_size",
     "is_chief",
@@ -53,6 +57,9 @@ __all__ = [
 ]
 
 STRATEGIES = ("default", "mirrored")
+#: The options of ``pneumo train --distribution`` and ``experiment.run_candidate``:
+#: a ``tf.distribute`` strategy on one machine, or JAX data parallelism over processes.
+DISTRIBUTIONS = ("mirrored", "jax")
 
 _MULTI_WORKER_BROKEN = (
     "tf.distribute.MultiWorkerMirroredStrategy does not train Keras 3 models: model.fit fails "
@@ -299,6 +306,33 @@ def init_data_parallel(coordinator: str, *, num_processes: int,
     distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
     keras.distribution.set_distribution(distribution)
     return distribution
+
+
+def check_data_parallel() -> keras.distribution.DataParallel:
+    """The JAX data-parallel distribution in effect; RuntimeError saying how to start one."""
+    current = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if not isinstance(current, keras.distribution.DataParallel):
+        raise RuntimeError(
+            "distribution='jax' trains under a JAX data-parallel distribution, and none is "
+            f"set (Keras backend {keras.backend.backend()!r}): start with `pneumo train "
+            "--distribution jax --num-processes N --process-id I --coordinator HOST:PORT` "
+            "or call init_data_parallel first (docs/scaling.md)")
+    return current
+
+
+@contextlib.contextmanager
+def one_device():
+    """Inside the block, Keras places nothing across processes (JAX): for the evaluation
+    after a data-parallel training, which every process runs on all validation rows."""
+    saved = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if saved is None:
+        yield
+        return
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(saved)
 
 
 def whole_batches(dataset, global_batch: int):

@@ -28,8 +28,8 @@ from .data import manifest_hash
 from .runs import ChosenModel, MetricsReport, ModelLayout
 
 __all__ = ["BUILDERS", "CANDIDATES", "TIE", "CHOICE_RULE", "CandidateResult", "run_candidate",
-           "compare_candidates", "choose", "interpreted_model", "compare", "read_candidates", "pick_best", "findings",
-           "learning_checks"]
+           "average_candidates", "compare_candidates", "choose", "interpreted_model", "compare",
+           "read_candidates", "pick_best", "findings", "learning_checks"]
 
 BUILDERS = {"baseline": models.build_baseline_cnn, "five_block": models.build_five_block_cnn}
 # What 04 compares: (architecture, rebalancing strategy).
@@ -72,23 +72,41 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
             validation. n_boot: bootstrap resamples for the intervals.
         cache_dir: decoded-image cache shared by every candidate.
         model_kwargs: extra keyword arguments of the builder (e.g. ``dropout``).
-        distribution: ``None`` (one device) or a ``tf.distribute`` strategy name of
-            :func:`pneumo_helpers.distribute.get_strategy` (``"mirrored"``: every GPU of the
-            machine): the model is built in its scope and trained by the same code;
-            ``batch_size`` is then the global batch, split between the devices.
+        distribution: ``None`` (one device); ``"mirrored"`` (``tf.distribute``: every GPU
+            of the machine; the model is built in its scope); or ``"jax"``: the processes of a
+            JAX data-parallel training, every one running this with the same arguments once
+            :func:`pneumo_helpers.distribute.init_data_parallel` has joined them (``pneumo
+            train --distribution jax``). Either way the same code trains; ``batch_size`` is
+            the global batch, split between the devices. With ``"jax"`` every batch is whole
+            (:func:`~pneumo_helpers.distribute.whole_batches`), each process writes to its
+            own folder (the chief's is ``out_dir``) and the validation afterwards runs on one
+            device, on every row.
     """
     if model not in BUILDERS:
         raise ValueError(f"model must be one of {sorted(BUILDERS)}, got {model!r}")
     name = name or f"{model}-{strategy}"
     out_dir = Path(out_dir)
+    data_parallel = distribution == "jax"
+    if data_parallel:
+        distribute.check_data_parallel()
+        out_dir = distribute.process_out_dir(out_dir)
+    elif distribution not in (None, *distribute.DISTRIBUTIONS):
+        raise ValueError(f"distribution must be None or one of {distribute.DISTRIBUTIONS}, "
+                         f"got {distribution!r}")
     train.set_seed(seed)
     chosen = balance.rebalance(train_rows["label"], strategy, seed=seed)
     common = dict(image_size=image_size, batch_size=batch_size, seed=seed, cache_dir=cache_dir)
     train_ds = generators.make_dataset(train_rows, training=True, augment=augment,
                                        indices=chosen.indices, **common)
     val_ds = generators.make_dataset(val_rows, training=False, **common)
-    net = distribute.build_in_scope(BUILDERS[model], distribution, image_size=image_size,
-                                    channels=1, **(model_kwargs or {}))
+    fit_train, fit_val = train_ds, val_ds
+    if data_parallel:  # a short batch would leave one process waiting for the others
+        fit_train = distribute.whole_batches(train_ds, batch_size)
+        val_batch = distribute.even_batch_size(len(val_rows), at_most=batch_size)
+        fit_val = distribute.whole_batches(generators.make_dataset(
+            val_rows, training=False, **{**common, "batch_size": val_batch}), val_batch)
+    net = distribute.build_in_scope(BUILDERS[model], None if data_parallel else distribution,
+                                    image_size=image_size, channels=1, **(model_kwargs or {}))
     augment_used = augment if isinstance(augment, generators.Augment) else (
         None if augment is False else generators.Augment())
     config = dict(name=name, model=model, balance=strategy, image_size=image_size, channels=1,
@@ -98,10 +116,26 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
                   threshold_rule=threshold_rule,
                   manifest_hash=manifest_hash(pd.concat([train_rows, val_rows])),
                   n_train=len(train_rows), n_val=len(val_rows))
-    history = train.train_model(net, train_ds, val_ds, out_dir=out_dir, epochs=epochs,
+    history = train.train_model(net, fit_train, fit_val, out_dir=out_dir, epochs=epochs,
                                 class_weight=chosen.class_weight, config=config,
                                 verbose=verbose)
+    if data_parallel:
+        with distribute.one_device():  # the best epoch's weights, on this process alone
+            import keras
 
+            net = keras.models.load_model(ModelLayout(out_dir).model, compile=False)
+            return _validate(net, val_rows, val_ds, out_dir=out_dir, name=name,
+                             history=history, threshold_rule=threshold_rule, n_boot=n_boot,
+                             seed=seed)
+
+    return _validate(net, val_rows, val_ds, out_dir=out_dir, name=name, history=history,
+                     threshold_rule=threshold_rule, n_boot=n_boot, seed=seed)
+
+
+def _validate(net, val_rows: pd.DataFrame, val_ds, *, out_dir: Path, name: str,
+              history: pd.DataFrame, threshold_rule: str, n_boot: int,
+              seed: int) -> CandidateResult:
+    """Predict validation, choose the threshold there, write the metrics and predictions."""
     y_val = balance.encode_labels(val_rows["label"])
     p_val = evaluate.predict_proba(net, val_ds)
     threshold = evaluate.choose_threshold(y_val, p_val, rule=threshold_rule)
@@ -115,6 +149,56 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
     return CandidateResult(name=name, out_dir=out_dir, history=history, metrics=metrics,
                            threshold=threshold,
                            config=json.loads(files.config.read_text()))
+
+
+def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *, out_dir,
+                       name: str = "average", batch_size: int = 64, n_boot: int = 1000,
+                       cache_dir=None) -> CandidateResult:
+    """One model averaging the trained ``members``' probabilities, validated like each of them.
+
+    The members (e.g. one recipe trained with several seeds by :func:`run_candidate`, on the
+    same rows) are joined by :func:`pneumo_helpers.models.average_models` into one
+    ``model.keras`` in ``out_dir``; its threshold is chosen on ``val_rows`` by the members'
+    rule, and the folder gets the files of :func:`run_candidate`: ``config.json`` (the
+    members' shared settings, their ``seeds`` and names, summed parameters, mean seconds per
+    epoch), ``history.csv`` (every member's epochs, with a ``member`` column),
+    ``val_metrics.json`` and ``val_predictions.csv``.
+    """
+    import keras
+
+    if len(members) < 2:
+        raise ValueError(f"average_candidates needs at least two members, got {len(members)}")
+    out_dir = distribute.process_out_dir(out_dir)  # the chief's is out_dir
+    files = ModelLayout(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first = members[0].config
+    shared = ("model", "balance", "image_size", "channels", "batch_size", "epochs", "augment",
+              "model_kwargs", "threshold_rule", "manifest_hash", "n_train", "n_val", "versions")
+    differ = [key for key in shared if any(m.config.get(key) != first.get(key) for m in members)]
+    if differ:
+        raise ValueError(f"members differ in {differ}: only models trained alike on the same "
+                         "rows are averaged here")
+    with distribute.one_device():  # after a JAX data-parallel training: each process alone
+        net = models.average_models([keras.models.load_model(ModelLayout(m.out_dir).model,
+                                                             compile=False) for m in members],
+                                    name=name)
+        net.save(files.model)
+    config = dict(name=name, members=[m.name for m in members],
+                  seeds=[m.config["seed"] for m in members],
+                  **{key: first.get(key) for key in shared},
+                  parameters=int(net.count_params()),
+                  mean_seconds_per_epoch=float(sum(m.config["mean_seconds_per_epoch"]
+                                                   for m in members) / len(members)))
+    files.config.write_text(json.dumps(config, indent=2))
+    history = pd.concat([m.history.assign(member=m.name) for m in members], ignore_index=True)
+    history.to_csv(files.history_csv, index=False)
+    val_ds = generators.make_dataset(val_rows, training=False, image_size=first["image_size"],
+                                     batch_size=batch_size, seed=first["seed"],
+                                     cache_dir=cache_dir)
+    with distribute.one_device():
+        return _validate(net, val_rows, val_ds, out_dir=out_dir, name=name, history=history,
+                         threshold_rule=first["threshold_rule"], n_boot=n_boot,
+                         seed=first["seed"])
 
 
 def _settings(cfg: RunConfig, n_boot: int) -> dict:

@@ -30,7 +30,7 @@ from skimage.segmentation import slic
 
 from .data import CLASSES
 from .evaluate import pneumonia_column
-from .models import last_conv_layer_name
+from .models import ensemble_members, last_conv_layer_name
 
 __all__ = ["LIME_SETTINGS", "Explanation", "LimeExplainer", "segment_xray", "GradCam",
            "grad_cam", "gradcam_layer", "overlay", "lime_overlay", "CASES", "pick_cases"]
@@ -304,9 +304,14 @@ class GradCam:
     confident prediction, which would give an empty map. Otherwise the output probability
     is used.
 
+    A model that averages several members (:func:`pneumo_helpers.models.average_models`) gets
+    the mean of its members' maps, each for the class the *average* predicts, renormalised to
+    a peak of 1: where the members agree the map stays bright.
+
     Args:
         model: Keras functional model ``(B, H, W, C)`` -> P(PNEUMONIA) ``(B, 1)``.
-        layer_name: layer whose feature maps are weighted (see :func:`gradcam_layer`).
+        layer_name: layer whose feature maps are weighted (see :func:`gradcam_layer`; in
+            each member for an average of models).
         target: ``"predicted"`` (each image's predicted class at ``threshold``),
             ``"pneumonia"`` or ``"normal"``: the class whose evidence is shown.
         threshold: probability at which the predicted class becomes PNEUMONIA.
@@ -320,9 +325,15 @@ class GradCam:
         if target not in self.TARGETS:
             raise ValueError(f"target must be one of {self.TARGETS}, got {target!r}")
         self.model = model
-        self.layer = gradcam_layer(model, layer_name)
         self.target = target
         self.batch_size = int(batch_size)
+        self._threshold = float(threshold)
+        self._members = [GradCam(member, layer_name=layer_name, threshold=threshold,
+                                 batch_size=batch_size) for member in ensemble_members(model)]
+        if self._members:
+            self.layer = self._members[0].layer
+            return
+        self.layer = gradcam_layer(model, layer_name)
         head = model.layers[-1]
         if isinstance(head, keras.layers.Activation) and _is_sigmoid(head):
             logit_source, self._dense = head.input, None
@@ -338,12 +349,13 @@ class GradCam:
         # The score of a logit at the threshold: predicted PNEUMONIA <=> logit >= this.
         self._logit_threshold = float(np.log(threshold) - np.log1p(-threshold)) \
             if 0 < threshold < 1 else (-np.inf if threshold <= 0 else np.inf)
-        self._threshold = float(threshold)
-        self._maps = tf.function(self._compute,
-                                 input_signature=[tf.TensorSpec((None, height, width,
-                                                                 channels), tf.float32)])
+        self._maps = tf.function(self._compute, input_signature=[
+            tf.TensorSpec((None, height, width, channels), tf.float32),
+            tf.TensorSpec((None,), tf.float32)])
 
-    def _compute(self, x):
+    def _compute(self, x, forced):
+        """Maps (B, H, W) of images x for the class ``forced`` gives per image: +1
+        PNEUMONIA, -1 NORMAL, 0 the class this model predicts at the threshold."""
         with tf.GradientTape() as tape:
             outputs = self._grad_model(x, training=False)
             features, probability = outputs[0], outputs[1]
@@ -356,10 +368,7 @@ class GradCam:
             else:
                 score = tf.reshape(probability, (tf.shape(x)[0], -1))[:, -1]
                 predicted = score >= self._threshold
-            if self.target == "predicted":
-                sign = tf.where(predicted, 1.0, -1.0)
-            else:
-                sign = 1.0 if self.target == "pneumonia" else -1.0
+            sign = tf.where(forced != 0, forced, tf.where(predicted, 1.0, -1.0))
             # Images are independent in inference mode, so one gradient of the sum gives
             # every image's own gradient.
             total = tf.reduce_sum(sign * tf.cast(score, tf.float32))
@@ -371,6 +380,20 @@ class GradCam:
         peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
         return tf.math.divide_no_nan(cam, peak)
 
+    def _batch(self, x: np.ndarray) -> np.ndarray:
+        if self.target != "predicted":
+            forced = np.full(len(x), 1.0 if self.target == "pneumonia" else -1.0, np.float32)
+        elif self._members:  # the class of the average, not of each member
+            p = pneumonia_column(np.asarray(self.model.predict_on_batch(x)))
+            forced = np.where(p >= self._threshold, 1.0, -1.0).astype(np.float32)
+        else:
+            forced = np.zeros(len(x), np.float32)
+        if not self._members:
+            return self._maps(x, forced).numpy()
+        mean = np.mean([m._maps(x, forced).numpy() for m in self._members], axis=0)
+        peak = mean.max(axis=(1, 2), keepdims=True)
+        return np.divide(mean, peak, out=np.zeros_like(mean), where=peak > 0)
+
     def __call__(self, images) -> np.ndarray:
         """Heatmaps float32 (N, H, W) in [0, 1] (1 = strongest evidence, upsampled to the
         input size) of gray images (N, H, W) or (N, H, W, 1), or one image (H, W) or
@@ -381,19 +404,20 @@ class GradCam:
                                  and x.shape[:2] == (height, width))
         gray = _as_gray_images(x, self.model, single=single)
         x = np.repeat(gray[..., None], channels, axis=-1)
-        maps = [self._maps(x[i:i + self.batch_size]).numpy()
+        maps = [self._batch(x[i:i + self.batch_size])
                 for i in range(0, len(x), self.batch_size)]
-        return np.concatenate(maps)
+        return np.concatenate(maps).astype(np.float32)
 
 
 def grad_cam(model, images, *, layer_name: str | None = None, target: str = "predicted",
-             batch_size: int = 32) -> np.ndarray:
+             threshold: float = 0.5, batch_size: int = 32) -> np.ndarray:
     """Grad-CAM heatmaps float32 (N, H, W) in [0, 1] of ``images`` (see :class:`GradCam`).
 
     Builds and traces a :class:`GradCam` on each call (~1 s); for repeated calls on the
     same model build one ``GradCam`` and call it.
     """
-    return GradCam(model, layer_name=layer_name, target=target, batch_size=batch_size)(images)
+    return GradCam(model, layer_name=layer_name, target=target, threshold=threshold,
+                   batch_size=batch_size)(images)
 
 
 # --------------------------------------------------------------------------- overlays

@@ -34,6 +34,8 @@ __all__ = [
     "build_five_block_cnn",
     "build_baseline_cnn",
     "build_transfer_model",
+    "average_models",
+    "ensemble_members",
     "compile_binary",
     "last_conv_layer_name",
     "imagenet_weights_available",
@@ -268,6 +270,42 @@ def build_baseline_cnn(*, image_size: int = 128, channels: int = 1,
     x = layers.Dense(64, activation="relu", name="dense")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
     return compile_binary(keras.Model(inputs, outputs, name="baseline_cnn"), learning_rate)
+
+
+def average_models(members: list[keras.Model], *, name: str = "ensemble") -> keras.Model:
+    """One model whose output is the mean of ``members``' P(PNEUMONIA).
+
+    The members (same input shape, e.g. one recipe trained with several seeds) become nested
+    layers ``member_1``, ``member_2``, ... of one functional model, so the average is saved,
+    loaded, exported to LiteRT and applied as one model file, with the same input contract as
+    each member. Averaging probabilities cancels part of what each seed learned by chance:
+    on framing shifts the average of three seeds beat the mean of its members
+    (``docs/generalisation.md``). Prediction costs one member call each.
+
+    Returns:
+        An uncompiled ``keras.Model`` ``float32 (B, S, S, C)`` -> ``float32 (B, 1)``.
+    """
+    members = list(members)
+    if len(members) < 2:
+        raise ValueError(f"average_models needs at least two models, got {len(members)}")
+    shapes = {tuple(m.input_shape[1:]) for m in members}
+    if len(shapes) != 1:
+        raise ValueError(f"the members take different inputs {sorted(shapes)}; train them at "
+                         "one image size and channel count")
+    inputs = keras.Input(shapes.pop(), name="image")
+    outputs = []
+    for i, member in enumerate(members, start=1):
+        member.name = f"member_{i}"  # nested models need distinct names to be saved
+        outputs.append(member(inputs))
+    mean = layers.Average(name="mean_probability")(outputs)
+    return keras.Model(inputs, mean, name=name)
+
+
+def ensemble_members(model: keras.Model) -> list[keras.Model]:
+    """The members of a model made by :func:`average_models` (empty for a single model)."""
+    if not any(layer.name == "mean_probability" for layer in model.layers):
+        return []
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
 
 
 def last_conv_layer_name(model: keras.Model) -> str:

@@ -5,8 +5,9 @@ Steps: manifest and scrub as in notebooks 01-02, with a patient-level validation
 test carve-out (the official test split is held out elsewhere); then
 :func:`pneumo_helpers.experiment.run_candidate` with the recipe of the ``full`` profile of
 :class:`pneumo_helpers.config.RunConfig` (architecture, rebalancing, augmentation, size,
-epochs, seed, threshold rule: one source of settings for notebooks and the shipped model);
-then the model folder is copied into ``pneumo_helpers/shipped_model/`` with its card, which
+epochs, seeds, threshold rule: one source of settings for notebooks and the shipped model),
+once per seed, and :func:`pneumo_helpers.experiment.average_candidates` joining the members
+into one model that averages their probabilities; then the model folder is copied into ``pneumo_helpers/shipped_model/`` with its card, which
 adds the stress tests of :mod:`pneumo_helpers.shifts` on validation and, when
 ``tools/sweep.py`` has run, the recipe's spread over seeds. Training happens in the run folder
 (default ``runs/train-full/``), so an interrupted run resumes when started again.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, experiment, generators, inference, shifts, train
+from . import data, distribute, experiment, generators, inference, shifts, train
 from .config import RunConfig, project_root, shown_path
 from .runs import MetricsReport, ModelLayout, RunLayout
 
@@ -36,7 +37,8 @@ SWEEP_SUMMARY = Path("runs") / "sweep" / "summary.csv"
 def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
                   report=print) -> experiment.CandidateResult:
     """Scrub ``cfg.data_dir``, split by patient, train the recipe of ``cfg`` into its run
-    folder, and record what the card needs. ``distribution``: see
+    folder — once per seed of ``cfg.seed`` and ``cfg.ensemble_seeds``, the models then
+    averaged into one — and record what the card needs. ``distribution``: see
     :func:`pneumo_helpers.experiment.run_candidate` (the same code trains on one device)."""
     start = time.time()
     layout = cfg.layout
@@ -48,17 +50,35 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
     val_rows = clean[clean["split"] == "val"].reset_index(drop=True)
     report(f"{len(manifest)} files -> train {len(train_rows)}, val {len(val_rows)} "
            f"({len(scrubbed.bad)} bad, {len(scrubbed.dropped)} dropped)")
-    clean.to_csv(layout.clean_manifest, index=False)
-    result = experiment.run_candidate(
-        train_rows, val_rows, out_dir=layout.model(MODEL).root, name="shipped",
-        model=cfg.architecture, strategy=cfg.balance, image_size=cfg.image_size,
-        batch_size=cfg.batch_size, epochs=cfg.epochs, seed=cfg.seed,
-        augment=generators.AUGMENTATIONS[cfg.augment], threshold_rule=cfg.threshold_rule,
-        cache_dir=layout.cache, distribution=distribution, verbose=2)
+    chief = distribute.is_chief()  # of a JAX data-parallel training; True otherwise
+    if chief:
+        clean.to_csv(layout.clean_manifest, index=False)
+    recipe = dict(model=cfg.architecture, strategy=cfg.balance, image_size=cfg.image_size,
+                  batch_size=cfg.batch_size, epochs=cfg.epochs,
+                  augment=generators.AUGMENTATIONS[cfg.augment],
+                  threshold_rule=cfg.threshold_rule, cache_dir=layout.cache,
+                  distribution=distribution, verbose=2)
+    seeds = (cfg.seed, *cfg.ensemble_seeds)
+    if len(seeds) == 1:
+        result = experiment.run_candidate(train_rows, val_rows, out_dir=layout.model(MODEL).root,
+                                          name="shipped", seed=cfg.seed, **recipe)
+    else:
+        # Each member in its own folder, so an interrupted run resumes where it stopped.
+        members = []
+        for seed in seeds:
+            report(f"member {len(members) + 1} of {len(seeds)}: seed {seed}")
+            members.append(experiment.run_candidate(
+                train_rows, val_rows, out_dir=layout.model(f"member-s{seed}").root,
+                name=f"member-s{seed}", seed=seed, **recipe))
+        result = experiment.average_candidates(members, val_rows,
+                                               out_dir=layout.model(MODEL).root,
+                                               name="shipped", batch_size=cfg.batch_size,
+                                               cache_dir=layout.cache)
     minutes = (time.time() - start) / 60
-    (layout.root / RECORD).write_text(json.dumps(dict(
-        minutes=round(minutes, 2), files=len(manifest), bad=len(scrubbed.bad),
-        dropped=len(scrubbed.dropped), split_seed=cfg.split_seed), indent=2))
+    if chief:
+        (layout.root / RECORD).write_text(json.dumps(dict(
+            minutes=round(minutes, 2), files=len(manifest), bad=len(scrubbed.bad),
+            dropped=len(scrubbed.dropped), split_seed=cfg.split_seed), indent=2))
     auc = result.metrics.set_index("metric").loc["roc_auc", "value"]
     report(f"trained in {minutes:.1f} min; validation ROC AUC {auc:.3f}")
     return result
@@ -90,6 +110,21 @@ def _sweep_section(summary: Path) -> str:
         cells = [f"{row[(c, 'mean')]:.3f} ± {row[(c, 'std')]:.3f}" for c in
                  ("val_auc", "crop15_auc", "crop15_sens", "crop15_spec")]
         lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _members_section(work: RunLayout, config: dict) -> str:
+    lines = [f"The model averages the probabilities of {len(config['members'])} models trained "
+             "alike with seeds " + ", ".join(map(str, config["seeds"])) + " "
+             "(`experiment.average_candidates`). Each alone, on the same validation split, "
+             "at its own threshold chosen by the same rule:", "",
+             "| member | seed | ROC AUC | sensitivity | specificity | threshold |",
+             "|---|---|---|---|---|---|"]
+    for name, seed in zip(config["members"], config["seeds"]):
+        record = MetricsReport.read(work.model(name).val_metrics)
+        lines.append(f"| {name} | {seed} | {record['roc_auc'].value:.3f} | "
+                     f"{record['recall'].value:.3f} | {record['specificity'].value:.3f} | "
+                     f"{record.threshold:.3f} |")
     return "\n".join(lines)
 
 
@@ -129,6 +164,8 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR) 
         "on a 2-core CPU by `make train-full`.")
     sections = {"Robustness to acquisition and framing shifts (validation)":
                 _stress_section(loaded, val_rows, work.cache)}
+    if config.get("members"):
+        sections["Members (one per seed, averaged)"] = _members_section(work, config)
     summary = project_root() / SWEEP_SUMMARY
     if summary.is_file():
         sections["Recipe choice across seeds"] = _sweep_section(summary)

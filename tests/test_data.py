@@ -234,7 +234,10 @@ def test_run_config_profiles_and_environment(monkeypatch, tmp_path):
     cfg = RunConfig.from_params()
     assert cfg.profile == "sample" and cfg.epochs == 7 and cfg.run_dir == str(tmp_path / "run")
     full = RunConfig.from_params(data_dir=str(tmp_path), epochs=None)
-    assert full.profile == "full" and full.image_size == 112
+    assert full.profile == "full" and full.image_size == 112 and full.ensemble_seeds == (7, 1)
+    assert cfg.ensemble_seeds == ()
+    monkeypatch.setenv("PNEUMO_ENSEMBLE_SEEDS", "3, 4")
+    assert RunConfig.from_params().ensemble_seeds == (3, 4)  # typed from the annotation
     with pytest.raises(TypeError, match="unknown run parameters"):
         RunConfig.from_params(imagesize=3)
 

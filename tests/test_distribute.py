@@ -302,3 +302,33 @@ def test_two_process_data_parallel_on_jax(tmp_path):
     # Each process kept its own run folder (no two processes writing one file).
     assert "model.keras" in chief["files"] and "model.keras" in worker["files"]
     assert (tmp_path / "run" / "worker1" / "model.keras").is_file()
+
+
+def test_pneumo_train_on_two_jax_processes_is_the_one_training_path(tmp_path):
+    """`pneumo train --distribution jax` twice (one process per machine, here both local):
+    the same run_candidate and average_candidates as on one device, each process in its own
+    folder, the chief's being the run's."""
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed: pip install pneumo[distributed]")
+    from pneumo_helpers.config import SAMPLE_DIR
+    from pneumo_helpers.runs import MetricsReport, RunLayout
+
+    port, run = _free_port(), RunLayout(tmp_path / "run")
+    tiny = dict(PNEUMO_EPOCHS="1", PNEUMO_IMAGE_SIZE="32", PNEUMO_BATCH_SIZE="16",
+                PNEUMO_ENSEMBLE_SEEDS="7", JAX_PLATFORMS="cpu")
+    env = _env(**tiny)
+    env.pop("KERAS_BACKEND", None)  # pneumo train --distribution jax chooses it
+    outputs = _run_all([[sys.executable, "-m", "pneumo_helpers.cli", "train",
+                         "--data", str(SAMPLE_DIR), "--run-dir", str(run.root),
+                         "--distribution", "jax", "--coordinator", f"127.0.0.1:{port}",
+                         "--num-processes", "2", "--process-id", str(i)] for i in range(2)],
+                       env)
+    assert "pneumo train --card-only" in outputs[0]
+    for member in ("member-s42", "member-s7"):
+        config = json.loads(run.model(member).config.read_text())
+        assert config["distribution"] == "jax" and config["versions"]["backend"] == "jax"
+        assert run.model(member).model.is_file()
+        assert (run.model(member).root / "worker1" / "model.keras").is_file()
+    shipped = MetricsReport.read(run.model("model").val_metrics)
+    assert shipped.split == "val" and 0 < shipped.threshold < 1
+    assert json.loads(run.model("model").config.read_text())["seeds"] == [42, 7]

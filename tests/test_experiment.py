@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from pneumo_helpers import experiment
+from pneumo_helpers.config import SAMPLE_DIR
 
 
 def _table(rows):
@@ -68,3 +69,40 @@ def test_a_candidate_trains_the_same_way_under_a_distribution_strategy(tmp_path)
     assert result.config["distribution"] == "mirrored"
     assert (tmp_path / "m" / "model.keras").is_file() and len(result.history) == 1
     assert isinstance(result.metrics, pd.DataFrame)
+
+
+def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from pneumo_helpers import data, explain, inference
+    from pneumo_helpers.runs import MetricsReport
+
+    rows = data.build_manifest(SAMPLE_DIR)
+    train_rows = rows[rows["split"] == "train"].groupby("label").head(16).reset_index(drop=True)
+    val_rows = rows[rows["split"] == "val"].reset_index(drop=True)
+    members = [experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / f"s{seed}",
+                                        name=f"s{seed}", seed=seed, epochs=1, image_size=32,
+                                        batch_size=8, n_boot=10, verbose=0, cache_dir=tmp_path)
+               for seed in (1, 2)]
+    result = experiment.average_candidates(members, val_rows, out_dir=tmp_path / "avg",
+                                           batch_size=8, n_boot=10, cache_dir=tmp_path)
+    # Its validation probabilities are the mean of the members'; the threshold is its own.
+    probabilities = [pd.read_csv(tmp_path / name / "val_predictions.csv")["probability"]
+                     for name in ("s1", "s2", "avg")]
+    np.testing.assert_allclose(probabilities[2], (probabilities[0] + probabilities[1]) / 2,
+                               atol=1e-5)
+    assert MetricsReport.read(tmp_path / "avg" / "val_metrics.json").threshold == \
+        pytest.approx(result.threshold)
+    assert result.config["seeds"] == [1, 2] and result.config["members"] == ["s1", "s2"]
+    assert set(pd.read_csv(tmp_path / "avg" / "history.csv")["member"]) == {"s1", "s2"}
+    # One model file that pneumo loads, exports and explains like any other.
+    loaded = inference.load_model(tmp_path / "avg", runtime="keras")
+    images = (np.random.default_rng(0).uniform(size=(3, 32, 32)) * 255).astype(np.uint8)
+    assert loaded.predict(images).shape == (3,)
+    assert explain.GradCam(loaded.model)(images).shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="differ in"):
+        other = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "wide",
+                                         epochs=1, image_size=48, batch_size=8, n_boot=10,
+                                         verbose=0)
+        experiment.average_candidates([members[0], other], val_rows, out_dir=tmp_path / "x")
