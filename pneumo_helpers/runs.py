@@ -14,6 +14,9 @@ model card, training, the sweep and ``pneumo`` all go through :class:`RunLayout`
         metrics/<split>.json (MetricsReport)  metrics/val_shifts.csv       05_interpret
         cache/  logs/  notebooks/                        decoded images, kernel logs, executed copies
 
+A run of ``pneumo train`` (``runs/train-full/``) holds the scrub's files, ``models/member-s<seed>/``
+(one per seed), ``models/model/`` (the shipped model, their average) and ``train_full.json``.
+
 It sits at the bottom of the package: it imports nothing of the project but :mod:`files`.
 """
 
@@ -79,6 +82,14 @@ class RunLayout:
     # 04_model
     models = property(lambda self: self.root / "models")
     chosen = property(lambda self: self.root / "models" / "chosen.json")
+    # pneumo train
+    shipped = property(lambda self: self.model("model"))
+    training_record = property(lambda self: self.root / "train_full.json")  # minutes, counts
+
+    def member(self, seed: int) -> "ModelLayout":
+        """``models/member-s<seed>/``: one seed's model of an averaged shipped model."""
+        return self.model(f"member-s{seed}")
+
     # 05_interpret
     val_shifts = property(lambda self: self._folder("metrics") / "val_shifts.csv")
     # shared

@@ -33,7 +33,9 @@ __all__ = ["ACQUISITION", "FRAMING", "CROPS", "SHIFTS", "apply_shift", "stress_t
 
 def _lut(images: np.ndarray, gamma: float) -> np.ndarray:
     table = np.round(255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
-    return cv2.LUT(images, table)
+    # Indexing, not cv2.LUT: OpenCV reads the last axis of (N, S, S) as channels and refuses
+    # S > 128, i.e. any model above 128 px.
+    return table[images]
 
 
 def _each(images: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

@@ -28,8 +28,6 @@ from .runs import MetricsReport, ModelLayout, RunLayout
 
 __all__ = ["train_shipped", "write_card", "SWEEP_SUMMARY"]
 
-RECORD = "train_full.json"  # in the run folder: minutes and file counts, for the card
-MODEL = "model"             # the model folder's name in the run folder
 # Written by tools/sweep.py: one row per recipe and seed.
 SWEEP_SUMMARY = Path("runs") / "sweep" / "summary.csv"
 
@@ -60,23 +58,24 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
                   distribution=distribution, verbose=2)
     seeds = (cfg.seed, *cfg.ensemble_seeds)
     if len(seeds) == 1:
-        result = experiment.run_candidate(train_rows, val_rows, out_dir=layout.model(MODEL).root,
+        result = experiment.run_candidate(train_rows, val_rows, out_dir=layout.shipped.root,
                                           name="shipped", seed=cfg.seed, **recipe)
     else:
         # Each member in its own folder, so an interrupted run resumes where it stopped.
         members = []
         for seed in seeds:
             report(f"member {len(members) + 1} of {len(seeds)}: seed {seed}")
-            members.append(experiment.run_candidate(
-                train_rows, val_rows, out_dir=layout.model(f"member-s{seed}").root,
-                name=f"member-s{seed}", seed=seed, **recipe))
+            member = layout.member(seed)
+            members.append(experiment.run_candidate(train_rows, val_rows, out_dir=member.root,
+                                                    name=member.root.name, seed=seed,
+                                                    **recipe))
         result = experiment.average_candidates(members, val_rows,
-                                               out_dir=layout.model(MODEL).root,
+                                               out_dir=layout.shipped.root,
                                                name="shipped", batch_size=cfg.batch_size,
                                                cache_dir=layout.cache)
     minutes = (time.time() - start) / 60
     if chief:
-        (layout.root / RECORD).write_text(json.dumps(dict(
+        layout.training_record.write_text(json.dumps(dict(
             minutes=round(minutes, 2), files=len(manifest), bad=len(scrubbed.bad),
             dropped=len(scrubbed.dropped), split_seed=cfg.split_seed), indent=2))
     auc = result.metrics.set_index("metric").loc["roc_auc", "value"]
@@ -135,11 +134,11 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR) 
         The path of the model card.
     """
     work, out = RunLayout(work), ModelLayout(out)
-    trained = work.model(MODEL)
-    if not (trained.model.is_file() and (work.root / RECORD).is_file()):
+    trained = work.shipped
+    if not (trained.model.is_file() and work.training_record.is_file()):
         raise inference.ModelError(f"no finished training in {shown_path(work.root)}: run "
                                    "pneumo train --data DIR first")
-    run = json.loads((work.root / RECORD).read_text())
+    run = json.loads(work.training_record.read_text())
     out.root.mkdir(parents=True, exist_ok=True)
     out.export.unlink(missing_ok=True)  # an export of the previous model must not outlive it
     for name in ModelLayout.SHIPPED:

@@ -324,11 +324,11 @@ def test_pneumo_train_on_two_jax_processes_is_the_one_training_path(tmp_path):
                          "--num-processes", "2", "--process-id", str(i)] for i in range(2)],
                        env)
     assert "pneumo train --card-only" in outputs[0]
-    for member in ("member-s42", "member-s7"):
-        config = json.loads(run.model(member).config.read_text())
+    for seed in (42, 7):
+        member = run.member(seed)
+        config = json.loads(member.config.read_text())
         assert config["distribution"] == "jax" and config["versions"]["backend"] == "jax"
-        assert run.model(member).model.is_file()
-        assert (run.model(member).root / "worker1" / "model.keras").is_file()
-    shipped = MetricsReport.read(run.model("model").val_metrics)
+        assert member.model.is_file() and (member.root / "worker1" / "model.keras").is_file()
+    shipped = MetricsReport.read(run.shipped.val_metrics)
     assert shipped.split == "val" and 0 < shipped.threshold < 1
-    assert json.loads(run.model("model").config.read_text())["seeds"] == [42, 7]
+    assert json.loads(run.shipped.config.read_text())["seeds"] == [42, 7]

@@ -31,6 +31,9 @@ def test_each_shift_is_deterministic_keeps_shape_and_changes_pixels(name):
     before = images.copy()
     assert shifts.apply_shift(images[..., None], name).shape == images[..., None].shape
     assert np.array_equal(images, before)
+    # Any model size: OpenCV takes a last axis above 128 for too many channels.
+    large, _ = _films(n=2, size=160)
+    assert shifts.apply_shift(large, name).shape == large.shape
 
 
 def test_shifts_do_what_their_names_say():

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from pneumo_helpers.files import sha256
-from pneumo_helpers.data import patient_id
+from pneumo_helpers.data import CLASSES, patient_id
 
 # Images per (split, class): train keeps the 26/74 imbalance of Kaggle's train, val mirrors
 # Kaggle's 8/8 and test Kaggle's 38/62.
@@ -34,7 +34,7 @@ def main() -> None:
     rng = random.Random(0)
     if OUT.exists():
         shutil.rmtree(OUT)
-    for label in ("NORMAL", "PNEUMONIA"):
+    for label in CLASSES:
         by_patient = defaultdict(list)
         for path in sorted((args.train_dir / label).glob("*.jpeg")):
             by_patient[patient_id(path.name)].append(path)

@@ -16,6 +16,7 @@ from pneumo_helpers import inference
 from pneumo_helpers.files import sha256
 from pneumo_helpers.runs import ModelLayout
 from pneumo_helpers.config import SAMPLE_DIR
+from pneumo_helpers.data import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "shipped_model_reference.json"
@@ -27,7 +28,7 @@ def reference_files(loaded) -> list[Path]:
     ``PER_CLASS - 1`` images the model is least sure of: a probability near 0 or 1 hardly moves
     when preprocessing drifts, one near the middle moves at once."""
     chosen = []
-    for label in ("NORMAL", "PNEUMONIA"):
+    for label in CLASSES:
         files = sorted((SAMPLE_DIR / "test" / label).glob("*.jpeg"))
         p = inference.predict_files(loaded, files)["probability"].to_numpy()
         unsure = sorted(range(1, len(files)), key=lambda i: abs(p[i] - 0.5))
