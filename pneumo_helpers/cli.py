@@ -195,11 +195,12 @@ def _train(args) -> int:
     if data_parallel:
         # The card's LiteRT export needs TensorFlow: a second, ordinary process writes it.
         if args.process_id == 0:
-            print(f"trained in {shown(cfg.run_dir)}; write the card and export with: pneumo "
-                  f"train --card-only --run-dir {shown(cfg.run_dir)}")
+            where = shown(shown_path(cfg.run_dir))
+            print(f"trained in {where}; write the card and export with: pneumo train "
+                  f"--card-only --run-dir {where}")
         return 0
     card = ship.write_card(cfg.run_dir, **({"out": out} if out else {}))
-    print(f"shipped model, card and LiteRT export written to {shown(card.parent)}")
+    print(f"shipped model, card and LiteRT export written to {shown(shown_path(card.parent))}")
     return 0
 
 

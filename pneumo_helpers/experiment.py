@@ -180,8 +180,7 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
                          "rows are averaged here")
     with distribute.one_device():  # after a JAX data-parallel training: each process alone
         net = models.average_models([keras.models.load_model(ModelLayout(m.out_dir).model,
-                                                             compile=False) for m in members],
-                                    name=name)
+                                                             compile=False) for m in members])
         net.save(files.model)
     config = dict(name=name, members=[m.name for m in members],
                   seeds=[m.config["seed"] for m in members],

@@ -42,6 +42,9 @@ def atomic_write(target: str | Path, mode: str = "w", **open_kwargs):
     if "b" not in mode:
         open_kwargs = {"encoding": "utf-8", "newline": "", **open_kwargs}
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    # mkstemp makes the file private (0600); a file shipped in the package or shared in a run
+    # folder must stay readable by others (0644, what open() gives under the usual umask).
+    os.chmod(temporary, 0o644)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle

@@ -272,7 +272,7 @@ def build_baseline_cnn(*, image_size: int = 128, channels: int = 1,
     return compile_binary(keras.Model(inputs, outputs, name="baseline_cnn"), learning_rate)
 
 
-def average_models(members: list[keras.Model], *, name: str = "ensemble") -> keras.Model:
+def average_models(members: list[keras.Model], *, name: str | None = None) -> keras.Model:
     """One model whose output is the mean of ``members``' P(PNEUMONIA).
 
     The members (same input shape, e.g. one recipe trained with several seeds) become nested
@@ -283,7 +283,8 @@ def average_models(members: list[keras.Model], *, name: str = "ensemble") -> ker
     (``docs/generalisation.md``). Prediction costs one member call each.
 
     Returns:
-        An uncompiled ``keras.Model`` ``float32 (B, S, S, C)`` -> ``float32 (B, 1)``.
+        An uncompiled ``keras.Model`` ``float32 (B, S, S, C)`` -> ``float32 (B, 1)``, named
+        ``name`` or ``average_of_<n>_<first member's name>``.
     """
     members = list(members)
     if len(members) < 2:
@@ -292,6 +293,7 @@ def average_models(members: list[keras.Model], *, name: str = "ensemble") -> ker
     if len(shapes) != 1:
         raise ValueError(f"the members take different inputs {sorted(shapes)}; train them at "
                          "one image size and channel count")
+    name = name or f"average_of_{len(members)}_{members[0].name}"
     inputs = keras.Input(shapes.pop(), name="image")
     outputs = []
     for i, member in enumerate(members, start=1):

@@ -140,6 +140,14 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_written_files_are_readable_by_others(tmp_path):
+    # A shipped val_metrics.json written private (mkstemp's 0600) cannot be read by the
+    # users of a system-wide install: the model then has no threshold.
+    with files.atomic_write(tmp_path / "m.json") as handle:
+        handle.write("{}")
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+
+
 # --- 5. a model folder of the wrong kind ------------------------------------------------------
 
 def _save(folder, model, metrics=None, config=None):
