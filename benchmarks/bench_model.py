@@ -1,6 +1,7 @@
 """Model speed: training seconds per epoch and images/s, and inference images/s from files.
 
     python benchmarks/bench_model.py --data ../shared/data/chest_xray [--out benchmarks/results/model.json]
+        [--also runs/train-full/models/member-s42]   # another model's prediction, same run
 
 Measured in one run, on the real training images:
 
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument("--predict-files", type=int, default=624)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/model.json")
+    parser.add_argument("--also", nargs="*", default=[], metavar="MODEL_DIR",
+                        help="other model folders whose prediction speed is measured in the "
+                             "same run (e.g. one member of the shipped average)")
     args = parser.parse_args()
 
     manifest = data.build_manifest(args.data)
@@ -75,23 +79,27 @@ def main() -> None:
     # Every 8th file: both classes, like a test folder.
     picked = rows.iloc[::max(1, len(rows) // args.predict_files)].iloc[:args.predict_files]
     files = picked["path"].tolist()
-    results["predict"] = {}
-    for runtime in ("keras", "litert"):
-        try:
-            loaded = inference.load_model(runtime=runtime)
-        except inference.ModelError as exc:
-            print(f"skipping {runtime}: {exc}", file=sys.stderr)
-            continue
-        inference.predict_files(loaded, files, batch_size=args.batch)  # warm-up pass
-        end_to_end, runs = _median_rate(
-            lambda: inference.predict_files(loaded, files, batch_size=args.batch), len(files),
-            args.repeats)
-        x = generators.load_images(picked, image_size=loaded.image_size)[..., 0]
-        model_only, model_runs = _median_rate(
-            lambda: loaded.predict(x, batch_size=args.batch), len(files), args.repeats)
-        results["predict"][runtime] = dict(
-            image_size=loaded.image_size, files=len(files), end_to_end_images_per_s=end_to_end,
-            end_to_end_runs=runs, model_only_images_per_s=model_only, model_only_runs=model_runs)
+    results["predict"], results["predict_also"] = {}, {}
+    for folder in [None, *args.also]:
+        target = results["predict"] if folder is None else \
+            results["predict_also"].setdefault(Path(folder).name, {})
+        for runtime in ("keras", "litert"):
+            try:
+                loaded = inference.load_model(folder, runtime=runtime)
+            except inference.ModelError as exc:
+                print(f"skipping {runtime}: {exc}", file=sys.stderr)
+                continue
+            inference.predict_files(loaded, files, batch_size=args.batch)  # warm-up pass
+            end_to_end, runs = _median_rate(
+                lambda: inference.predict_files(loaded, files, batch_size=args.batch),
+                len(files), args.repeats)
+            x = generators.load_images(picked, image_size=loaded.image_size)[..., 0]
+            model_only, model_runs = _median_rate(
+                lambda: loaded.predict(x, batch_size=args.batch), len(files), args.repeats)
+            target[runtime] = dict(
+                image_size=loaded.image_size, files=len(files),
+                end_to_end_images_per_s=end_to_end, end_to_end_runs=runs,
+                model_only_images_per_s=model_only, model_only_runs=model_runs)
 
     # The commands a user runs, whole (process start, imports, model load), warm file cache:
     # on one file, against a bare `import tensorflow` timed in the same run (absolute times on
