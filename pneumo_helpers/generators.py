@@ -57,7 +57,7 @@ _BORDERS = {"nearest": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT,
             "constant": cv2.BORDER_CONSTANT, "wrap": cv2.BORDER_WRAP}
 # Upper bounds on Augment's limits that catch unit mistakes (radians vs degrees, % vs fraction).
 _LIMITS = dict(rotation=180.0, shift=0.5, zoom=0.9, brightness=1.0, contrast=1.0, gamma=1.5,
-               blur=5.0, erase=0.5)
+               blur=5.0, erase=0.5, mixup=10.0)
 _N_DRAWS = 10  # per image: rotation, shift x/y, zoom, flip x/y, brightness, contrast, gamma, blur
 
 
@@ -223,6 +223,11 @@ class Augment:
             the collimation edge sit there: blanking them at random stops the network from
             relying on them. Drawn from a second random stream, so turning it on leaves every
             other draw of a seed unchanged.
+        mixup: alpha of mixup (Zhang et al. 2018): each training image is blended with
+            another image of its batch, ``lam * x_i + (1 - lam) * x_j`` with
+            ``lam ~ Beta(alpha, alpha)`` per image, and so is its label, which becomes soft.
+            0 (default) turns it off; a batch step applied by :func:`make_dataset` after the
+            per-image changes, from a third random stream (other draws unchanged).
     """
 
     rotation: float = 7.0
@@ -236,6 +241,7 @@ class Augment:
     vertical_flip: bool = False
     fill_mode: str = "nearest"
     erase: float = 0.0
+    mixup: float = 0.0
 
     def __post_init__(self):
         for name in _LIMITS:
@@ -287,6 +293,18 @@ class Augment:
         # One draw per image and parameter, in [-1, 1) (see _N_DRAWS).
         draws = np.random.default_rng(words).uniform(-1.0, 1.0, (len(images), _N_DRAWS))
         return self._apply(images, draws, words)
+
+    def mix(self, x: np.ndarray, y: np.ndarray, seed) -> tuple[np.ndarray, np.ndarray]:
+        """Mixup of a batch: float32 images ``x`` (B, H, W, C) and labels ``y`` (B,) blended
+        with a permutation of themselves (see ``mixup``); unchanged when ``mixup`` is 0."""
+        if not self.mixup:
+            return x, y
+        words = np.atleast_1d(np.asarray(seed)).astype(np.int64).view(np.uint64)
+        rng = np.random.default_rng([*words.tolist(), 2])
+        lam = rng.beta(self.mixup, self.mixup, len(x)).astype(np.float32)
+        partner = rng.permutation(len(x))
+        mixed = lam[:, None, None, None] * x + (1.0 - lam[:, None, None, None]) * x[partner]
+        return mixed.astype(np.float32), (lam * y + (1.0 - lam) * y[partner]).astype(np.float32)
 
     def _erase(self, images: np.ndarray, words: np.ndarray) -> np.ndarray:
         """Blank an edge strip and a corner square of some images, in place (see ``erase``)."""
@@ -470,14 +488,15 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
         ds = tf.data.Dataset.zip(ds, seeds)
 
         def gather_and_augment(rows, batch_seed):
-            return augment(pixels[rows], batch_seed)  # uint8 in, float32 out
+            x = augment(pixels[rows], batch_seed)  # uint8 in, float32 out
+            return augment.mix(x, labels[rows], batch_seed)
 
         def to_batch(rows, batch_seed):
             # OpenCV releases the GIL while warping, so parallel calls use every core.
-            x = tf.numpy_function(gather_and_augment, [rows, batch_seed], tf.float32,
-                                  stateful=False)
+            x, y = tf.numpy_function(gather_and_augment, [rows, batch_seed],
+                                     (tf.float32, tf.float32), stateful=False)
             x = tf.ensure_shape(x, (None, image_size, image_size, 1))
-            return _repeat_channels(x, channels), tf.gather(targets, rows)
+            return _repeat_channels(x, channels), tf.ensure_shape(y, (None,))
 
     # One batch call per usable core (the work is CPU-bound) and a fixed prefetch, with the
     # autotuner off: with it on, augmented epochs on 2 cores now and then settled into a

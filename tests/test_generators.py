@@ -322,3 +322,26 @@ def test_erase_blanks_edges_or_corners_only_and_leaves_other_draws_alone():
     # Same seed, same result; erase off, the pixels are those of the plain recipe.
     np.testing.assert_array_equal(
         erased, Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0, erase=0.2)(x, 5))
+
+
+def test_mixup_blends_images_and_labels_alike_and_is_off_by_default():
+    # Image i is flat at its label's value: after mixup its mean must be its new soft label.
+    y = np.array([0, 1, 1, 0, 1, 0, 0, 1], np.float32)
+    x = np.broadcast_to(y[:, None, None, None], (8, 6, 6, 1)).astype(np.float32)
+    assert Augment().mix(x, y, 3)[0] is x  # off: nothing touched
+    mixed, soft = Augment(mixup=0.4).mix(x, y, 3)
+    np.testing.assert_allclose(mixed.mean(axis=(1, 2, 3)), soft, atol=1e-6)
+    assert ((soft > 0) & (soft < 1)).any() and soft.min() >= 0 and soft.max() <= 1
+    np.testing.assert_array_equal(Augment(mixup=0.4).mix(x, y, 3)[1], soft)  # seeded
+    with pytest.raises(ValueError, match="mixup"):
+        Augment(mixup=-1)
+
+
+def test_training_stream_with_mixup_has_soft_labels(manifest, tmp_path):
+    ds = make_dataset(manifest, image_size=16, batch_size=8, training=True,
+                      augment=Augment(mixup=0.4), cache_dir=tmp_path)
+    labels = np.concatenate([y.numpy() for _, y in ds])
+    assert labels.shape == (len(manifest),) and ((labels > 0) & (labels < 1)).any()
+    plain = make_dataset(manifest, image_size=16, batch_size=8, training=True,
+                         cache_dir=tmp_path)
+    assert set(np.concatenate([y.numpy() for _, y in plain]).tolist()) <= {0.0, 1.0}

@@ -15,6 +15,7 @@ specificity under 15 % border crops. Runs already finished are read back, not re
 """
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -43,6 +44,8 @@ RECIPES = {
     "framing-ls": dict(augment=generators.AUGMENTATIONS["framing"],
                        model_kwargs=dict(label_smoothing=0.1)),
     "framing-160": dict(augment=generators.AUGMENTATIONS["framing"], image_size=160),
+    "framing-mixup": dict(augment=dataclasses.replace(generators.AUGMENTATIONS["framing"],
+                                                      mixup=0.2)),
 }
 
 
