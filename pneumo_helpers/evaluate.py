@@ -332,10 +332,11 @@ def write_run_metrics(tables: dict[str, pd.DataFrame], layout, *, threshold: flo
         tables: ``{split: evaluate() table}``. layout: the run's
             :class:`pneumo_helpers.runs.RunLayout`.
     """
-    reports = {split: to_report(table, threshold=threshold, rule=rule, split=split, model=model)
-               for split, table in tables.items()}
-    for split, record in reports.items():
-        record.write(layout.split_metrics(split))
+    reports = {}
+    for split, table in tables.items():
+        reports[split] = to_report(table, threshold=threshold, rule=rule, split=split,
+                                   model=model)
+        reports[split].write(layout.split_metrics(split))
     return reports
 
 

@@ -119,17 +119,13 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
     history = train.train_model(net, fit_train, fit_val, out_dir=out_dir, epochs=epochs,
                                 class_weight=chosen.class_weight, config=config,
                                 verbose=verbose)
-    if data_parallel:
-        with distribute.one_device():  # the best epoch's weights, on this process alone
+    with distribute.one_device():  # after a JAX training: this process alone, every row
+        if data_parallel:  # the best epoch's weights, placed on this process only
             import keras
 
             net = keras.models.load_model(ModelLayout(out_dir).model, compile=False)
-            return _validate(net, val_rows, val_ds, out_dir=out_dir, name=name,
-                             history=history, threshold_rule=threshold_rule, n_boot=n_boot,
-                             seed=seed)
-
-    return _validate(net, val_rows, val_ds, out_dir=out_dir, name=name, history=history,
-                     threshold_rule=threshold_rule, n_boot=n_boot, seed=seed)
+        return _validate(net, val_rows, val_ds, out_dir=out_dir, name=name, history=history,
+                         threshold_rule=threshold_rule, n_boot=n_boot, seed=seed)
 
 
 def _validate(net, val_rows: pd.DataFrame, val_ds, *, out_dir: Path, name: str,
@@ -178,23 +174,22 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
     if differ:
         raise ValueError(f"members differ in {differ}: only models trained alike on the same "
                          "rows are averaged here")
-    with distribute.one_device():  # after a JAX data-parallel training: each process alone
-        net = models.average_models([keras.models.load_model(ModelLayout(m.out_dir).model,
-                                                             compile=False) for m in members])
-        net.save(files.model)
     config = dict(name=name, members=[m.name for m in members],
                   seeds=[m.config["seed"] for m in members],
                   **{key: first.get(key) for key in shared},
-                  parameters=int(net.count_params()),
                   mean_seconds_per_epoch=float(sum(m.config["mean_seconds_per_epoch"]
                                                    for m in members) / len(members)))
-    files.config.write_text(json.dumps(config, indent=2))
     history = pd.concat([m.history.assign(member=m.name) for m in members], ignore_index=True)
     history.to_csv(files.history_csv, index=False)
     val_ds = generators.make_dataset(val_rows, training=False, image_size=first["image_size"],
                                      batch_size=batch_size, seed=first["seed"],
                                      cache_dir=cache_dir)
-    with distribute.one_device():
+    with distribute.one_device():  # after a JAX data-parallel training: each process alone
+        net = models.average_models([keras.models.load_model(ModelLayout(m.out_dir).model,
+                                                             compile=False) for m in members])
+        net.save(files.model)
+        files.config.write_text(json.dumps(dict(config, parameters=int(net.count_params())),
+                                           indent=2))
         return _validate(net, val_rows, val_ds, out_dir=out_dir, name=name, history=history,
                          threshold_rule=first["threshold_rule"], n_boot=n_boot,
                          seed=first["seed"])

@@ -7,7 +7,8 @@ test carve-out (the official test split is held out elsewhere); then
 :class:`pneumo_helpers.config.RunConfig` (architecture, rebalancing, augmentation, size,
 epochs, seeds, threshold rule: one source of settings for notebooks and the shipped model),
 once per seed, and :func:`pneumo_helpers.experiment.average_candidates` joining the members
-into one model that averages their probabilities; then the model folder is copied into ``pneumo_helpers/shipped_model/`` with its card, which
+into one model that averages their probabilities; then the model folder is copied into
+``pneumo_helpers/shipped_model/`` with its card, which
 adds the stress tests of :mod:`pneumo_helpers.shifts` on validation and, when
 ``tools/sweep.py`` has run, the recipe's spread over seeds. Training happens in the run folder
 (default ``runs/train-full/``), so an interrupted run resumes when started again.
