@@ -57,8 +57,8 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
                   image_size: int = 128, batch_size: int = 64, epochs: int = 10,
                   seed: int = 42, augment: generators.Augment | bool | None = None,
                   threshold_rule: str = evaluate.DEFAULT_RULE, n_boot: int = 1000, cache_dir=None,
-                  model_kwargs: dict | None = None, distribution: str | None = None,
-                  verbose="auto") -> CandidateResult:
+                  model_kwargs: dict | None = None, consistency: float = 0.0,
+                  distribution: str | None = None, verbose="auto") -> CandidateResult:
     """Train one configuration and evaluate it on validation.
 
     Args:
@@ -72,6 +72,10 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
             validation. n_boot: bootstrap resamples for the intervals.
         cache_dir: decoded-image cache shared by every candidate.
         model_kwargs: extra keyword arguments of the builder (e.g. ``dropout``).
+        consistency: weight of a consistency term between two augmented views of each
+            training film (:class:`pneumo_helpers.models.ViewConsistency`; the stream then
+            holds both views, ``generators.make_dataset(views=2)``: about twice the time per
+            epoch); 0 (default): plain cross-entropy on one view.
         distribution: ``None`` (one device); ``"mirrored"`` (``tf.distribute``: every GPU
             of the machine; the model is built in its scope); or ``"jax"``: the processes of a
             JAX data-parallel training, every one running this with the same arguments once
@@ -93,11 +97,16 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
     elif distribution not in (None, *distribute.DISTRIBUTIONS):
         raise ValueError(f"distribution must be None or one of {distribute.DISTRIBUTIONS}, "
                          f"got {distribution!r}")
+    if consistency and distribution is not None:
+        raise ValueError("consistency training runs on one device for now: data-parallel "
+                         "training would need each device's share of a batch to keep both "
+                         "views of a film; leave distribution unset or consistency at 0")
     train.set_seed(seed)
     chosen = balance.rebalance(train_rows["label"], strategy, seed=seed)
     common = dict(image_size=image_size, batch_size=batch_size, seed=seed, cache_dir=cache_dir)
     train_ds = generators.make_dataset(train_rows, training=True, augment=augment,
-                                       indices=chosen.indices, **common)
+                                       indices=chosen.indices, views=2 if consistency else 1,
+                                       **common)
     val_ds = generators.make_dataset(val_rows, training=False, **common)
     fit_train, fit_val = train_ds, val_ds
     if data_parallel:  # a short batch would leave one process waiting for the others
@@ -106,13 +115,16 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
         fit_val = distribute.whole_batches(generators.make_dataset(
             val_rows, training=False, **{**common, "batch_size": val_batch}), val_batch)
     net = distribute.build_in_scope(BUILDERS[model], None if data_parallel else distribution,
-                                    image_size=image_size, channels=1, **(model_kwargs or {}))
+                                    image_size=image_size, channels=1,
+                                    **({"consistency": consistency} if consistency else {}),
+                                    **(model_kwargs or {}))
     augment_used = augment if isinstance(augment, generators.Augment) else (
         None if augment is False else generators.Augment())
     config = dict(name=name, model=model, balance=strategy, image_size=image_size, channels=1,
                   batch_size=batch_size, epochs=epochs, seed=seed,
                   augment=dataclasses.asdict(augment_used) if augment_used else None,
-                  model_kwargs=model_kwargs or {}, distribution=distribution,
+                  model_kwargs=model_kwargs or {}, consistency=consistency,
+                  distribution=distribution,
                   threshold_rule=threshold_rule,
                   manifest_hash=manifest_hash(pd.concat([train_rows, val_rows])),
                   n_train=len(train_rows), n_val=len(val_rows))
@@ -169,7 +181,8 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
     out_dir.mkdir(parents=True, exist_ok=True)
     first = members[0].config
     shared = ("model", "balance", "image_size", "channels", "batch_size", "epochs", "augment",
-              "model_kwargs", "threshold_rule", "manifest_hash", "n_train", "n_val", "versions")
+              "model_kwargs", "consistency", "threshold_rule", "manifest_hash", "n_train",
+              "n_val", "versions")
     differ = [key for key in shared if any(m.config.get(key) != first.get(key) for m in members)]
     if differ:
         raise ValueError(f"members differ in {differ}: only models trained alike on the same "
@@ -198,7 +211,8 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
 def _settings(cfg: RunConfig, n_boot: int) -> dict:
     return dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed,
                 threshold_rule=cfg.threshold_rule, n_boot=n_boot, cache_dir=cfg.layout.cache,
-                augment=generators.AUGMENTATIONS[cfg.augment], verbose=0)
+                augment=generators.AUGMENTATIONS[cfg.augment], consistency=cfg.consistency,
+                verbose=0)
 
 
 def compare_candidates(train_rows: pd.DataFrame, val_rows: pd.DataFrame, cfg: RunConfig, *,

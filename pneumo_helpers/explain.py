@@ -30,7 +30,7 @@ from skimage.segmentation import slic
 
 from .data import CLASSES
 from .evaluate import pneumonia_column
-from .models import ensemble_members, last_conv_layer_name
+from .models import ensemble_members, last_conv_layer_name, output_layer
 
 __all__ = ["LIME_SETTINGS", "Explanation", "LimeExplainer", "segment_xray", "GradCam",
            "grad_cam", "gradcam_layer", "overlay", "lime_overlay", "CASES", "pick_cases"]
@@ -334,7 +334,7 @@ class GradCam:
             self.layer = self._members[0].layer
             return
         self.layer = gradcam_layer(model, layer_name)
-        head = model.layers[-1]
+        head = output_layer(model)
         if isinstance(head, keras.layers.Activation) and _is_sigmoid(head):
             logit_source, self._dense = head.input, None
         elif isinstance(head, keras.layers.Dense) and _is_sigmoid(head) and head.units == 1:

@@ -411,6 +411,11 @@ AUGMENTATIONS: dict[str, Augment] = {
 }
 
 
+# The seed word that separates the second view's draws from the first's (erasing uses 1 and
+# mixup 2 after the batch seed, see Augment).
+_SECOND_VIEW = 3
+
+
 def _plane(image: np.ndarray) -> np.ndarray:
     """``(H, W, C)`` as OpenCV wants it: ``(H, W)`` when there is one channel (a view)."""
     return image[:, :, 0] if image.shape[-1] == 1 else image
@@ -421,7 +426,8 @@ def _plane(image: np.ndarray) -> np.ndarray:
 def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 32,
                  channels: int = 1, training: bool = False,
                  augment: Augment | bool | None = None, indices=None, seed: int = 42,
-                 cache_dir: str | Path | None = None, workers: int = 4) -> tf.data.Dataset:
+                 cache_dir: str | Path | None = None, workers: int = 4,
+                 views: int = 1) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(x, y)`` batches for ``model.fit`` / ``predict``.
 
     Images come from :func:`load_images` (decoded once, cached in ``cache_dir``).
@@ -443,6 +449,11 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
         seed: seed of the shuffle and the augmentation.
         cache_dir: image cache folder (see :func:`load_images`).
         workers: decoding threads for a cold cache.
+        views: 2 gives every film of a training batch twice, as two independent draws of
+            ``augment`` on adjacent rows (``2i``, ``2i + 1``), so batches hold
+            ``2 * batch_size`` rows: the input of a model trained with a consistency term
+            (:class:`pneumo_helpers.models.ViewConsistency`). Needs augmentation; not with
+            mixup (which would blend the pairs apart).
 
     Returns:
         Dataset of ``x`` float32 ``(B, image_size, image_size, channels)`` in ``[0, 1]`` and
@@ -467,6 +478,11 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
     if training and (augment is None or augment is True):
         augment = Augment()
     augment = augment if training and isinstance(augment, Augment) else None
+    if views not in (1, 2):
+        raise ValueError(f"views must be 1 or 2, got {views!r}")
+    if views == 2 and (augment is None or augment.mixup):
+        raise ValueError("views=2 needs training=True with augmentation and without mixup: "
+                         "two views of a film differ only by their augmentation")
 
     pixels = load_images(manifest, image_size=image_size, cache_dir=cache_dir, workers=workers)
     targets = tf.constant(labels)
@@ -489,6 +505,10 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
 
         def gather_and_augment(rows, batch_seed):
             x = augment(pixels[rows], batch_seed)  # uint8 in, float32 out
+            if views == 2:  # a second, independent draw; the pairs on adjacent rows
+                second = augment(pixels[rows], [*batch_seed, _SECOND_VIEW])
+                return (np.stack([x, second], 1).reshape(-1, *x.shape[1:]),
+                        np.repeat(labels[rows], 2))
             return augment.mix(x, labels[rows], batch_seed)
 
         def to_batch(rows, batch_seed):

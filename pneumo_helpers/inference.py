@@ -265,7 +265,10 @@ def _check_contract(model, model_file: Path) -> tuple[int, int]:
         raise ModelError(f"{model_file}: expected one output P(PNEUMONIA) of shape (batch, 1), "
                          f"found {n_outputs} output(s) of shape {model.output_shape}; this is "
                          "not a pneumo model (a two-class softmax model must be converted first)")
-    last = model.layers[-1] if getattr(model, "layers", None) else None
+    last = None
+    if getattr(model, "layers", None):  # a Keras model (TensorFlow is imported already)
+        from .models import output_layer
+        last = output_layer(model)
     activation = getattr(getattr(last, "activation", None), "__name__", None)
     if activation is not None and activation != "sigmoid":
         raise ModelError(f"{model_file}: the output layer's activation is {activation}, not "

@@ -28,6 +28,7 @@ from keras import layers, ops
 
 __all__ = [
     "PerImageStandardization",
+    "ViewConsistency",
     "BackbonePreprocessing",
     "WeightsUnavailable",
     "BACKBONES",
@@ -38,6 +39,7 @@ __all__ = [
     "ensemble_members",
     "compile_binary",
     "last_conv_layer_name",
+    "output_layer",
     "imagenet_weights_available",
     "keras_cache_dir",
     "unfreeze_top",
@@ -79,6 +81,44 @@ class PerImageStandardization(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="pneumo")
+class ViewConsistency(layers.Layer):
+    """Teaches a classifier that two views of one film are the same film (training only).
+
+    Placed on the output ``P(PNEUMONIA)``. In training, the batch holds each film twice, as
+    two independent augmentations on adjacent rows (``generators.make_dataset(views=2)``:
+    rows ``2i`` and ``2i + 1``), and the layer adds to the loss ``weight`` times the mean
+    squared difference of the two views' logits: a consistency objective (the Pi-model of
+    Laine & Aila 2017). Cross-entropy on every view keeps each one right; this term asks for
+    the same answer however the film is framed or processed, which changes what the network
+    represents rather than only what it is shown. In inference it passes its input through
+    unchanged, so a saved model predicts like any other.
+
+    Args:
+        weight: weight of the squared logit difference (0.1: a logit gap of 1 costs 0.1,
+            about a sixth of a confident mistake's cross-entropy).
+
+    Input/output: ``float (B, 1)`` probabilities, unchanged; ``B`` even in training.
+    """
+
+    def __init__(self, weight: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = float(weight)
+
+    def call(self, probabilities, training=False):
+        if training and self.weight:
+            p = ops.clip(ops.cast(probabilities, "float32"), 1e-6, 1.0 - 1e-6)
+            logits = ops.log(p) - ops.log(1.0 - p)
+            self.add_loss(self.weight * ops.mean(ops.square(logits[0::2] - logits[1::2])))
+        return probabilities
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +215,7 @@ def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
                          convs_per_block: int = 1, stem_stride: int = 2,
                          bn_momentum: float = 0.9,
                          learning_rate: float = 1e-3, label_smoothing: float = 0.0,
-                         standardize: bool = True,
+                         consistency: float = 0.0, standardize: bool = True,
                          name: str = "five_block_cnn") -> keras.Model:
     """The main classifier: five conv blocks and a global-average-pooling head.
 
@@ -202,6 +242,8 @@ def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
             weights that the trained model predicted PNEUMONIA for every image in inference.
         learning_rate: Adam learning rate.
         label_smoothing: see :func:`compile_binary` (0: plain cross-entropy).
+        consistency: weight of the two-view consistency term (:class:`ViewConsistency`,
+            added at the output when above 0; train it on ``make_dataset(views=2)``).
         standardize: add :class:`PerImageStandardization` at the input.
         name: model name.
 
@@ -243,16 +285,16 @@ def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
     x = layers.Dense(dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(dropout, name="dropout_2")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
-    return compile_binary(keras.Model(inputs, outputs, name=name), learning_rate,
-                          label_smoothing=label_smoothing)
+    return _finish(inputs, outputs, name=name, learning_rate=learning_rate,
+                   label_smoothing=label_smoothing, consistency=consistency)
 
 
 def build_baseline_cnn(*, image_size: int = 128, channels: int = 1,
-                       learning_rate: float = 1e-3) -> keras.Model:
+                       learning_rate: float = 1e-3, consistency: float = 0.0) -> keras.Model:
     """A plain three-block CNN with a Flatten head: the textbook baseline to beat.
 
     No BatchNormalization, no standardisation, no separable convs, so the gains of
-    :func:`build_five_block_cnn` can be measured against it.
+    :func:`build_five_block_cnn` can be measured against it. ``consistency``: as there.
 
     Returns:
         A compiled ``keras.Model``: ``float32 (B, image_size, image_size, channels)`` in
@@ -269,7 +311,19 @@ def build_baseline_cnn(*, image_size: int = 128, channels: int = 1,
     x = layers.Dropout(0.5, name="dropout")(x)
     x = layers.Dense(64, activation="relu", name="dense")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
-    return compile_binary(keras.Model(inputs, outputs, name="baseline_cnn"), learning_rate)
+    return _finish(inputs, outputs, name="baseline_cnn", learning_rate=learning_rate,
+                   consistency=consistency)
+
+
+def _finish(inputs, outputs, *, name: str, learning_rate: float, label_smoothing: float = 0.0,
+            consistency: float = 0.0) -> keras.Model:
+    """The builders' last step: the optional consistency layer, then :func:`compile_binary`."""
+    if not 0.0 <= consistency < 100.0:
+        raise ValueError(f"consistency must be a weight in [0, 100), got {consistency!r}")
+    if consistency:
+        outputs = ViewConsistency(consistency, name="view_consistency")(outputs)
+    return compile_binary(keras.Model(inputs, outputs, name=name), learning_rate,
+                          label_smoothing=label_smoothing)
 
 
 def average_models(members: list[keras.Model], *, name: str | None = None) -> keras.Model:
@@ -308,6 +362,15 @@ def ensemble_members(model: keras.Model) -> list[keras.Model]:
     if not any(layer.name == "mean_probability" for layer in model.layers):
         return []
     return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
+def output_layer(model: keras.Model):
+    """The layer that makes ``model``'s probabilities: its last layer, looking through a
+    :class:`ViewConsistency` (a pass-through in inference)."""
+    trained_with = [layer for layer in model.layers if isinstance(layer, ViewConsistency)]
+    if trained_with and model.layers[-1] is trained_with[-1]:
+        return model.layers[-2]
+    return model.layers[-1]
 
 
 def last_conv_layer_name(model: keras.Model) -> str:

@@ -54,7 +54,7 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
         clean.to_csv(layout.clean_manifest, index=False)
     recipe = dict(model=cfg.architecture, strategy=cfg.balance, image_size=cfg.image_size,
                   batch_size=cfg.batch_size, epochs=cfg.epochs,
-                  augment=generators.AUGMENTATIONS[cfg.augment],
+                  augment=generators.AUGMENTATIONS[cfg.augment], consistency=cfg.consistency,
                   threshold_rule=cfg.threshold_rule, cache_dir=layout.cache,
                   distribution=distribution, verbose=2)
     seeds = (cfg.seed, *cfg.ensemble_seeds)

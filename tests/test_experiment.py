@@ -106,3 +106,32 @@ def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path):
                                          epochs=1, image_size=48, batch_size=8, n_boot=10,
                                          verbose=0)
         experiment.average_candidates([members[0], other], val_rows, out_dir=tmp_path / "x")
+
+
+def test_a_consistency_candidate_trains_on_paired_views_and_ships_as_a_plain_model(tmp_path):
+    import numpy as np
+
+    from pneumo_helpers import data, explain, inference, models
+
+    rows = data.build_manifest(SAMPLE_DIR)
+    train_rows = rows[rows["split"] == "train"].groupby("label").head(16).reset_index(drop=True)
+    val_rows = rows[rows["split"] == "val"].reset_index(drop=True)
+    result = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "c", epochs=1,
+                                      image_size=32, batch_size=8, n_boot=10, verbose=0,
+                                      consistency=0.1, cache_dir=tmp_path)
+    assert result.config["consistency"] == 0.1
+    loaded = inference.load_model(tmp_path / "c", runtime="keras")
+    assert isinstance(loaded.model.layers[-1], models.ViewConsistency)
+    images = (np.random.default_rng(0).uniform(size=(3, 32, 32)) * 255).astype(np.uint8)
+    assert loaded.predict(images).shape == (3,)
+    # Grad-CAM scores the Dense logit behind the pass-through layer, as for any model.
+    cam = explain.GradCam(loaded.model)
+    assert cam._dense is models.output_layer(loaded.model) and cam(images).shape == (3, 32, 32)
+    # The fast runtime exports it too (checked against Keras on the sample by export_litert).
+    inference.export_litert(tmp_path / "c")
+    lite = inference.load_model(tmp_path / "c", runtime="litert")
+    np.testing.assert_allclose(lite.predict(images), loaded.predict(images), atol=1e-4)
+    with pytest.raises(ValueError, match="one device"):
+        experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "d", epochs=1,
+                                 image_size=32, batch_size=8, consistency=0.1,
+                                 distribution="mirrored")

@@ -345,3 +345,25 @@ def test_training_stream_with_mixup_has_soft_labels(manifest, tmp_path):
     plain = make_dataset(manifest, image_size=16, batch_size=8, training=True,
                          cache_dir=tmp_path)
     assert set(np.concatenate([y.numpy() for _, y in plain]).tolist()) <= {0.0, 1.0}
+
+
+def test_two_views_put_each_film_twice_on_adjacent_rows(manifest, tmp_path):
+    common = dict(image_size=16, batch_size=8, training=True, augment=Augment(), seed=5,
+                  cache_dir=tmp_path)
+    x1, y1 = epoch(make_dataset(manifest, **common))
+    x2, y2 = epoch(make_dataset(manifest, views=2, **common))
+    assert x2.shape == (2 * len(manifest), 16, 16, 1)
+    # The first view is the one-view stream itself; the second is another draw of the film.
+    np.testing.assert_array_equal(x2[0::2], x1)
+    np.testing.assert_array_equal(y2[0::2], y1)
+    np.testing.assert_array_equal(y2[1::2], y1)
+    assert not np.allclose(x2[1::2], x1)
+    # Both views of a film are closer to each other than to the next film's view.
+    pair_gap = np.abs(x2[0::2] - x2[1::2]).mean()
+    other_gap = np.abs(x2[0::2] - np.roll(x2[1::2], 1, axis=0)).mean()
+    assert pair_gap < other_gap
+    for bad in (dict(training=False), dict(augment=False), dict(augment=Augment(mixup=0.2))):
+        with pytest.raises(ValueError, match="views=2"):
+            make_dataset(manifest, views=2, **{**common, **bad})
+    with pytest.raises(ValueError, match="views must be 1 or 2"):
+        make_dataset(manifest, views=3, **common)

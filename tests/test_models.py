@@ -229,3 +229,49 @@ def test_stem_stride_halves_the_image_either_way(stem_stride):
     assert ("block1_pool" in names) == (stem_stride == 1)
     assert model.get_layer("block1_conv1").strides == (stem_stride, stem_stride)
     assert model.count_params() == 64_321  # the stride changes the cost, not the weights
+
+
+def test_consistency_adds_the_weighted_logit_gap_of_paired_views_to_the_training_loss():
+    def build(**kwargs):
+        keras.utils.set_random_seed(0)  # the same initial weights either way
+        return models.build_five_block_cnn(image_size=32, filters=(8, 16, 32), dropout=0.0,
+                                           **kwargs)
+
+    plain, paired = build(), build(consistency=0.5)
+    x, y = pattern_batch(8, 32)
+    x[1::2] = np.roll(x[0::2], 5, axis=2)  # rows 2i and 2i + 1: two views of one film
+    y[1::2] = y[0::2]
+    p = np.clip(infer_training(plain, x).ravel(), 1e-6, 1 - 1e-6)
+    logits = np.log(p) - np.log1p(-p)
+    gap = np.mean((logits[0::2] - logits[1::2]) ** 2)
+    assert gap > 1e-4  # the views differ, so the term is not trivially zero
+    loss_plain = plain.train_on_batch(x, y, return_dict=True)["loss"]
+    loss_paired = paired.train_on_batch(x, y, return_dict=True)["loss"]
+    assert loss_paired == pytest.approx(loss_plain + 0.5 * gap, rel=1e-4)
+    # In inference the layer passes the probabilities through and adds nothing.
+    head = keras.Model(paired.inputs, paired.get_layer("pneumonia").output)
+    np.testing.assert_array_equal(infer(paired, x), infer(head, x))
+    assert not paired.losses
+    assert models.output_layer(paired).name == "pneumonia"
+    assert models.output_layer(plain).name == "pneumonia"
+    with pytest.raises(ValueError, match="consistency"):
+        models.build_five_block_cnn(image_size=32, consistency=-1)
+
+
+def test_a_consistency_model_saves_loads_and_predicts_like_its_weights_without_it(tmp_path):
+    keras.utils.set_random_seed(3)
+    paired = models.build_baseline_cnn(image_size=32, consistency=0.1)
+    x, y = pattern_batch(8, 32)
+    paired.train_on_batch(x, y)
+    paired.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    assert isinstance(loaded.layers[-1], models.ViewConsistency)
+    assert loaded.layers[-1].weight == pytest.approx(0.1)
+    plain = models.build_baseline_cnn(image_size=32)
+    plain.set_weights(loaded.get_weights())
+    np.testing.assert_allclose(infer(loaded, x), infer(plain, x), atol=1e-6)
+
+
+def infer_training(model, x):
+    """Training-mode outputs (batch statistics), without an update."""
+    return keras.ops.convert_to_numpy(model(x, training=True))

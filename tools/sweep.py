@@ -46,6 +46,10 @@ RECIPES = {
     "framing-160": dict(augment=generators.AUGMENTATIONS["framing"], image_size=160),
     "framing-mixup": dict(augment=dataclasses.replace(generators.AUGMENTATIONS["framing"],
                                                       mixup=0.2)),
+    # Two framings of each film per batch, their logits pulled together (models.ViewConsistency).
+    "framing-consistency": dict(augment=generators.AUGMENTATIONS["framing"], consistency=0.1),
+    "framing-consistency-0.3": dict(augment=generators.AUGMENTATIONS["framing"],
+                                    consistency=0.3),
 }
 
 
