@@ -97,7 +97,10 @@ def _architecture(config: dict) -> str:
             f"({'-'.join(map(str, filters))} filters; stride-2 first convolution, separable "
             "convolutions from block 2, batch normalisation, max-pooling), global average "
             f"pooling, dropout, one sigmoid output. {config.get('parameters', 0):,} "
-            f"parameters, {config.get('image_size', '?')} px grayscale input.")
+            f"parameters, {config.get('image_size', '?')} px grayscale input."
+            + (f" Trained on two augmented views of each film, with a consistency term "
+               f"(weight {config['consistency']:g}) asking for the same answer on both."
+               if config.get("consistency") else ""))
 
 
 def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:

@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .config import SAMPLE_DIR
@@ -111,12 +110,8 @@ def _results_frame(results: dict[str, MetricsReport]) -> pd.DataFrame:
     names = [m for m in METRIC_LABELS if any(m in r.metrics for r in results.values())]
     for block in results.values():
         names += [m for m in block.metrics if m not in names]
-    columns = pd.MultiIndex.from_product([list(results), ["value", "ci_low", "ci_high"]],
-                                         names=["split", "stat"])
-    table = pd.DataFrame(np.nan, index=pd.Index(names, name="metric"), columns=columns)
-    for split, block in results.items():
-        for name, estimate in block.metrics.items():
-            table.loc[name, split] = tuple(estimate)
+    table = pd.concat({split: block.table() for split, block in results.items()}, axis=1,
+                      names=["split", "stat"]).reindex(pd.Index(names, name="metric"))
     table.attrs["meta"] = {split: {k: getattr(block, k) for k in ("threshold", "rule", "n",
                                                                    "model")}
                            for split, block in results.items()}

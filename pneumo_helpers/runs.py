@@ -214,6 +214,15 @@ class MetricsReport:
     def __getitem__(self, name: str) -> Estimate:
         return self.metrics[name]
 
+    def table(self):
+        """The metrics as a ``pandas.DataFrame``: one row per metric (index ``metric``, in
+        the report's order), float columns ``value``, ``ci_low``, ``ci_high``."""
+        import pandas as pd
+
+        return pd.DataFrame([tuple(estimate) for estimate in self.metrics.values()],
+                            index=pd.Index(list(self.metrics), name="metric"),
+                            columns=list(Estimate._fields), dtype=float)
+
     def to_json(self) -> str:
         head = {"split": self.split, "model": self.model, "n": self.n,
                 "threshold": _json_number(self.threshold), "rule": self.rule}

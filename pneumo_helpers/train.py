@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from .runs import Estimate, MetricsReport, ModelLayout
+from .runs import MetricsReport, ModelLayout
 
 __all__ = ["set_seed", "train_model", "load_run", "save_model_card", "library_versions"]
 
@@ -246,8 +246,7 @@ def save_model_card(out_dir, *, config, val_metrics: MetricsReport, data_descrip
                         f"model's val_metrics.json), got {type(val_metrics).__name__}")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame.from_dict({k: v._asdict() for k, v in val_metrics.metrics.items()},
-                                   orient="index", columns=list(Estimate._fields)).astype(float)
+    table = val_metrics.table()
     threshold, threshold_rule = val_metrics.threshold, val_metrics.rule
     has_ci = table[["ci_low", "ci_high"]].notna().any(axis=None)
     metric_lines = ["| metric | value | 95% CI |" if has_ci else "| metric | value |",

@@ -1,8 +1,10 @@
 """The run folder's layout and the chosen-model record (pneumo_helpers.runs)."""
 
+import math
+
 import pytest
 
-from pneumo_helpers.runs import ChosenModel, ModelLayout, RunLayout
+from pneumo_helpers.runs import ChosenModel, Estimate, MetricsReport, ModelLayout, RunLayout
 
 
 def test_reading_a_layout_creates_nothing(tmp_path):
@@ -52,3 +54,13 @@ def test_metrics_report_is_one_typed_shape(tmp_path):
                           ('{"metrics": {"auc": {"value": 1}}}', "exactly")]:
         with pytest.raises(ValueError, match=message):
             MetricsReport.from_json(text)
+
+
+def test_a_metrics_report_is_one_table_in_its_own_order():
+    report = MetricsReport(metrics={"roc_auc": Estimate(0.99, 0.98, 1.0),
+                                    "brier": Estimate(0.03, math.nan, math.nan)})
+    table = report.table()
+    assert list(table.index) == ["roc_auc", "brier"] and table.index.name == "metric"
+    assert list(table.columns) == ["value", "ci_low", "ci_high"]
+    assert table.loc["roc_auc", "ci_low"] == 0.98 and math.isnan(table.loc["brier", "ci_high"])
+    assert MetricsReport(metrics={}).table().empty
