@@ -65,12 +65,15 @@ body.jp-Notebook { padding: 0; font-size: 10.5pt; }
 .jp-OutputArea-output pre, .jp-RenderedText pre { white-space: pre-wrap; word-break: break-word;
                                                  font-size: 9pt; }
 .jp-RenderedHTMLCommon table { font-size: 8.5pt; }
-/* Headings stay with what follows: a markdown cell is never split (they are short), and the
-   cell after a markdown cell starts on the same page when it fits. */
+/* Headings stay with what follows and a markdown cell is never split (they are short). Only
+   headings, not whole markdown cells, are kept with the next cell: chaining a paragraph to a
+   tall figure moved both to the next page and left half pages blank. Figures are capped in
+   height so one fits on a page with its paragraph. */
 .jp-RenderedHTMLCommon h1, .jp-RenderedHTMLCommon h2, .jp-RenderedHTMLCommon h3
   { break-after: avoid; break-inside: avoid; }
-.jp-MarkdownCell { break-inside: avoid; break-after: avoid; }
+.jp-MarkdownCell { break-inside: avoid; }
 img { max-width: 100% !important; height: auto; }
+.jp-OutputArea-output img { max-height: 115mm; width: auto; object-fit: contain; }
 .jp-OutputArea-output img, .jp-RenderedHTMLCommon table, .jp-RenderedText
   { break-inside: avoid; }
 a.anchor-link { display: none; }
