@@ -10,8 +10,10 @@ recipe and seed (``--split-seed``), then scored on validation and under every sh
         --seeds 42 7 1
 
 Writes ``runs/sweep/<recipe>-s<seed>/`` (model folder + ``stress.csv``) and prints, per recipe,
-the mean and spread over seeds of validation ROC AUC and of ROC AUC, sensitivity and
-specificity under 15 % border crops. Runs already finished are read back, not retrained.
+the mean and spread over seeds of validation ROC AUC and specificity, of ROC AUC, sensitivity
+and specificity under 15 % border crops, specificity under 20 % crops, CLAHE and an unsharp
+mask, and the worst specificity over every shift. Runs already finished are read back, not
+retrained, so running again over every recipe only re-scores them.
 """
 
 import argparse
@@ -117,6 +119,10 @@ def main(argv=None) -> int:
                              crop15_auc=stress.loc["crop 15% per side", "roc_auc"],
                              crop15_sens=stress.loc["crop 15% per side", "recall"],
                              crop15_spec=stress.loc["crop 15% per side", "specificity"],
+                             crop20_spec=stress.loc["crop 20% per side", "specificity"],
+                             clahe_auc=stress.loc["CLAHE", "roc_auc"],
+                             clahe_spec=stress.loc["CLAHE", "specificity"],
+                             sharpen_spec=stress.loc["sharpen (unsharp mask)", "specificity"],
                              worst_spec=stress["specificity"].min()))
             print(pd.DataFrame(rows).tail(1).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
