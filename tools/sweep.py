@@ -149,7 +149,38 @@ def main(argv=None) -> int:
             stress.to_csv(args.work / f"{recipe}-ensemble-stress.csv", index=False)
             print(f"{recipe}: average of seeds {args.seeds}, threshold {threshold:.3f}")
             print(stress.round(3).to_string(index=False))
+        print(markdown(args.work, args.recipes, args.seeds))
     return 0
+
+
+# The shifts of docs/generalisation.md's table: specificity at the unchanged threshold, with ROC
+# AUC in brackets where it says most.
+TABLE_SHIFTS = {"unshifted": ("none", True), "15 % crop": ("crop 15% per side", True),
+                "20 % crop": ("crop 20% per side", False), "CLAHE": ("CLAHE", True),
+                "unsharp mask": ("sharpen (unsharp mask)", False),
+                "blur 1 px": ("blur (sigma 1 px)", False),
+                "half resolution": ("half resolution", False),
+                "zoom-out 10 %": ("zoom out, pad 10% per side", False)}
+
+
+def markdown(work: Path, recipes, seeds) -> str:
+    """Members (mean ± sd over ``seeds``) and average rows per recipe, from the stress files."""
+    head = "| recipe | | " + " | ".join(TABLE_SHIFTS) + " |"
+    lines = [head, "|---|---|" + "---|" * len(TABLE_SHIFTS)]
+    for recipe in recipes:
+        members = [pd.read_csv(work / f"{recipe}-s{seed}" / "stress.csv").set_index("shift")
+                   for seed in seeds]
+        average = pd.read_csv(work / f"{recipe}-ensemble-stress.csv").set_index("shift")
+        for kind, tables in (("members", members), ("average", [average])):
+            cells = []
+            for shift, with_auc in TABLE_SHIFTS.values():
+                spec = np.array([t.loc[shift, "specificity"] for t in tables])
+                auc = np.mean([t.loc[shift, "roc_auc"] for t in tables])
+                cell = f"{spec.mean():.3f}" + (f" ± {spec.std(ddof=1):.3f}" if len(spec) > 1
+                                               else "")
+                cells.append(cell + (f" ({auc:.3f})" if with_auc else ""))
+            lines.append(f"| {recipe} | {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
