@@ -53,12 +53,12 @@ RECIPES = {
     "framing-consistency-0.3": dict(augment=generators.AUGMENTATIONS["framing"],
                                     consistency=0.3),
     # Exposure-curve and sharpness changes added to the framing recipe: the control for the next.
-    "framing-acq": dict(augment=dataclasses.replace(generators.AUGMENTATIONS["framing"],
-                                                    gamma=0.3, blur=1.0)),
+    "framing-acq": dict(augment=generators.AUGMENTATIONS["framing-acq"]),
     # The same with exposure-curve and sharpness changes in the views, so the pairs also differ
     # the way X-ray systems do (the acquisition shifts of pneumo_helpers.shifts).
-    "framing-acq-consistency": dict(augment=dataclasses.replace(
-        generators.AUGMENTATIONS["framing"], gamma=0.3, blur=1.0), consistency=0.1),
+    # The shipped recipe (the full profile).
+    "framing-acq-consistency": dict(augment=generators.AUGMENTATIONS["framing-acq"],
+                                    consistency=0.1),
 }
 
 
