@@ -101,16 +101,24 @@ def _stress_section(loaded, val_rows: pd.DataFrame, cache_dir: Path) -> str:
 def _sweep_section(summary: Path) -> str:
     table = pd.read_csv(summary)
     spread = table.drop(columns="seed").groupby("recipe").agg(["mean", "std"])
+    columns = {c: heading for c, heading in _SWEEP_COLUMNS.items() if c in spread}
     lines = ["Each recipe trained with seeds " + ", ".join(map(str, sorted(set(table.seed))))
              + " on the same validation split (`python tools/sweep.py --data ...`); mean "
-             "± standard deviation over seeds, at each model's own validation threshold.",
-             "", "| recipe | val ROC AUC | ROC AUC, 15 % crop | sensitivity, 15 % crop | "
-             "specificity, 15 % crop |", "|---|---|---|---|---|"]
+             "± standard deviation over seeds, at each model's own validation threshold "
+             "(specificity unless named).", "",
+             "| recipe | " + " | ".join(columns.values()) + " |",
+             "|---|" + "---|" * len(columns)]
     for recipe, row in spread.iterrows():
-        cells = [f"{row[(c, 'mean')]:.3f} ± {row[(c, 'std')]:.3f}" for c in
-                 ("val_auc", "crop15_auc", "crop15_sens", "crop15_spec")]
+        cells = ["" if pd.isna(row[(c, "mean")]) else
+                 f"{row[(c, 'mean')]:.3f} ± {row[(c, 'std')]:.3f}" for c in columns]
         lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# Columns of tools/sweep.py's summary the card shows, and their headings.
+_SWEEP_COLUMNS = {"val_auc": "ROC AUC", "val_spec": "unshifted", "crop15_spec": "15 % crop",
+                  "crop20_spec": "20 % crop", "clahe_spec": "CLAHE",
+                  "sharpen_spec": "unsharp mask"}
 
 
 def _members_section(work: RunLayout, config: dict) -> str:
