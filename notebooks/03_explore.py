@@ -106,9 +106,11 @@ if sizes['distinct sizes'].max() > 1:  # a plot of one point says nothing
 # Rotations, shifts and zooms (fused into one affine transform per image) plus brightness and
 # contrast changes mimic different patient positions, exposures and devices; the run's recipe
 # (`cfg.augment`) sets how far. The sample run uses `mild`; full runs and the shipped model use
-# `framing`, which also zooms out and in by up to 45 % and blanks edge strips and corners, so
-# the model cannot rely on the field of view (see `docs/generalisation.md`). Horizontal flips
-# stay off: a mirrored chest (heart on the right) is not a realistic X-ray.
+# `framing-acq`, which also zooms out and in by up to 45 %, blanks edge strips and corners, and
+# changes the exposure curve and sharpness, so the model cannot rely on the field of view or
+# one X-ray system's look; they see each film twice, and a consistency term asks for the same
+# answer on both (`docs/generalisation.md`). Horizontal flips stay off: a mirrored chest (heart
+# on the right) is not a realistic X-ray.
 
 # %%
 batches = generators.make_dataset(train, image_size=cfg.image_size, batch_size=18, training=True,
