@@ -63,7 +63,7 @@ report: install
 	$(BIN)/pneumo report $(RUN_DIR) $(if $(DATA),--data $(abspath $(DATA)))
 
 # The shipped model: the full profile's recipe on the whole training split, three seeds averaged
-# (6.8 min on 2 cores, 2026-12-02), its card and LiteRT export, then the probabilities CI holds
+# (11.7 min on 2 cores, 2026-12-03), its card and LiteRT export, then the probabilities CI holds
 # it to.
 SHARED_DATA ?= ../shared/data/chest_xray
 train-full: install
