@@ -75,7 +75,8 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
         consistency: weight of a consistency term between two augmented views of each
             training film (:class:`pneumo_helpers.models.ViewConsistency`; the stream then
             holds both views, ``generators.make_dataset(views=2)``: about twice the time per
-            epoch); 0 (default): plain cross-entropy on one view.
+            epoch; with a ``distribution``, ``batch_size`` must be a multiple of the replica
+            count); 0 (default): plain cross-entropy on one view.
         distribution: ``None`` (one device); ``"mirrored"`` (``tf.distribute``: every GPU
             of the machine; the model is built in its scope); or ``"jax"``: the processes of a
             JAX data-parallel training, every one running this with the same arguments once
@@ -97,20 +98,26 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
     elif distribution not in (None, *distribute.DISTRIBUTIONS):
         raise ValueError(f"distribution must be None or one of {distribute.DISTRIBUTIONS}, "
                          f"got {distribution!r}")
-    if consistency and distribution is not None:
-        raise ValueError("consistency training runs on one device for now: data-parallel "
-                         "training would need each device's share of a batch to keep both "
-                         "views of a film; leave distribution unset or consistency at 0")
+    views = 2 if consistency else 1
+    if views == 2 and distribution is not None:
+        # Each replica gets a contiguous share of every batch: an even one keeps both views of
+        # each of its films together, as the consistency term pairs adjacent rows.
+        replicas = distribute.replica_count(None if data_parallel else distribution)
+        if batch_size % replicas:
+            raise ValueError(f"with consistency, batch_size ({batch_size}) must be a multiple "
+                             f"of the {replicas} replicas, so that each one gets both views "
+                             "of its films")
     train.set_seed(seed)
     chosen = balance.rebalance(train_rows["label"], strategy, seed=seed)
     common = dict(image_size=image_size, batch_size=batch_size, seed=seed, cache_dir=cache_dir)
     train_ds = generators.make_dataset(train_rows, training=True, augment=augment,
-                                       indices=chosen.indices, views=2 if consistency else 1,
-                                       **common)
+                                       indices=chosen.indices, views=views, **common)
     val_ds = generators.make_dataset(val_rows, training=False, **common)
     fit_train, fit_val = train_ds, val_ds
+    if views == 2 and distribution is not None:  # a short batch could split a pair
+        fit_train = distribute.whole_batches(train_ds, batch_size * views)
     if data_parallel:  # a short batch would leave one process waiting for the others
-        fit_train = distribute.whole_batches(train_ds, batch_size)
+        fit_train = distribute.whole_batches(train_ds, batch_size * views)
         val_batch = distribute.even_batch_size(len(val_rows), at_most=batch_size)
         fit_val = distribute.whole_batches(generators.make_dataset(
             val_rows, training=False, **{**common, "batch_size": val_batch}), val_batch)

@@ -314,8 +314,9 @@ def test_pneumo_train_on_two_jax_processes_is_the_one_training_path(tmp_path):
     from pneumo_helpers.runs import MetricsReport, RunLayout
 
     port, run = _free_port(), RunLayout(tmp_path / "run")
+    # With the shipped recipe's consistency term: both views of a film on one process.
     tiny = dict(PNEUMO_EPOCHS="1", PNEUMO_IMAGE_SIZE="32", PNEUMO_BATCH_SIZE="16",
-                PNEUMO_ENSEMBLE_SEEDS="7", JAX_PLATFORMS="cpu")
+                PNEUMO_ENSEMBLE_SEEDS="7", PNEUMO_CONSISTENCY="0.1", JAX_PLATFORMS="cpu")
     env = _env(**tiny)
     env.pop("KERAS_BACKEND", None)  # pneumo train --distribution jax chooses it
     outputs = _run_all([[sys.executable, "-m", "pneumo_helpers.cli", "train",
@@ -328,6 +329,7 @@ def test_pneumo_train_on_two_jax_processes_is_the_one_training_path(tmp_path):
         member = run.member(seed)
         config = json.loads(member.config.read_text())
         assert config["distribution"] == "jax" and config["versions"]["backend"] == "jax"
+        assert config["consistency"] == 0.1
         assert member.model.is_file() and (member.root / "worker1" / "model.keras").is_file()
     shipped = MetricsReport.read(run.shipped.val_metrics)
     assert shipped.split == "val" and 0 < shipped.threshold < 1

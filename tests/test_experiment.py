@@ -131,7 +131,9 @@ def test_a_consistency_candidate_trains_on_paired_views_and_ships_as_a_plain_mod
     inference.export_litert(tmp_path / "c")
     lite = inference.load_model(tmp_path / "c", runtime="litert")
     np.testing.assert_allclose(lite.predict(images), loaded.predict(images), atol=1e-4)
-    with pytest.raises(ValueError, match="one device"):
-        experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "d", epochs=1,
-                                 image_size=32, batch_size=8, consistency=0.1,
-                                 distribution="mirrored")
+    # Under a distribution strategy too, in whole batches of both views.
+    mirrored = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "d", epochs=1,
+                                        image_size=32, batch_size=8, n_boot=10, verbose=0,
+                                        consistency=0.1, distribution="mirrored",
+                                        cache_dir=tmp_path)
+    assert mirrored.config["consistency"] == 0.1 and len(mirrored.history) == 1
