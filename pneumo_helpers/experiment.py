@@ -114,10 +114,11 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
                                        indices=chosen.indices, views=views, **common)
     val_ds = generators.make_dataset(val_rows, training=False, **common)
     fit_train, fit_val = train_ds, val_ds
-    if views == 2 and distribution is not None:  # a short batch could split a pair
+    # A short batch would leave one JAX process waiting for the others, and could split a
+    # pair of views between two replicas.
+    if data_parallel or (views == 2 and distribution is not None):
         fit_train = distribute.whole_batches(train_ds, batch_size * views)
-    if data_parallel:  # a short batch would leave one process waiting for the others
-        fit_train = distribute.whole_batches(train_ds, batch_size * views)
+    if data_parallel:
         val_batch = distribute.even_batch_size(len(val_rows), at_most=batch_size)
         fit_val = distribute.whole_batches(generators.make_dataset(
             val_rows, training=False, **{**common, "batch_size": val_batch}), val_batch)
