@@ -124,8 +124,7 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
             val_rows, training=False, **{**common, "batch_size": val_batch}), val_batch)
     net = distribute.build_in_scope(BUILDERS[model], None if data_parallel else distribution,
                                     image_size=image_size, channels=1,
-                                    **({"consistency": consistency} if consistency else {}),
-                                    **(model_kwargs or {}))
+                                    consistency=consistency, **(model_kwargs or {}))
     augment_used = augment if isinstance(augment, generators.Augment) else (
         None if augment is False else generators.Augment())
     config = dict(name=name, model=model, balance=strategy, image_size=image_size, channels=1,

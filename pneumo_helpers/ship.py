@@ -98,6 +98,12 @@ def _stress_section(loaded, val_rows: pd.DataFrame, cache_dir: Path) -> str:
     return "\n".join(lines)
 
 
+# Columns of tools/sweep.py's summary the card shows, and their headings.
+_SWEEP_COLUMNS = {"val_auc": "ROC AUC", "val_spec": "unshifted", "crop15_spec": "15 % crop",
+                  "crop20_spec": "20 % crop", "clahe_spec": "CLAHE",
+                  "sharpen_spec": "unsharp mask"}
+
+
 def _sweep_section(summary: Path) -> str:
     table = pd.read_csv(summary)
     spread = table.drop(columns="seed").groupby("recipe").agg(["mean", "std"])
@@ -114,11 +120,6 @@ def _sweep_section(summary: Path) -> str:
         lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-# Columns of tools/sweep.py's summary the card shows, and their headings.
-_SWEEP_COLUMNS = {"val_auc": "ROC AUC", "val_spec": "unshifted", "crop15_spec": "15 % crop",
-                  "crop20_spec": "20 % crop", "clahe_spec": "CLAHE",
-                  "sharpen_spec": "unsharp mask"}
 
 
 def _members_section(work: RunLayout, config: dict) -> str:

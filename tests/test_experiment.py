@@ -54,15 +54,21 @@ def test_findings_reject_an_unknown_model():
         experiment.findings(TABLE, "nope")
 
 
-def test_a_candidate_trains_the_same_way_under_a_distribution_strategy(tmp_path):
-    import pandas as pd
-
+@pytest.fixture(scope="module")
+def sample_split():
+    """(train rows, val rows) of the bundled sample: 16 training films per class, every
+    validation film; enough for one-epoch trainings."""
     from pneumo_helpers import data
-    from pneumo_helpers.config import SAMPLE_DIR
 
     rows = data.build_manifest(SAMPLE_DIR)
-    train_rows = rows[rows["split"] == "train"].groupby("label").head(16).reset_index(drop=True)
-    val_rows = rows[rows["split"] == "val"].reset_index(drop=True)
+    return (rows[rows["split"] == "train"].groupby("label").head(16).reset_index(drop=True),
+            rows[rows["split"] == "val"].reset_index(drop=True))
+
+
+def test_a_candidate_trains_the_same_way_under_a_distribution_strategy(tmp_path, sample_split):
+    import pandas as pd
+
+    train_rows, val_rows = sample_split
     result = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "m", epochs=1,
                                       image_size=32, batch_size=8, n_boot=10, verbose=0,
                                       distribution="mirrored")
@@ -71,16 +77,14 @@ def test_a_candidate_trains_the_same_way_under_a_distribution_strategy(tmp_path)
     assert isinstance(result.metrics, pd.DataFrame)
 
 
-def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path):
+def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path, sample_split):
     import numpy as np
     import pandas as pd
 
-    from pneumo_helpers import data, explain, inference
+    from pneumo_helpers import explain, inference
     from pneumo_helpers.runs import MetricsReport
 
-    rows = data.build_manifest(SAMPLE_DIR)
-    train_rows = rows[rows["split"] == "train"].groupby("label").head(16).reset_index(drop=True)
-    val_rows = rows[rows["split"] == "val"].reset_index(drop=True)
+    train_rows, val_rows = sample_split
     members = [experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / f"s{seed}",
                                         name=f"s{seed}", seed=seed, epochs=1, image_size=32,
                                         batch_size=8, n_boot=10, verbose=0, cache_dir=tmp_path)
@@ -108,14 +112,13 @@ def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path):
         experiment.average_candidates([members[0], other], val_rows, out_dir=tmp_path / "x")
 
 
-def test_a_consistency_candidate_trains_on_paired_views_and_ships_as_a_plain_model(tmp_path):
+def test_a_consistency_candidate_trains_on_paired_views_and_ships_as_a_plain_model(
+        tmp_path, sample_split):
     import numpy as np
 
-    from pneumo_helpers import data, explain, inference, models
+    from pneumo_helpers import explain, inference, models
 
-    rows = data.build_manifest(SAMPLE_DIR)
-    train_rows = rows[rows["split"] == "train"].groupby("label").head(16).reset_index(drop=True)
-    val_rows = rows[rows["split"] == "val"].reset_index(drop=True)
+    train_rows, val_rows = sample_split
     result = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "c", epochs=1,
                                       image_size=32, batch_size=8, n_boot=10, verbose=0,
                                       consistency=0.1, cache_dir=tmp_path)

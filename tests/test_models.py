@@ -26,6 +26,11 @@ def infer(model, x):
     return keras.ops.convert_to_numpy(model(x, training=False))
 
 
+def infer_training(model, x):
+    """Training-mode outputs (batch statistics), without an update."""
+    return keras.ops.convert_to_numpy(model(x, training=True))
+
+
 def test_default_parameter_count_and_size_on_disk(tmp_path):
     model = models.build_five_block_cnn()
     print("five_block_cnn default parameters:", model.count_params())
@@ -270,8 +275,3 @@ def test_a_consistency_model_saves_loads_and_predicts_like_its_weights_without_i
     plain = models.build_baseline_cnn(image_size=32)
     plain.set_weights(loaded.get_weights())
     np.testing.assert_allclose(infer(loaded, x), infer(plain, x), atol=1e-6)
-
-
-def infer_training(model, x):
-    """Training-mode outputs (batch statistics), without an update."""
-    return keras.ops.convert_to_numpy(model(x, training=True))

@@ -54,9 +54,8 @@ RECIPES = {
                                     consistency=0.3),
     # Exposure-curve and sharpness changes added to the framing recipe: the control for the next.
     "framing-acq": dict(augment=generators.AUGMENTATIONS["framing-acq"]),
-    # The same with exposure-curve and sharpness changes in the views, so the pairs also differ
-    # the way X-ray systems do (the acquisition shifts of pneumo_helpers.shifts).
-    # The shipped recipe (the full profile).
+    # Both: the two views of a film also differ the way X-ray systems do (the acquisition
+    # shifts of pneumo_helpers.shifts). The shipped recipe (the full profile).
     "framing-acq-consistency": dict(augment=generators.AUGMENTATIONS["framing-acq"],
                                     consistency=0.1),
 }
