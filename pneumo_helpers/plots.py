@@ -259,7 +259,8 @@ def reliability_diagram(y_true, y_prob, *, n_bins: int = 10,
     top.plot(predicted, observed, "o-", color=CLASS_COLORS["PNEUMONIA"],
              label=f"model (Brier {brier_score_loss(y, p):.3f})")
     top.set(ylabel="observed share of PNEUMONIA", title=title, ylim=(-0.02, 1.02))
-    top.legend(loc="upper left", fontsize=8, frameon=False)
+    # "best": a reliability curve can run through any corner; the legend must not hide it.
+    top.legend(loc="best", fontsize=8, frameon=True, framealpha=0.9)
     bottom.hist(p, bins=np.linspace(0, 1, n_bins + 1), color="0.5")
     bottom.set(xlabel="predicted P(PNEUMONIA)", ylabel="images", xlim=(0, 1))
     fig.tight_layout()
