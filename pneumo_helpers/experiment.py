@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import balance, distribute, evaluate, generators, models, train
+from . import balance, distribute, evaluate, generators, models, pretrain, train
 from .config import RunConfig
 from .data import manifest_hash
 from .runs import ChosenModel, MetricsReport, ModelLayout
@@ -58,7 +58,8 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
                   seed: int = 42, augment: generators.Augment | bool | None = None,
                   threshold_rule: str = evaluate.DEFAULT_RULE, n_boot: int = 1000, cache_dir=None,
                   model_kwargs: dict | None = None, consistency: float = 0.0,
-                  distribution: str | None = None, verbose="auto") -> CandidateResult:
+                  pretrain_epochs: int = 0, distribution: str | None = None,
+                  verbose="auto") -> CandidateResult:
     """Train one configuration and evaluate it on validation.
 
     Args:
@@ -77,6 +78,11 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
             holds both views, ``generators.make_dataset(views=2)``: about twice the time per
             epoch; with a ``distribution``, ``batch_size`` must be a multiple of the replica
             count); 0 (default): plain cross-entropy on one view.
+        pretrain_epochs: epochs of self-supervised contrastive pretraining of the encoder
+            on the training films, labels unused (:func:`pneumo_helpers.pretrain.pretrain`),
+            before the supervised training; its history goes to ``pretrain_history.csv``.
+            Skipped when an interrupted training resumes (its weights come from the backup).
+            Five-block CNN, with augmentation, on one device only. 0 (default): none.
         distribution: ``None`` (one device); ``"mirrored"`` (``tf.distribute``: every GPU
             of the machine; the model is built in its scope); or ``"jax"``: the processes of a
             JAX data-parallel training, every one running this with the same arguments once
@@ -107,6 +113,8 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
             raise ValueError(f"with consistency, batch_size ({batch_size}) must be a multiple "
                              f"of the {replicas} replicas, so that each one gets both views "
                              "of its films")
+    if pretrain_epochs and distribution is not None:
+        raise ValueError("pretrain_epochs runs on one device: pass distribution=None")
     train.set_seed(seed)
     chosen = balance.rebalance(train_rows["label"], strategy, seed=seed)
     common = dict(image_size=image_size, batch_size=batch_size, seed=seed, cache_dir=cache_dir)
@@ -131,10 +139,18 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
                   batch_size=batch_size, epochs=epochs, seed=seed,
                   augment=dataclasses.asdict(augment_used) if augment_used else None,
                   model_kwargs=model_kwargs or {}, consistency=consistency,
-                  distribution=distribution,
+                  pretrain_epochs=pretrain_epochs, distribution=distribution,
                   threshold_rule=threshold_rule,
                   manifest_hash=manifest_hash(pd.concat([train_rows, val_rows])),
                   n_train=len(train_rows), n_val=len(val_rows))
+    if pretrain_epochs and not train.resumable(out_dir):
+        # Every film once, unbalanced: no label is read. Its own seed, so the views it draws
+        # are not the supervised stream's.
+        stream = generators.make_dataset(train_rows, training=True, augment=augment_used,
+                                         views=2, **{**common, "seed": seed + 1})
+        pretrained = pretrain.pretrain(net, stream, epochs=pretrain_epochs, verbose=verbose)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pretrained.to_csv(ModelLayout(out_dir).pretrain_history, index=False)
     history = train.train_model(net, fit_train, fit_val, out_dir=out_dir, epochs=epochs,
                                 class_weight=chosen.class_weight, config=config,
                                 verbose=verbose)
@@ -188,7 +204,7 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
     out_dir.mkdir(parents=True, exist_ok=True)
     first = members[0].config
     shared = ("model", "balance", "image_size", "channels", "batch_size", "epochs", "augment",
-              "model_kwargs", "consistency", "threshold_rule", "manifest_hash", "n_train",
+              "model_kwargs", "consistency", "pretrain_epochs", "threshold_rule", "manifest_hash", "n_train",
               "n_val", "versions")
     differ = [key for key in shared if any(m.config.get(key) != first.get(key) for m in members)]
     if differ:

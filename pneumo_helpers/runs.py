@@ -50,6 +50,7 @@ class ModelLayout:
     history_csv = property(lambda self: self.root / "history.csv")
     history_json = property(lambda self: self.root / "history.json")
     backup = property(lambda self: self.root / "backup")
+    pretrain_history = property(lambda self: self.root / "pretrain_history.csv")
     val_metrics = property(lambda self: self.root / "val_metrics.json")
     val_predictions = property(lambda self: self.root / "val_predictions.csv")
     card = property(lambda self: self.root / "MODEL_CARD.md")

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .runs import MetricsReport, ModelLayout
 
-__all__ = ["set_seed", "train_model", "load_run", "save_model_card", "library_versions"]
+__all__ = ["set_seed", "train_model", "resumable", "load_run", "save_model_card", "library_versions"]
 
 
 
@@ -84,6 +84,12 @@ def _best(history: pd.DataFrame, monitor: str, mode: str) -> tuple[int, float] |
     return int(history.loc[index, "epoch"]), float(values[index])
 
 
+def resumable(out_dir) -> bool:
+    """Whether :func:`train_model` in ``out_dir`` resumes an interrupted training."""
+    backup = ModelLayout(Path(out_dir).expanduser()).backup
+    return backup.is_dir() and any(backup.iterdir())
+
+
 def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 10,
                 class_weight: dict | None = None, patience: int = 4, monitor: str = "val_auc",
                 mode: str = "max", config=None, callbacks: Sequence = (),
@@ -124,7 +130,7 @@ def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 
     out.mkdir(parents=True, exist_ok=True)
     files = ModelLayout(out)
     model_path, csv_path, backup_dir = files.model, files.history_csv, files.backup
-    resuming = backup_dir.is_dir() and any(backup_dir.iterdir())
+    resuming = resumable(out)
     best_so_far = None
     if not resuming:  # a fresh run: nothing of an earlier run in out_dir may leak into it
         csv_path.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ import pytest
 
 from pneumo_helpers import experiment
 from pneumo_helpers.config import SAMPLE_DIR
+from pneumo_helpers.runs import ModelLayout
 
 
 def _table(rows):
@@ -140,3 +141,18 @@ def test_a_consistency_candidate_trains_on_paired_views_and_ships_as_a_plain_mod
                                         consistency=0.1, distribution="mirrored",
                                         cache_dir=tmp_path)
     assert mirrored.config["consistency"] == 0.1 and len(mirrored.history) == 1
+
+
+def test_a_pretrained_candidate_records_its_pretraining_and_trains_as_usual(tmp_path,
+                                                                            sample_split):
+    train_rows, val_rows = sample_split
+    result = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "p", epochs=1,
+                                      image_size=32, batch_size=8, n_boot=10, verbose=0,
+                                      pretrain_epochs=2, cache_dir=tmp_path)
+    assert result.config["pretrain_epochs"] == 2 and len(result.history) == 1
+    pretrained = pd.read_csv(ModelLayout(tmp_path / "p").pretrain_history)
+    assert len(pretrained) == 2 and pretrained["loss"].notna().all()
+    with pytest.raises(ValueError, match="one device"):
+        experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "q", epochs=1,
+                                 image_size=32, batch_size=8, pretrain_epochs=1,
+                                 distribution="mirrored", cache_dir=tmp_path)

@@ -58,6 +58,10 @@ RECIPES = {
     # shifts of pneumo_helpers.shifts). The shipped recipe (the full profile).
     "framing-acq-consistency": dict(augment=generators.AUGMENTATIONS["framing-acq"],
                                     consistency=0.1),
+    # The shipped recipe after contrastive pretraining of the encoder on the training films
+    # (pneumo_helpers.pretrain): framing invariance learnt before any label.
+    "framing-acq-consistency-ssl": dict(augment=generators.AUGMENTATIONS["framing-acq"],
+                                        consistency=0.1, pretrain_epochs=30),
 }
 
 
