@@ -27,8 +27,8 @@ import pandas as pd
 from . import evaluate
 from .balance import encode_labels
 
-__all__ = ["ACQUISITION", "FRAMING", "CROPS", "SHIFTS", "apply_shift", "stress_test",
-           "crop_curve"]
+__all__ = ["ACQUISITION", "FRAMING", "CROPS", "SHIFTS", "SUMMARY", "apply_shift", "stress_test",
+           "crop_curve", "summarize"]
 
 
 def _lut(images: np.ndarray, gamma: float) -> np.ndarray:
@@ -192,3 +192,28 @@ def crop_curve(stress: pd.DataFrame) -> pd.DataFrame:
                              else float(name.split()[1].rstrip("%")) / 100)
     return (rows.assign(crop=crop)[["crop", "roc_auc", "recall", "specificity"]]
             .sort_values("crop").reset_index(drop=True))
+
+
+#: The figures a comparison of recipes quotes from a :func:`stress_test` table (one row per
+#: model in ``tools/sweep.py``'s summary, read back by the shipped model's card):
+#: column -> (shift, metric, heading; ``None``: not in the card).
+SUMMARY = {
+    "val_auc": ("none", "roc_auc", "ROC AUC"),
+    "val_spec": ("none", "specificity", "unshifted"),
+    "crop15_auc": ("crop 15% per side", "roc_auc", None),
+    "crop15_sens": ("crop 15% per side", "recall", None),
+    "crop15_spec": ("crop 15% per side", "specificity", "15 % crop"),
+    "crop20_spec": ("crop 20% per side", "specificity", "20 % crop"),
+    "clahe_auc": ("CLAHE", "roc_auc", None),
+    "clahe_spec": ("CLAHE", "specificity", "CLAHE"),
+    "sharpen_spec": ("sharpen (unsharp mask)", "specificity", "unsharp mask"),
+}
+
+
+def summarize(stress: pd.DataFrame) -> dict[str, float]:
+    """One model's :data:`SUMMARY` figures from its :func:`stress_test` table, and
+    ``worst_spec``: its lowest specificity over every condition."""
+    table = stress.set_index("shift")
+    row = {column: float(table.loc[shift, metric])
+           for column, (shift, metric, _) in SUMMARY.items()}
+    return {**row, "worst_spec": float(table["specificity"].min())}

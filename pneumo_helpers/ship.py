@@ -99,15 +99,11 @@ def _stress_section(loaded, val_rows: pd.DataFrame, cache_dir: Path) -> str:
 
 
 # Columns of tools/sweep.py's summary the card shows, and their headings.
-_SWEEP_COLUMNS = {"val_auc": "ROC AUC", "val_spec": "unshifted", "crop15_spec": "15 % crop",
-                  "crop20_spec": "20 % crop", "clahe_spec": "CLAHE",
-                  "sharpen_spec": "unsharp mask"}
-
-
 def _sweep_section(summary: Path) -> str:
     table = pd.read_csv(summary)
     spread = table.drop(columns="seed").groupby("recipe").agg(["mean", "std"])
-    columns = {c: heading for c, heading in _SWEEP_COLUMNS.items() if c in spread}
+    columns = {column: heading for column, (_, _, heading) in shifts.SUMMARY.items()
+               if heading and column in spread}
     lines = ["Each recipe trained with seeds " + ", ".join(map(str, sorted(set(table.seed))))
              + " on the same validation split (`python tools/sweep.py --data ...`); mean "
              "± standard deviation over seeds, at each model's own validation threshold "

@@ -68,6 +68,20 @@ def test_stress_test_keeps_the_threshold_and_reports_the_shift():
     assert len(named) == 2
 
 
+def test_the_summary_quotes_named_shifts_and_the_worst_specificity():
+    images, y = _films()
+    threshold = evaluate.choose_threshold(y, _mean_brightness(images), rule="youden")
+    table = shifts.stress_test(_mean_brightness, images, y, threshold=threshold)
+    row = shifts.summarize(table)
+    assert set(row) == {*shifts.SUMMARY, "worst_spec"}
+    by_shift = table.set_index("shift")
+    assert row["crop15_spec"] == by_shift.loc["crop 15% per side", "specificity"]
+    assert row["val_auc"] == by_shift.loc["none", "roc_auc"]
+    assert row["worst_spec"] == table["specificity"].min() < row["val_spec"]
+    # Every summarised shift is one stress_test runs.
+    assert {shift for shift, _, _ in shifts.SUMMARY.values()} <= {"none", *shifts.SHIFTS}
+
+
 def test_bad_input_is_named():
     images, y = _films()
     with pytest.raises(ValueError, match="unknown shift 'sepia'"):

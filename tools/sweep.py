@@ -118,18 +118,7 @@ def main(argv=None) -> int:
                                                       rule=BASE["threshold_rule"])
             stress = shifts.stress_test(predict, images, val_rows["label"], threshold=threshold)
             stress.to_csv(out / ("stress-tta.csv" if args.tta else "stress.csv"), index=False)
-            stress = stress.set_index("shift")
-            rows.append(dict(recipe=recipe, seed=seed,
-                             val_auc=stress.loc["none", "roc_auc"],
-                             val_spec=stress.loc["none", "specificity"],
-                             crop15_auc=stress.loc["crop 15% per side", "roc_auc"],
-                             crop15_sens=stress.loc["crop 15% per side", "recall"],
-                             crop15_spec=stress.loc["crop 15% per side", "specificity"],
-                             crop20_spec=stress.loc["crop 20% per side", "specificity"],
-                             clahe_auc=stress.loc["CLAHE", "roc_auc"],
-                             clahe_spec=stress.loc["CLAHE", "specificity"],
-                             sharpen_spec=stress.loc["sharpen (unsharp mask)", "specificity"],
-                             worst_spec=stress["specificity"].min()))
+            rows.append(dict(recipe=recipe, seed=seed, **shifts.summarize(stress)))
             print(pd.DataFrame(rows).tail(1).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     if not args.tta:  # the shipped model card quotes this file: plain models only
