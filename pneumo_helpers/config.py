@@ -24,7 +24,8 @@ SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
 PROFILES: dict[str, dict] = {
     "sample": dict(image_size=64, batch_size=32, epochs=4, compare_epochs=4, val_fraction=0.2,
                    test_fraction=0.2, lime_samples=300, min_val_auc=0.85, min_test_auc=0.9,
-                   balance="class_weight", augment="mild", consistency=0.0, ensemble_seeds=()),
+                   balance="class_weight", augment="mild", consistency=0.0, pretrain_epochs=0,
+                   ensemble_seeds=()),
     # Also the shipped model's recipe (`pneumo train`, with test_fraction=0). Five-block CNN at
     # 112 px. Oversampling: the strategies tie on validation in 04's full runs (ROC AUC
     # 0.993-0.995, overlapping intervals; the Brier tie-break winner changes between runs), so
@@ -38,7 +39,7 @@ PROFILES: dict[str, dict] = {
     "full": dict(image_size=112, batch_size=64, epochs=15, compare_epochs=6, val_fraction=0.15,
                  test_fraction=0.15, lime_samples=1000, min_val_auc=0.95, min_test_auc=0.9,
                  balance="oversample", augment="framing-acq", consistency=0.1,
-                 ensemble_seeds=(7, 1)),
+                 pretrain_epochs=0, ensemble_seeds=(7, 1)),
 }
 
 
@@ -90,6 +91,8 @@ class RunConfig:
         augment: a recipe of ``generators.AUGMENTATIONS`` for every training of the run.
         consistency: weight of the two-view consistency term in every training of the run
             (``experiment.run_candidate``); 0: none.
+        pretrain_epochs: epochs of contrastive pretraining of the encoder before every
+            training of the run (:mod:`pneumo_helpers.pretrain`); 0: none.
         val_fraction, test_fraction: share of patients cut for validation / (missing) test.
         lime_samples: perturbations per LIME explanation.
         threshold_rule: how the decision threshold is chosen on validation (see
@@ -124,6 +127,7 @@ class RunConfig:
     balance: str | None = None
     augment: str | None = None
     consistency: float | None = None
+    pretrain_epochs: int | None = None
     val_fraction: float | None = None
     test_fraction: float | None = None
     lime_samples: int | None = None

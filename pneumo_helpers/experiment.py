@@ -231,10 +231,13 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
                          seed=first["seed"])
 
 
-def _settings(cfg: RunConfig, n_boot: int) -> dict:
+def _settings(cfg: RunConfig, n_boot: int, model: str) -> dict:
+    """``run_candidate``'s keyword arguments from ``cfg``. The baseline stays the textbook
+    baseline: contrastive pretraining needs the five-block CNN's pooled features."""
     return dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed,
                 threshold_rule=cfg.threshold_rule, n_boot=n_boot, cache_dir=cfg.layout.cache,
                 augment=generators.AUGMENTATIONS[cfg.augment], consistency=cfg.consistency,
+                pretrain_epochs=cfg.pretrain_epochs if model == "five_block" else 0,
                 verbose=0)
 
 
@@ -253,7 +256,7 @@ def compare_candidates(train_rows: pd.DataFrame, val_rows: pd.DataFrame, cfg: Ru
         result = run_candidate(train_rows, val_rows, model=model, strategy=strategy,
                                epochs=cfg.compare_epochs,
                                out_dir=cfg.layout.model(f"{model}-{strategy}").root,
-                               **_settings(cfg, n_boot))
+                               **_settings(cfg, n_boot, model))
         results.append(result)
         auc = result.metrics.set_index("metric").loc["roc_auc", "value"]
         report(f"{result.name:26s} {len(result.history)} epochs, "
@@ -273,7 +276,7 @@ def choose(results: list[CandidateResult], train_rows: pd.DataFrame, val_rows: p
                                strategy=chosen.config["balance"], epochs=cfg.epochs,
                                name=f"{best}-final",
                                out_dir=cfg.layout.model(f"{best}-final").root,
-                               **_settings(cfg, n_boot))
+                               **_settings(cfg, n_boot, chosen.config["model"]))
     ChosenModel(model=chosen.name, rule=CHOICE_RULE).write(cfg.layout)
     return chosen
 

@@ -55,6 +55,7 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
     recipe = dict(model=cfg.architecture, strategy=cfg.balance, image_size=cfg.image_size,
                   batch_size=cfg.batch_size, epochs=cfg.epochs,
                   augment=generators.AUGMENTATIONS[cfg.augment], consistency=cfg.consistency,
+                  pretrain_epochs=cfg.pretrain_epochs,
                   threshold_rule=cfg.threshold_rule, cache_dir=layout.cache,
                   distribution=distribution, verbose=2)
     seeds = (cfg.seed, *cfg.ensemble_seeds)

@@ -156,3 +156,14 @@ def test_a_pretrained_candidate_records_its_pretraining_and_trains_as_usual(tmp_
         experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "q", epochs=1,
                                  image_size=32, batch_size=8, pretrain_epochs=1,
                                  distribution="mirrored", cache_dir=tmp_path)
+
+
+def test_a_run_pretrains_every_five_block_training_and_leaves_the_baseline_plain(
+        tmp_path, monkeypatch):
+    from pneumo_helpers.config import RunConfig
+
+    monkeypatch.setenv("PNEUMO_PRETRAIN_EPOCHS", "5")
+    cfg = RunConfig.from_params(run_dir=str(tmp_path))
+    assert cfg.pretrain_epochs == 5 and RunConfig(run_dir=str(tmp_path)).pretrain_epochs == 0
+    assert experiment._settings(cfg, 10, "five_block")["pretrain_epochs"] == 5
+    assert experiment._settings(cfg, 10, "baseline")["pretrain_epochs"] == 0
