@@ -144,13 +144,9 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
                   manifest_hash=manifest_hash(pd.concat([train_rows, val_rows])),
                   n_train=len(train_rows), n_val=len(val_rows))
     if pretrain_epochs and not train.resumable(out_dir):
-        # Every film once, unbalanced: no label is read. Its own seed, so the views it draws
-        # are not the supervised stream's.
-        stream = generators.make_dataset(train_rows, training=True, augment=augment_used,
-                                         views=2, **{**common, "seed": seed + 1})
-        pretrained = pretrain.pretrain(net, stream, epochs=pretrain_epochs, verbose=verbose)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        pretrained.to_csv(ModelLayout(out_dir).pretrain_history, index=False)
+        _pretrain(net, train_rows, out_dir=out_dir, epochs=pretrain_epochs, augment=augment_used,
+                  config=config, common=common, verbose=verbose)
+        train.set_seed(seed)  # the same supervised training whether pretrained now or reused
     history = train.train_model(net, fit_train, fit_val, out_dir=out_dir, epochs=epochs,
                                 class_weight=chosen.class_weight, config=config,
                                 verbose=verbose)
@@ -161,6 +157,36 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
             net = keras.models.load_model(ModelLayout(out_dir).model, compile=False)
         return _validate(net, val_rows, val_ds, out_dir=out_dir, name=name, history=history,
                          threshold_rule=threshold_rule, n_boot=n_boot, seed=seed)
+
+
+def _pretrain(net, train_rows: pd.DataFrame, *, out_dir: Path, epochs: int, augment,
+              config: dict, common: dict, verbose) -> None:
+    """``run_candidate``'s contrastive pretraining of ``net``, reused from the cache folder
+    when the same films, architecture, augmentation and seed were pretrained before (the
+    candidates of 04 differ only after it)."""
+    recipe = {key: config[key] for key in ("model", "image_size", "batch_size", "seed",
+                                           "augment", "model_kwargs", "pretrain_epochs")}
+    weights, history = (pretrain.cached(common["cache_dir"], dict(
+        recipe, films=manifest_hash(train_rows))) if common["cache_dir"] else (None, None))
+    if weights is not None and weights.is_file() and history.is_file():
+        net.load_weights(weights)
+        pretrained = pd.read_csv(history)
+    else:
+        # Every film once, unbalanced: no label is read. Its own seed, so the views it draws
+        # are not the supervised stream's.
+        stream = generators.make_dataset(train_rows, training=True, augment=augment, views=2,
+                                         **{**common, "seed": common["seed"] + 1})
+        pretrained = pretrain.pretrain(net, stream, epochs=epochs, verbose=verbose)
+        if weights is not None:
+            # Beside, then renamed: a kill never leaves half a file to be loaded; the history,
+            # written last, says the weights are whole.
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            partial = weights.with_name(f"partial-{weights.name}")
+            net.save_weights(partial)
+            partial.replace(weights)
+            pretrained.to_csv(history, index=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pretrained.to_csv(ModelLayout(out_dir).pretrain_history, index=False)
 
 
 def _validate(net, val_rows: pd.DataFrame, val_ds, *, out_dir: Path, name: str,

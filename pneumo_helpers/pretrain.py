@@ -19,7 +19,10 @@ which then trains as usual (:func:`pneumo_helpers.experiment.run_candidate` with
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -27,7 +30,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers, ops
 
-__all__ = ["PairSimilarity", "ENCODER_OUTPUT", "contrastive_model", "pretrain"]
+__all__ = ["PairSimilarity", "ENCODER_OUTPUT", "contrastive_model", "pretrain", "cached"]
 
 #: The layer whose output is the encoder's feature vector in the five-block CNN.
 ENCODER_OUTPUT = "gap"
@@ -133,3 +136,17 @@ def pretrain(model: keras.Model, dataset, *, epochs: int = 30, temperature: floa
     history = pd.DataFrame(fit.history)
     history.insert(0, "epoch", np.arange(len(history)))
     return history
+
+
+def cached(cache_dir, recipe: dict) -> tuple[Path, Path]:
+    """Where a pretraining is kept for reuse: ``(weights, history)`` in ``cache_dir``.
+
+    A pretraining depends on the training films, the augmentation, the architecture, the
+    seed and its epochs, but not on the rebalancing or the supervised settings, so the
+    candidates notebook 04 compares share one. ``recipe``: every setting it depends on
+    (JSON-serialisable); any difference gives other files.
+    """
+    text = json.dumps({**recipe, "keras": keras.__version__}, sort_keys=True, default=str)
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = Path(cache_dir)
+    return folder / f"pretrained-{key}.weights.h5", folder / f"pretrained-{key}.csv"

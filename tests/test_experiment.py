@@ -152,6 +152,24 @@ def test_a_pretrained_candidate_records_its_pretraining_and_trains_as_usual(tmp_
     assert result.config["pretrain_epochs"] == 2 and len(result.history) == 1
     pretrained = pd.read_csv(ModelLayout(tmp_path / "p").pretrain_history)
     assert len(pretrained) == 2 and pretrained["loss"].notna().all()
+    # Another candidate on the same films, seed and architecture reuses the pretraining
+    # (04's candidates differ only after it) and trains from the same state.
+    cached = sorted(tmp_path.glob("pretrained-*.weights.h5"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    again = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "r", epochs=1,
+                                     image_size=32, batch_size=8, n_boot=10, verbose=0,
+                                     pretrain_epochs=2, cache_dir=tmp_path)
+    assert cached[0].stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(pd.read_csv(ModelLayout(tmp_path / "r").pretrain_history),
+                                  pretrained)
+    assert again.history["loss"].iloc[0] == pytest.approx(result.history["loss"].iloc[0],
+                                                          rel=1e-3)
+    # Another seed pretrains anew.
+    experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "s", epochs=1,
+                             image_size=32, batch_size=8, n_boot=10, verbose=0,
+                             pretrain_epochs=2, seed=7, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("pretrained-*.weights.h5"))) == 2
     with pytest.raises(ValueError, match="one device"):
         experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "q", epochs=1,
                                  image_size=32, batch_size=8, pretrain_epochs=1,

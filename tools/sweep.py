@@ -55,11 +55,11 @@ RECIPES = {
     # Exposure-curve and sharpness changes added to the framing recipe: the control for the next.
     "framing-acq": dict(augment=generators.AUGMENTATIONS["framing-acq"]),
     # Both: the two views of a film also differ the way X-ray systems do (the acquisition
-    # shifts of pneumo_helpers.shifts). The shipped recipe (the full profile).
+    # shifts of pneumo_helpers.shifts). Shipped on 2026-12-03, before pretraining.
     "framing-acq-consistency": dict(augment=generators.AUGMENTATIONS["framing-acq"],
                                     consistency=0.1),
-    # The shipped recipe after contrastive pretraining of the encoder on the training films
-    # (pneumo_helpers.pretrain): framing invariance learnt before any label.
+    # The same after contrastive pretraining of the encoder on the training films
+    # (pneumo_helpers.pretrain): invariance learnt before any label. The full profile's recipe.
     "framing-acq-consistency-ssl": dict(augment=generators.AUGMENTATIONS["framing-acq"],
                                         consistency=0.1, pretrain_epochs=30),
 }
