@@ -109,7 +109,8 @@ if sizes['distinct sizes'].max() > 1:  # a plot of one point says nothing
 # `framing-acq`, which also zooms out and in by up to 45 %, blanks edge strips and corners, and
 # changes the exposure curve and sharpness, so the model cannot rely on the field of view or
 # one X-ray system's look; they see each film twice, and a consistency term asks for the same
-# answer on both (`docs/generalisation.md`). Horizontal flips stay off: a mirrored chest (heart
+# answer on both, after the network has been pretrained, without labels, to tell that two such
+# views are one film (`docs/generalisation.md`). Horizontal flips stay off: a mirrored chest (heart
 # on the right) is not a realistic X-ray.
 
 # %%

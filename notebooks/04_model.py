@@ -36,7 +36,9 @@ print(f'train {len(train_rows)} images, validation {len(val_rows)} images')
 # - Rebalancing: `none`, `undersample`, `oversample`, `class_weight` (see 03).
 #
 # All train on the same cached, augmented input stream with the same seed, with early stopping on
-# validation ROC AUC and the best epoch kept.
+# validation ROC AUC and the best epoch kept. In full runs the five-block candidates first share
+# one contrastive pretraining of their encoder on the training films, labels unused
+# (`cfg.pretrain_epochs`; `docs/generalisation.md`); the baseline starts from scratch.
 
 # %%
 import logging

@@ -98,6 +98,9 @@ def _architecture(config: dict) -> str:
             "convolutions from block 2, batch normalisation, max-pooling), global average "
             f"pooling, dropout, one sigmoid output. {config.get('parameters', 0):,} "
             f"parameters, {config.get('image_size', '?')} px grayscale input."
+            + (f" Its encoder first pretrained without labels for "
+               f"{config['pretrain_epochs']} epochs to tell that two augmented views are one "
+               "film." if config.get("pretrain_epochs") else "")
             + (f" Trained on two augmented views of each film, with a consistency term "
                f"(weight {config['consistency']:g}) asking for the same answer on both."
                if config.get("consistency") else ""))

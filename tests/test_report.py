@@ -315,3 +315,13 @@ def test_notebooks_pdf_with_chromium(executed_run, tmp_path):
     out = renderer.render(executed_run, tmp_path / "notebooks.pdf")
     assert out.read_bytes().startswith(b"%PDF")
     assert pdf_pages(out) >= 4          # cover, contents, one page per notebook at least
+
+
+def test_the_deck_says_how_the_model_was_trained():
+    from pneumo_helpers import deck
+
+    plain = deck._architecture(dict(model="five_block", parameters=1000, image_size=112))
+    assert "pretrained" not in plain and "consistency" not in plain
+    full = deck._architecture(dict(model="five_block", parameters=1000, image_size=112,
+                                   pretrain_epochs=30, consistency=0.1))
+    assert "pretrained without labels for 30 epochs" in full and "weight 0.1" in full
