@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,9 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
             on the training films, labels unused (:func:`pneumo_helpers.pretrain.pretrain`),
             before the supervised training; its history goes to ``pretrain_history.csv``.
             Skipped when an interrupted training resumes (its weights come from the backup).
-            Five-block CNN, with augmentation, on one device only. 0 (default): none.
+            Five-block CNN, with augmentation. It runs on one device (with a
+            ``distribution``: in every process alike) and its weights are then copied into the
+            distributed model. 0 (default): none.
         distribution: ``None`` (one device); ``"mirrored"`` (``tf.distribute``: every GPU
             of the machine; the model is built in its scope); or ``"jax"``: the processes of a
             JAX data-parallel training, every one running this with the same arguments once
@@ -113,8 +116,6 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
             raise ValueError(f"with consistency, batch_size ({batch_size}) must be a multiple "
                              f"of the {replicas} replicas, so that each one gets both views "
                              "of its films")
-    if pretrain_epochs and distribution is not None:
-        raise ValueError("pretrain_epochs runs on one device: pass distribution=None")
     train.set_seed(seed)
     chosen = balance.rebalance(train_rows["label"], strategy, seed=seed)
     common = dict(image_size=image_size, batch_size=batch_size, seed=seed, cache_dir=cache_dir)
@@ -163,30 +164,50 @@ def _pretrain(net, train_rows: pd.DataFrame, *, out_dir: Path, epochs: int, augm
               config: dict, common: dict, verbose) -> None:
     """``run_candidate``'s contrastive pretraining of ``net``, reused from the cache folder
     when the same films, architecture, augmentation and seed were pretrained before (the
-    candidates of 04 differ only after it)."""
+    candidates of 04 differ only after it).
+
+    With a ``distribution`` it trains a copy of ``net`` built on this device alone and copies
+    the weights back: the NT-Xent loss needs every view of a batch in one place.
+    """
     recipe = {key: config[key] for key in ("model", "image_size", "batch_size", "seed",
                                            "augment", "model_kwargs", "pretrain_epochs")}
     weights, history = (pretrain.cached(common["cache_dir"], dict(
         recipe, films=manifest_hash(train_rows))) if common["cache_dir"] else (None, None))
-    if weights is not None and weights.is_file() and history.is_file():
-        net.load_weights(weights)
-        pretrained = pd.read_csv(history)
+    if config["distribution"] is None:
+        pretrained = _pretrained(net, train_rows, weights, history, epochs=epochs,
+                                 augment=augment, common=common, verbose=verbose)
     else:
-        # Every film once, unbalanced: no label is read. Its own seed, so the views it draws
-        # are not the supervised stream's.
-        stream = generators.make_dataset(train_rows, training=True, augment=augment, views=2,
-                                         **{**common, "seed": common["seed"] + 1})
-        pretrained = pretrain.pretrain(net, stream, epochs=epochs, verbose=verbose)
-        if weights is not None:
-            # Beside, then renamed: a kill never leaves half a file to be loaded; the history,
-            # written last, says the weights are whole.
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            partial = weights.with_name(f"partial-{weights.name}")
-            net.save_weights(partial)
-            partial.replace(weights)
-            pretrained.to_csv(history, index=False)
+        with distribute.one_device():
+            encoder = BUILDERS[config["model"]](image_size=config["image_size"], channels=1,
+                                                **config["model_kwargs"])
+            encoder.set_weights(net.get_weights())
+            pretrained = _pretrained(encoder, train_rows, weights, history, epochs=epochs,
+                                     augment=augment, common=common, verbose=verbose)
+        net.set_weights(encoder.get_weights())
     out_dir.mkdir(parents=True, exist_ok=True)
     pretrained.to_csv(ModelLayout(out_dir).pretrain_history, index=False)
+
+
+def _pretrained(net, train_rows, weights, history, *, epochs, augment, common,
+                verbose) -> pd.DataFrame:
+    """Load ``net``'s pretraining from ``weights``/``history`` (None: no cache) or run it."""
+    if weights is not None and weights.is_file() and history.is_file():
+        net.load_weights(weights)
+        return pd.read_csv(history)
+    # Every film once, unbalanced: no label is read. Its own seed, so the views it draws are
+    # not the supervised stream's.
+    stream = generators.make_dataset(train_rows, training=True, augment=augment, views=2,
+                                     **{**common, "seed": common["seed"] + 1})
+    pretrained = pretrain.pretrain(net, stream, epochs=epochs, verbose=verbose)
+    if weights is not None:
+        # Beside, then renamed (one name per process: those of a data-parallel training all
+        # write it), so nobody loads half a file; the history, written last, says it is whole.
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        partial = weights.with_name(f"partial-{os.getpid()}-{weights.name}")
+        net.save_weights(partial)
+        partial.replace(weights)
+        pretrained.to_csv(history, index=False)
+    return pretrained
 
 
 def _validate(net, val_rows: pd.DataFrame, val_ds, *, out_dir: Path, name: str,

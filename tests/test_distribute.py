@@ -162,19 +162,19 @@ def _env(**extra) -> dict:
     return env
 
 
-def _run_all(commands, env) -> list[str]:
-    """Start every command, wait for all (killing any still running after TIMEOUT)."""
+def _run_all(commands, env, timeout: float = TIMEOUT) -> list[str]:
+    """Start every command, wait for all (killing any still running after ``timeout`` s)."""
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for cmd in commands]
     outputs = []
     try:
         for proc in procs:
             try:
-                out, _ = proc.communicate(timeout=TIMEOUT)
+                out, _ = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, _ = proc.communicate()
-                pytest.fail(f"a worker did not finish in {TIMEOUT} s; output:\n{out[-3000:]}")
+                pytest.fail(f"a worker did not finish in {timeout} s; output:\n{out[-3000:]}")
             assert proc.returncode == 0, f"worker failed:\n{out[-3000:]}"
             outputs.append(out)
     finally:
@@ -314,22 +314,25 @@ def test_pneumo_train_on_two_jax_processes_is_the_one_training_path(tmp_path):
     from pneumo_helpers.runs import MetricsReport, RunLayout
 
     port, run = _free_port(), RunLayout(tmp_path / "run")
-    # With the shipped recipe's consistency term: both views of a film on one process.
+    # With the shipped recipe's consistency term (both views of a film on one process) and
+    # its pretraining (on one device in each process, then copied into the distributed model).
     tiny = dict(PNEUMO_EPOCHS="1", PNEUMO_IMAGE_SIZE="32", PNEUMO_BATCH_SIZE="16",
-                PNEUMO_ENSEMBLE_SEEDS="7", PNEUMO_CONSISTENCY="0.1", JAX_PLATFORMS="cpu")
+                PNEUMO_ENSEMBLE_SEEDS="7", PNEUMO_CONSISTENCY="0.1",
+                PNEUMO_PRETRAIN_EPOCHS="1", JAX_PLATFORMS="cpu")
     env = _env(**tiny)
     env.pop("KERAS_BACKEND", None)  # pneumo train --distribution jax chooses it
     outputs = _run_all([[sys.executable, "-m", "pneumo_helpers.cli", "train",
                          "--data", str(SAMPLE_DIR), "--run-dir", str(run.root),
                          "--distribution", "jax", "--coordinator", f"127.0.0.1:{port}",
                          "--num-processes", "2", "--process-id", str(i)] for i in range(2)],
-                       env)
+                       env, timeout=4 * TIMEOUT)  # two trainings, each pretrained first
     assert "pneumo train --card-only" in outputs[0]
     for seed in (42, 7):
         member = run.member(seed)
         config = json.loads(member.config.read_text())
         assert config["distribution"] == "jax" and config["versions"]["backend"] == "jax"
-        assert config["consistency"] == 0.1
+        assert config["consistency"] == 0.1 and config["pretrain_epochs"] == 1
+        assert member.pretrain_history.is_file()
         assert member.model.is_file() and (member.root / "worker1" / "model.keras").is_file()
     shipped = MetricsReport.read(run.shipped.val_metrics)
     assert shipped.split == "val" and 0 < shipped.threshold < 1

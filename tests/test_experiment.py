@@ -170,10 +170,13 @@ def test_a_pretrained_candidate_records_its_pretraining_and_trains_as_usual(tmp_
                              image_size=32, batch_size=8, n_boot=10, verbose=0,
                              pretrain_epochs=2, seed=7, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("pretrained-*.weights.h5"))) == 2
-    with pytest.raises(ValueError, match="one device"):
-        experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "q", epochs=1,
-                                 image_size=32, batch_size=8, pretrain_epochs=1,
-                                 distribution="mirrored", cache_dir=tmp_path)
+    # Under a distribution strategy: pretrained on one device, then trained distributed.
+    mirrored = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "q", epochs=1,
+                                        image_size=32, batch_size=8, n_boot=10, verbose=0,
+                                        pretrain_epochs=1, consistency=0.1,
+                                        distribution="mirrored")
+    assert mirrored.config["pretrain_epochs"] == 1 and len(mirrored.history) == 1
+    assert len(pd.read_csv(ModelLayout(tmp_path / "q").pretrain_history)) == 1
 
 
 def test_a_run_pretrains_every_five_block_training_and_leaves_the_baseline_plain(
