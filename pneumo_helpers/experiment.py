@@ -251,8 +251,8 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
     out_dir.mkdir(parents=True, exist_ok=True)
     first = members[0].config
     shared = ("model", "balance", "image_size", "channels", "batch_size", "epochs", "augment",
-              "model_kwargs", "consistency", "pretrain_epochs", "threshold_rule", "manifest_hash", "n_train",
-              "n_val", "versions")
+              "model_kwargs", "consistency", "pretrain_epochs", "threshold_rule",
+              "manifest_hash", "n_train", "n_val", "versions")
     differ = [key for key in shared if any(m.config.get(key) != first.get(key) for m in members)]
     if differ:
         raise ValueError(f"members differ in {differ}: only models trained alike on the same "
