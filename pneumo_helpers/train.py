@@ -25,7 +25,8 @@ import pandas as pd
 
 from .runs import MetricsReport, ModelLayout
 
-__all__ = ["set_seed", "train_model", "resumable", "load_run", "save_model_card", "library_versions"]
+__all__ = ["set_seed", "train_model", "resumable", "load_run", "save_model_card",
+           "library_versions"]
 
 
 
