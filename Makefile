@@ -63,8 +63,8 @@ report: install
 	$(BIN)/pneumo report $(RUN_DIR) $(if $(DATA),--data $(abspath $(DATA)))
 
 # The shipped model: the full profile's recipe on the whole training split, three seeds averaged
-# (11.7 min on 2 cores, 2026-12-03), its card and LiteRT export, then the probabilities CI holds
-# it to.
+# (35.5 min on 2 cores with other work running, 2026-12-03: each seed pretrains ~6 min), its card
+# and LiteRT export, then the probabilities CI holds it to.
 SHARED_DATA ?= ../shared/data/chest_xray
 train-full: install
 	$(BIN)/pneumo train --data $(if $(DATA),$(DATA),$(SHARED_DATA))
