@@ -93,17 +93,15 @@ def _architecture(config: dict) -> str:
     if config.get("model") == "baseline":
         return "Baseline CNN: three plain convolution blocks and a dense head."
     filters = kwargs.get("filters", (16, 32, 64, 128, 256))
-    return (f"Five-block CNN: per-image standardisation, then five convolution blocks "
-            f"({'-'.join(map(str, filters))} filters; stride-2 first convolution, separable "
-            "convolutions from block 2, batch normalisation, max-pooling), global average "
-            f"pooling, dropout, one sigmoid output. {config.get('parameters', 0):,} "
-            f"parameters, {config.get('image_size', '?')} px grayscale input."
-            + (f" Its encoder first pretrained without labels for "
-               f"{config['pretrain_epochs']} epochs to tell that two augmented views are one "
-               "film." if config.get("pretrain_epochs") else "")
-            + (f" Trained on two augmented views of each film, with a consistency term "
-               f"(weight {config['consistency']:g}) asking for the same answer on both."
-               if config.get("consistency") else ""))
+    return (f"Five-block CNN: per-image standardisation, five convolution blocks "
+            f"({'-'.join(map(str, filters))} filters; stride-2 stem, separable convolutions "
+            "from block 2, batch normalisation), global average pooling, one sigmoid output; "
+            f"{config.get('parameters', 0):,} parameters, {config.get('image_size', '?')} px "
+            "grayscale."
+            + (f" Encoder pretrained without labels for {config['pretrain_epochs']} epochs "
+               "(two views of a film are one film)." if config.get("pretrain_epochs") else "")
+            + (f" Trained on two views per film, consistency term weight "
+               f"{config['consistency']:g}." if config.get("consistency") else ""))
 
 
 def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
