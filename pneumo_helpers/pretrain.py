@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import keras
@@ -29,6 +28,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from keras import layers, ops
+
+from .train import EpochTimer
 
 __all__ = ["PairSimilarity", "ENCODER_OUTPUT", "contrastive_model", "pretrain", "cached"]
 
@@ -126,13 +127,8 @@ def pretrain(model: keras.Model, dataset, *, epochs: int = 30, temperature: floa
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     net = contrastive_model(model, temperature=temperature, learning_rate=learning_rate)
-    started = []
-    timer = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: started.append(time.perf_counter()),
-        on_epoch_end=lambda epoch, logs: logs.update(
-            epoch_seconds=time.perf_counter() - started[-1]))
-    fit = net.fit(dataset.map(_partners), epochs=epochs, callbacks=[timer], verbose=verbose,
-                  shuffle=False)
+    fit = net.fit(dataset.map(_partners), epochs=epochs, callbacks=[EpochTimer()],
+                  verbose=verbose, shuffle=False)
     history = pd.DataFrame(fit.history)
     history.insert(0, "epoch", np.arange(len(history)))
     return history

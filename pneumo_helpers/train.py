@@ -25,7 +25,7 @@ import pandas as pd
 
 from .runs import MetricsReport, ModelLayout
 
-__all__ = ["set_seed", "train_model", "resumable", "load_run", "save_model_card",
+__all__ = ["set_seed", "train_model", "resumable", "EpochTimer", "load_run", "save_model_card",
            "library_versions"]
 
 
@@ -59,7 +59,7 @@ def _as_dict(config) -> dict:
                     f"{type(config).__name__}")
 
 
-class _EpochTimer(keras.callbacks.Callback):
+class EpochTimer(keras.callbacks.Callback):
     """Adds ``epoch_seconds`` (wall time of the epoch, validation included) to the logs."""
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -140,7 +140,7 @@ def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 
         best_so_far = _best(_read_history(csv_path), monitor, mode)
 
     builtin = [
-        _EpochTimer(),
+        EpochTimer(),
         # Seeded with the best value of the interrupted attempt, so a resumed run only
         # replaces model.keras with a better epoch.
         keras.callbacks.ModelCheckpoint(model_path, monitor=monitor, mode=mode,
