@@ -59,8 +59,8 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
                   seed: int = 42, augment: generators.Augment | bool | None = None,
                   threshold_rule: str = evaluate.DEFAULT_RULE, n_boot: int = 1000, cache_dir=None,
                   model_kwargs: dict | None = None, consistency: float = 0.0,
-                  pretrain_epochs: int = 0, distribution: str | None = None,
-                  verbose="auto") -> CandidateResult:
+                  pretrain_epochs: int = 0, pretrain_seed: int | None = None,
+                  distribution: str | None = None, verbose="auto") -> CandidateResult:
     """Train one configuration and evaluate it on validation.
 
     Args:
@@ -86,6 +86,10 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
             Five-block CNN, with augmentation. It runs on one device (with a
             ``distribution``: in every process alike) and its weights are then copied into the
             distributed model. 0 (default): none.
+        pretrain_seed: the seed of the pretraining (initial weights and views); ``None``
+            (default): ``seed``. Candidates that differ only in ``seed`` but share a
+            ``pretrain_seed`` (and a ``cache_dir``) fine-tune one pretraining: the seeds of an
+            averaged model then pay for it once.
         distribution: ``None`` (one device); ``"mirrored"`` (``tf.distribute``: every GPU
             of the machine; the model is built in its scope); or ``"jax"``: the processes of a
             JAX data-parallel training, every one running this with the same arguments once
@@ -140,8 +144,10 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
                   batch_size=batch_size, epochs=epochs, seed=seed,
                   augment=dataclasses.asdict(augment_used) if augment_used else None,
                   model_kwargs=model_kwargs or {}, consistency=consistency,
-                  pretrain_epochs=pretrain_epochs, distribution=distribution,
-                  threshold_rule=threshold_rule,
+                  pretrain_epochs=pretrain_epochs,
+                  pretrain_seed=(seed if pretrain_seed is None else pretrain_seed)
+                  if pretrain_epochs else None,
+                  distribution=distribution, threshold_rule=threshold_rule,
                   manifest_hash=manifest_hash(pd.concat([train_rows, val_rows])),
                   n_train=len(train_rows), n_val=len(val_rows))
     if pretrain_epochs and not train.resumable(out_dir):
@@ -162,28 +168,30 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
 
 def _pretrain(net, train_rows: pd.DataFrame, *, out_dir: Path, epochs: int, augment,
               config: dict, common: dict, verbose) -> None:
-    """``run_candidate``'s contrastive pretraining of ``net``, reused from the cache folder
-    when the same films, architecture, augmentation and seed were pretrained before (the
-    candidates of 04 differ only after it).
+    """``run_candidate``'s contrastive pretraining, copied into ``net``; reused from the cache
+    folder when the same films, architecture, augmentation and pretraining seed were pretrained
+    before (the candidates of 04, and the seeds of an averaged model given one
+    ``pretrain_seed``, differ only after it).
 
-    With a ``distribution`` it trains a copy of ``net`` built on this device alone and copies
-    the weights back: the NT-Xent loss needs every view of a batch in one place.
+    It trains an encoder of its own, built on this device alone under the pretraining seed:
+    its result depends on that seed only (not on the candidate's, nor on which candidate ran
+    first), and the NT-Xent loss needs every view of a batch in one place under a distribution.
+    With the candidate's own seed that encoder starts from the weights ``net`` starts from.
     """
-    recipe = {key: config[key] for key in ("model", "image_size", "batch_size", "seed",
-                                           "augment", "model_kwargs", "pretrain_epochs")}
+    seed = config["pretrain_seed"]
+    recipe = {key: config[key] for key in ("model", "image_size", "batch_size", "augment",
+                                           "model_kwargs", "pretrain_epochs")}
     weights, history = (pretrain.cached(common["cache_dir"], dict(
-        recipe, films=manifest_hash(train_rows))) if common["cache_dir"] else (None, None))
-    if config["distribution"] is None:
-        pretrained = _pretrained(net, train_rows, weights, history, epochs=epochs,
-                                 augment=augment, common=common, verbose=verbose)
-    else:
-        with distribute.one_device():
-            encoder = BUILDERS[config["model"]](image_size=config["image_size"], channels=1,
-                                                **config["model_kwargs"])
-            encoder.set_weights(net.get_weights())
-            pretrained = _pretrained(encoder, train_rows, weights, history, epochs=epochs,
-                                     augment=augment, common=common, verbose=verbose)
-        net.set_weights(encoder.get_weights())
+        recipe, seed=seed, films=manifest_hash(train_rows))) if common["cache_dir"]
+        else (None, None))
+    with distribute.one_device():
+        train.set_seed(seed)
+        encoder = BUILDERS[config["model"]](image_size=config["image_size"], channels=1,
+                                            **config["model_kwargs"])
+        pretrained = _pretrained(encoder, train_rows, weights, history, epochs=epochs,
+                                 augment=augment, common={**common, "seed": seed},
+                                 verbose=verbose)
+    net.set_weights(encoder.get_weights())
     out_dir.mkdir(parents=True, exist_ok=True)
     pretrained.to_csv(ModelLayout(out_dir).pretrain_history, index=False)
 
@@ -259,6 +267,7 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
                          "rows are averaged here")
     config = dict(name=name, members=[m.name for m in members],
                   seeds=[m.config["seed"] for m in members],
+                  pretrain_seeds=[m.config.get("pretrain_seed") for m in members],
                   **{key: first.get(key) for key in shared},
                   mean_seconds_per_epoch=float(sum(m.config["mean_seconds_per_epoch"]
                                                    for m in members) / len(members)))
@@ -278,14 +287,21 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
                          seed=first["seed"])
 
 
-def _settings(cfg: RunConfig, n_boot: int, model: str) -> dict:
-    """``run_candidate``'s keyword arguments from ``cfg``. The baseline stays the textbook
-    baseline: contrastive pretraining needs the five-block CNN's pooled features."""
-    return dict(image_size=cfg.image_size, batch_size=cfg.batch_size, seed=cfg.seed,
-                threshold_rule=cfg.threshold_rule, n_boot=n_boot, cache_dir=cfg.layout.cache,
+def recipe(cfg: RunConfig, *, model: str | None = None, strategy: str | None = None,
+           epochs: int | None = None) -> dict:
+    """The training recipe of ``cfg`` as :func:`run_candidate` keyword arguments: everything
+    but the seed, the model folder, the bootstrap and how much it prints.
+
+    ``model``, ``strategy``, ``epochs``: override ``cfg.architecture``, ``cfg.balance`` and
+    ``cfg.epochs`` (04 compares candidates). The baseline stays the textbook baseline:
+    contrastive pretraining needs the five-block CNN's pooled features.
+    """
+    model = model or cfg.architecture
+    return dict(model=model, strategy=strategy or cfg.balance, epochs=epochs or cfg.epochs,
+                image_size=cfg.image_size, batch_size=cfg.batch_size,
                 augment=generators.AUGMENTATIONS[cfg.augment], consistency=cfg.consistency,
                 pretrain_epochs=cfg.pretrain_epochs if model == "five_block" else 0,
-                verbose=0)
+                threshold_rule=cfg.threshold_rule, cache_dir=cfg.layout.cache)
 
 
 def compare_candidates(train_rows: pd.DataFrame, val_rows: pd.DataFrame, cfg: RunConfig, *,
@@ -300,10 +316,10 @@ def compare_candidates(train_rows: pd.DataFrame, val_rows: pd.DataFrame, cfg: Ru
     """
     results = []
     for model, strategy in candidates:
-        result = run_candidate(train_rows, val_rows, model=model, strategy=strategy,
-                               epochs=cfg.compare_epochs,
+        result = run_candidate(train_rows, val_rows, seed=cfg.seed, n_boot=n_boot, verbose=0,
                                out_dir=cfg.layout.model(f"{model}-{strategy}").root,
-                               **_settings(cfg, n_boot, model))
+                               **recipe(cfg, model=model, strategy=strategy,
+                                        epochs=cfg.compare_epochs))
         results.append(result)
         auc = result.metrics.set_index("metric").loc["roc_auc", "value"]
         report(f"{result.name:26s} {len(result.history)} epochs, "
@@ -319,11 +335,11 @@ def choose(results: list[CandidateResult], train_rows: pd.DataFrame, val_rows: p
     best = pick_best(compare(results))
     chosen = next(r for r in results if r.name == best)
     if cfg.epochs > cfg.compare_epochs:
-        chosen = run_candidate(train_rows, val_rows, model=chosen.config["model"],
-                               strategy=chosen.config["balance"], epochs=cfg.epochs,
+        chosen = run_candidate(train_rows, val_rows, seed=cfg.seed, n_boot=n_boot, verbose=0,
                                name=f"{best}-final",
                                out_dir=cfg.layout.model(f"{best}-final").root,
-                               **_settings(cfg, n_boot, chosen.config["model"]))
+                               **recipe(cfg, model=chosen.config["model"],
+                                        strategy=chosen.config["balance"]))
     ChosenModel(model=chosen.name, rule=CHOICE_RULE).write(cfg.layout)
     return chosen
 

@@ -52,12 +52,7 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
     chief = distribute.is_chief()  # of a JAX data-parallel training; True otherwise
     if chief:
         clean.to_csv(layout.clean_manifest, index=False)
-    recipe = dict(model=cfg.architecture, strategy=cfg.balance, image_size=cfg.image_size,
-                  batch_size=cfg.batch_size, epochs=cfg.epochs,
-                  augment=generators.AUGMENTATIONS[cfg.augment], consistency=cfg.consistency,
-                  pretrain_epochs=cfg.pretrain_epochs,
-                  threshold_rule=cfg.threshold_rule, cache_dir=layout.cache,
-                  distribution=distribution, verbose=2)
+    recipe = dict(experiment.recipe(cfg), distribution=distribution, verbose=2)
     seeds = (cfg.seed, *cfg.ensemble_seeds)
     if len(seeds) == 1:
         result = experiment.run_candidate(train_rows, val_rows, out_dir=layout.shipped.root,

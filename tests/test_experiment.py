@@ -170,6 +170,21 @@ def test_a_pretrained_candidate_records_its_pretraining_and_trains_as_usual(tmp_
                              image_size=32, batch_size=8, n_boot=10, verbose=0,
                              pretrain_epochs=2, seed=7, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("pretrained-*.weights.h5"))) == 2
+    # Seeds given one pretraining seed fine-tune one pretraining (an averaged model pays for it
+    # once), and the same one whether it is reused or run afresh.
+    shared = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "t", epochs=1,
+                                      image_size=32, batch_size=8, n_boot=10, verbose=0,
+                                      pretrain_epochs=2, seed=7, pretrain_seed=42,
+                                      cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("pretrained-*.weights.h5"))) == 2
+    assert shared.config["pretrain_seed"] == 42 and result.config["pretrain_seed"] == 42
+    pd.testing.assert_frame_equal(pd.read_csv(ModelLayout(tmp_path / "t").pretrain_history),
+                                  pretrained)
+    afresh = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "u", epochs=1,
+                                      image_size=32, batch_size=8, n_boot=10, verbose=0,
+                                      pretrain_epochs=2, seed=7, pretrain_seed=42)
+    assert afresh.history["loss"].iloc[0] == pytest.approx(shared.history["loss"].iloc[0],
+                                                           rel=1e-5)
     # Under a distribution strategy: pretrained on one device, then trained distributed.
     mirrored = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "q", epochs=1,
                                         image_size=32, batch_size=8, n_boot=10, verbose=0,
@@ -186,5 +201,5 @@ def test_a_run_pretrains_every_five_block_training_and_leaves_the_baseline_plain
     monkeypatch.setenv("PNEUMO_PRETRAIN_EPOCHS", "5")
     cfg = RunConfig.from_params(run_dir=str(tmp_path))
     assert cfg.pretrain_epochs == 5 and RunConfig(run_dir=str(tmp_path)).pretrain_epochs == 0
-    assert experiment._settings(cfg, 10, "five_block")["pretrain_epochs"] == 5
-    assert experiment._settings(cfg, 10, "baseline")["pretrain_epochs"] == 0
+    assert experiment.recipe(cfg)["pretrain_epochs"] == 5
+    assert experiment.recipe(cfg, model="baseline")["pretrain_epochs"] == 0
