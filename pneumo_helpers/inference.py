@@ -215,10 +215,11 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> Load
             return _loaded(model, folder, model_file)
     import keras
 
-    from . import models  # noqa: F401  (registers the custom layers saved models refer to)
+    from . import models
 
     try:
-        model = keras.models.load_model(model_file, compile=False)
+        model = keras.models.load_model(model_file, compile=False,
+                                        custom_objects=models.CUSTOM_OBJECTS)
     except Exception as exc:  # zip, h5 or config errors all mean "not a Keras model file"
         raise ModelError(f"{model_file} is not a Keras model file Keras can load "
                          f"({type(exc).__name__}); pass a .keras file saved by model.save") \

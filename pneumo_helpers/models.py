@@ -30,6 +30,7 @@ __all__ = [
     "PerImageStandardization",
     "ViewConsistency",
     "BackbonePreprocessing",
+    "CUSTOM_OBJECTS",
     "WeightsUnavailable",
     "BACKBONES",
     "build_five_block_cnn",
@@ -178,6 +179,11 @@ class BackbonePreprocessing(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone}
+
+
+# The layers saved models refer to, for ``keras.models.load_model(custom_objects=...)``.
+CUSTOM_OBJECTS = {cls.__name__: cls for cls in (PerImageStandardization, ViewConsistency,
+                                                BackbonePreprocessing)}
 
 
 def compile_binary(model: keras.Model, learning_rate: float = 1e-3, *,

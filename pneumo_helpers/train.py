@@ -209,10 +209,9 @@ def load_run(out_dir) -> tuple[keras.Model, dict, pd.DataFrame]:
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: {out} is not a finished training "
                                     "run; run train_model(..., out_dir=...) first")
-    # Importing the module registers the custom layers the saved model refers to.
-    from . import models  # noqa: F401
+    from . import models
 
-    model = keras.models.load_model(files.model)
+    model = keras.models.load_model(files.model, custom_objects=models.CUSTOM_OBJECTS)
     config = json.loads(files.config.read_text())
     return model, config, _read_history(files.history_csv)
 

@@ -275,3 +275,10 @@ def test_a_consistency_model_saves_loads_and_predicts_like_its_weights_without_i
     plain = models.build_baseline_cnn(image_size=32)
     plain.set_weights(loaded.get_weights())
     np.testing.assert_allclose(infer(loaded, x), infer(plain, x), atol=1e-6)
+
+
+def test_custom_objects_name_every_layer_this_module_registers():
+    """The loaders pass ``CUSTOM_OBJECTS``: every layer saved models may hold is in it."""
+    registered = {obj for obj in keras.saving.get_custom_objects().values()
+                  if getattr(obj, "__module__", None) == models.__name__}
+    assert registered and registered == set(models.CUSTOM_OBJECTS.values())

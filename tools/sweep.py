@@ -118,14 +118,15 @@ def main(argv=None) -> int:
             members.setdefault(recipe, []).append(loaded)
             predict, threshold = loaded.predict, loaded.threshold
             if args.tta:
-                def predict(x, loaded=loaded):
+                def tta(x, loaded=loaded):
                     return np.mean([loaded.predict(view) for view in
                                     (x, shifts.apply_shift(x, "crop 5% per side"),
                                      shifts.apply_shift(x, "zoom out, pad 5% per side"))],
                                    axis=0)
                 threshold = evaluate.choose_threshold(encode_labels(val_rows["label"]),
-                                                      predict(images),
+                                                      tta(images),
                                                       rule=BASE["threshold_rule"])
+                predict = tta
             stress = shifts.stress_test(predict, images, val_rows["label"], threshold=threshold)
             stress.to_csv(out / ("stress-tta.csv" if args.tta else "stress.csv"), index=False)
             rows.append(dict(recipe=recipe, seed=seed, **shifts.summarize(stress)))
