@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import balance, distribute, evaluate, generators, models, pretrain, train
+from . import balance, distribute, evaluate, files, generators, models, pretrain, train
 from .config import RunConfig
 from .data import manifest_hash
 from .runs import ChosenModel, MetricsReport, ModelLayout
@@ -188,34 +188,28 @@ def _pretrain(net, train_rows: pd.DataFrame, *, out_dir: Path, epochs: int, augm
         train.set_seed(seed)
         encoder = BUILDERS[config["model"]](image_size=config["image_size"], channels=1,
                                             **config["model_kwargs"])
-        pretrained = _pretrained(encoder, train_rows, weights, history, epochs=epochs,
-                                 augment=augment, common={**common, "seed": seed},
-                                 verbose=verbose)
+        if weights is not None and weights.is_file() and history.is_file():
+            encoder.load_weights(weights)
+            pretrained = pd.read_csv(history)
+        else:
+            # Every film once, unbalanced: no label is read. Its own seed, so the views it
+            # draws are not the supervised stream's.
+            stream = generators.make_dataset(train_rows, training=True, augment=augment,
+                                             views=2, **{**common, "seed": seed + 1})
+            pretrained = pretrain.pretrain(encoder, stream, epochs=epochs, verbose=verbose)
+            if weights is not None:
+                # Keras writes weights to a path only: beside, then renamed (one name per
+                # process: those of a data-parallel training all write it), so nobody loads
+                # half a file; the history, written last, says the weights are whole.
+                weights.parent.mkdir(parents=True, exist_ok=True)
+                partial = weights.with_name(f"partial-{os.getpid()}-{weights.name}")
+                encoder.save_weights(partial)
+                partial.replace(weights)
+                with files.atomic_write(history) as handle:
+                    pretrained.to_csv(handle, index=False)
     net.set_weights(encoder.get_weights())
     out_dir.mkdir(parents=True, exist_ok=True)
     pretrained.to_csv(ModelLayout(out_dir).pretrain_history, index=False)
-
-
-def _pretrained(net, train_rows, weights, history, *, epochs, augment, common,
-                verbose) -> pd.DataFrame:
-    """Load ``net``'s pretraining from ``weights``/``history`` (None: no cache) or run it."""
-    if weights is not None and weights.is_file() and history.is_file():
-        net.load_weights(weights)
-        return pd.read_csv(history)
-    # Every film once, unbalanced: no label is read. Its own seed, so the views it draws are
-    # not the supervised stream's.
-    stream = generators.make_dataset(train_rows, training=True, augment=augment, views=2,
-                                     **{**common, "seed": common["seed"] + 1})
-    pretrained = pretrain.pretrain(net, stream, epochs=epochs, verbose=verbose)
-    if weights is not None:
-        # Beside, then renamed (one name per process: those of a data-parallel training all
-        # write it), so nobody loads half a file; the history, written last, says it is whole.
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        partial = weights.with_name(f"partial-{os.getpid()}-{weights.name}")
-        net.save_weights(partial)
-        partial.replace(weights)
-        pretrained.to_csv(history, index=False)
-    return pretrained
 
 
 def _validate(net, val_rows: pd.DataFrame, val_ds, *, out_dir: Path, name: str,
