@@ -18,7 +18,7 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 import pandas as pd
 from IPython.display import Markdown
 
-from pneumo_helpers import experiment, plots
+from pneumo_helpers import experiment, external, plots
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -45,6 +45,21 @@ import logging
 logging.getLogger('tensorflow').setLevel(logging.ERROR)  # retracing notices: one per new model
 
 results = experiment.compare_candidates(train_rows, val_rows, cfg)
+
+# %% [markdown]
+# ## The candidates on new films
+# Validation is carved from the training films and cannot see what films from another site or
+# batch do. With an external folder (`PNEUMO_EXTERNAL_DIR`, `pneumo run --external DIR`), every
+# candidate is also scored there at its own validation threshold. Here it informs; the choice
+# below stays on validation, so 05 can report the external films as untouched by this run.
+
+# %%
+if cfg.external_dir:
+    external_rows = external.labelled_rows(cfg.external_dir)
+    print(external.score_candidates(results, external_rows, cache_dir=cfg.layout.cache)
+          .round(3).to_string())
+else:
+    print('No external folder given: the candidates are judged on validation only.')
 
 # %% [markdown]
 # ## Training curves

@@ -18,8 +18,8 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 import pandas as pd
 from IPython.display import Markdown
 
-from pneumo_helpers import (balance, data, evaluate, experiment, explain, generators,
-                            plots, shifts)
+from pneumo_helpers import (balance, data, evaluate, experiment, explain, external,
+                            generators, plots, shifts)
 
 # %%
 loaded = experiment.interpreted_model(cfg)  # cfg.model: None = 04's choice, 'shipped', or a name
@@ -28,9 +28,11 @@ print(f'model: {loaded.path.name}; input {loaded.image_size}px; '
 
 # %%
 clean = pd.read_csv(cfg.layout.clean_manifest)
+sets = {split: clean[clean['split'] == split].reset_index(drop=True) for split in ('val', 'test')}
+if cfg.external_dir:  # films from another site or batch, labelled: scored like the others
+    sets['external'] = external.labelled_rows(cfg.external_dir)
 splits, probs, pixels = {}, {}, {}
-for split in ('val', 'test'):
-    rows = clean[clean['split'] == split].reset_index(drop=True)
+for split, rows in sets.items():
     pixels[split] = generators.load_images(rows, image_size=loaded.image_size,
                                            cache_dir=cfg.layout.cache)[..., 0]
     splits[split], probs[split] = rows, loaded.predict(pixels[split])
@@ -47,12 +49,21 @@ print('test split:', 'the dataset\'s own test split' if list(test_origin) == ['t
 # %%
 tables = {split: evaluate.evaluate(y[split], probs[split], threshold=loaded.threshold,
                                    groups=splits[split]['patient'], n_boot=1000, seed=cfg.seed)
-          for split in ('val', 'test')}
+          for split in splits}
 evaluate.write_run_metrics(tables, cfg.layout, threshold=loaded.threshold,
                            rule=loaded.threshold_rule, model=loaded.path.name)
 both = pd.concat({s: t.set_index('metric')[['value', 'ci_low', 'ci_high']] for s, t in tables.items()},
                  axis=1)
 print(both.round(3).to_string())
+
+# %% [markdown]
+# ## Validation against new films
+# With an external folder the same metrics, at the same validation threshold, on films from
+# another site or batch; the gap between the two columns is what validation cannot see.
+
+# %%
+Markdown('\n'.join(f'- {line}' for line in external.gap_lines(tables))
+         or 'No external folder given (`PNEUMO_EXTERNAL_DIR`): only internal splits are scored.')
 
 # %% [markdown]
 # A check CI compares on every run: the test ROC AUC against a floor every healthy run of this

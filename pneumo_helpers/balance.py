@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import CLASSES
+from .labels import CLASSES, encode_labels
 from sklearn.utils.class_weight import compute_class_weight
 
 __all__ = ["STRATEGIES", "Rebalanced", "encode_labels", "rebalance",
@@ -56,32 +56,6 @@ class Rebalanced:
         weights = self.class_weight or {0: 1.0, 1: 1.0}
         return {name: float(np.sum(y == code)) * weights[code]
                 for code, name in enumerate(CLASSES)}
-
-
-def encode_labels(labels) -> np.ndarray:
-    """Class names or codes -> int64 array with NORMAL = 0 and PNEUMONIA = 1.
-
-    Accepts a sequence, array or pandas Series of ``"NORMAL"``/``"PNEUMONIA"`` strings or of
-    0/1 numbers (ints, bools or floats such as model targets).
-
-    Raises:
-        ValueError: a value that is neither; the message lists the offending values.
-    """
-    values = np.asarray(labels)
-    if values.ndim != 1:
-        raise ValueError(f"labels must be one-dimensional, got shape {values.shape}")
-    if values.dtype.kind in "biuf":
-        codes = values.astype(np.float64)
-        bad = ~np.isin(codes, (0, 1))
-    else:
-        lookup = {name: code for code, name in enumerate(CLASSES)}
-        codes = np.array([lookup.get(str(v), -1) for v in values], dtype=np.float64)
-        bad = codes < 0
-    if bad.any():
-        shown = sorted({str(v) for v in values[bad]})[:5]
-        raise ValueError(f"labels must be 'NORMAL'/'PNEUMONIA' or 0/1; found {shown} "
-                         f"in {int(bad.sum())} rows")
-    return codes.astype(np.int64)
 
 
 def rebalance(labels, strategy: str = "none", *, seed: int = 42) -> Rebalanced:

@@ -97,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
                           help="bootstrap resamples for the intervals, 0..100,000 (0: no "
                           "intervals; default: 1,000)")
 
+    calibrate = add("calibrate", "Choose a site threshold on a labelled sample of a site's "
+                    "films (NORMAL/ and PNEUMONIA/, or a dataset folder's --split) by the "
+                    "model's rule; stored beside the model in site_threshold.json, used by "
+                    "predict, evaluate and explain from then on.")
+    calibrate.add_argument("data", metavar="DATA_FOLDER")
+    calibrate.add_argument("--split", default="test", help="split of a Kaggle-layout folder "
+                           "(default: test)")
+    calibrate.add_argument("--n-boot", type=_int_in(0, 100_000), default=1000,
+                           help="patient-bootstrap resamples for the intervals (default: 1,000)")
+
     explain = add("explain", "Explain one prediction with LIME superpixels or a Grad-CAM "
                   "heatmap, saved as an image.")
     explain.add_argument("image", metavar="IMAGE")
@@ -114,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", metavar="DIR", help="default: runs/<profile>")
     run.add_argument("--profile", choices=["sample", "full"], help="default: full with "
                      "--data, else sample")
+    run.add_argument("--external", metavar="DIR", help="labelled films from another site or "
+                     "batch (NORMAL/, PNEUMONIA/ or test/...), scored in 04 and 05 beside "
+                     "validation (PNEUMO_EXTERNAL_DIR)")
     run.add_argument("--only", nargs="+", metavar="NN", help="notebook prefixes, e.g. 04 05")
     run.add_argument("--in-place", action="store_true", help="refresh the outputs stored in "
                      "notebooks/ (what CI compares) instead of writing <run>/notebooks/")
@@ -170,6 +183,10 @@ def _default_evaluations() -> Path | None:
 def _run(args) -> int:
     from .runner import run_series
 
+    if args.external:  # the notebooks' kernels read it, as every PNEUMO_* setting
+        if not Path(args.external).is_dir():
+            raise UserError(f"{args.external}: no such folder (--external)")
+        os.environ["PNEUMO_EXTERNAL_DIR"] = str(Path(args.external).resolve())
     cfg = RunConfig.from_params(data_dir=args.data, run_dir=args.run_dir,
                                 profile=args.profile)
     run_series(cfg.run_dir, data=args.data, profile=cfg.profile, in_place=args.in_place,
@@ -299,7 +316,7 @@ def _predict(args, loaded) -> int:
 
         with atomic_write(output) as handle:
             csv.to_csv(handle, index=False, float_format="%.4f")
-        print(f"wrote {len(table)} rows to {shown(output)} (threshold {loaded.threshold:.3f})")
+        print(f"wrote {len(table)} rows to {shown(output)} ({loaded.threshold_note()})")
     else:
         csv.to_csv(sys.stdout, index=False, float_format="%.4f")
     return _report_bad(table)
@@ -322,10 +339,37 @@ def _evaluate(args, loaded) -> int:
                                 n_boot=args.n_boot)
     evaluate.to_report(metrics, threshold=loaded.threshold, rule=loaded.threshold_rule,
                        split=args.split, model=shown(loaded.path), data=shown(args.data),
-                       model_sha256=loaded.sha256).write(output)
+                       model_sha256=loaded.sha256,
+                       threshold_source=loaded.threshold_source).write(output)
     print(metrics.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"threshold {loaded.threshold:.3f}; {len(ok)} images; wrote {shown(output)}")
+    print(f"{loaded.threshold_note()}; {len(ok)} images; wrote {shown(output)}")
     return _report_bad(table)
+
+
+def _calibrate(args, loaded) -> int:
+    from . import external
+    from .inference import predict_files
+
+    if loaded.path is None or not loaded.path.is_dir():
+        raise UserError("calibrate needs a model folder (--model FOLDER) to store the site "
+                        "threshold in")
+    rows = external.labelled_rows(args.data, split=args.split)
+    table = predict_files(loaded, rows["path"])
+    ok = (table["error"] == "").to_numpy()
+    if _report_bad(table):
+        print(f"left out {int((~ok).sum())} unreadable file(s) listed above", file=sys.stderr)
+    rule = loaded.config.get("threshold_rule") or loaded.threshold_rule or "sens>=0.95"
+    site = external.choose_site_threshold(rows[ok].reset_index(drop=True),
+                                          table["probability"].to_numpy()[ok], rule=rule,
+                                          model_sha256=loaded.sha256, n_boot=args.n_boot)
+    target = site.write(loaded.path)
+    fmt = "{:.3f} ({:.3f}-{:.3f})".format
+    print(f"site threshold {site.threshold:.3f} ({rule}) on {site.n_films} films "
+          f"({site.n_normal} NORMAL, {site.n_pneumonia} PNEUMONIA); there: sensitivity "
+          f"{fmt(*site.sensitivity)}, specificity {fmt(*site.specificity)} (in-sample, 95 % "
+          f"patient bootstrap); validation threshold was {loaded.threshold:.3f}; "
+          f"wrote {shown(target)}")
+    return 0 if ok.all() else 1
 
 
 def _explain(args, loaded) -> int:
@@ -340,7 +384,7 @@ def _explain(args, loaded) -> int:
     pixels = read_gray(args.image, size=loaded.image_size, film=True)
     probability = float(loaded.predict(pixels[None])[0])
     image = pixels.astype("float32") / 255.0  # what the explainers take: [0, 1]
-    label = "PNEUMONIA" if probability >= loaded.threshold else "NORMAL"
+    label = loaded.label([probability])[0]
     title = f"{shown(Path(args.image).name)}: P(pneumonia) = {probability:.2f} -> {label}"
     if args.method == "lime":
         result = explain.LimeExplainer(loaded.model, settings=args.settings,
@@ -351,7 +395,7 @@ def _explain(args, loaded) -> int:
                                    threshold=loaded.threshold)[0]
         picture = explain.overlay(image, heatmap)
     plots.save(plots.image_panel(picture, title=title), output)
-    print(f"{title}; wrote {shown(output)}")
+    print(f"{title}; {loaded.threshold_note()}; wrote {shown(output)}")
     return 0
 
 
@@ -399,6 +443,7 @@ def main(argv=None) -> int:
     if args.command not in steps:  # a user's quick command leaves the home folder alone
         _private_library_homes()
     from .data import DatasetError
+    from .external import ExternalError
     from .images import ImageError
     from .inference import ModelError, load_model
     from .runner import NotebookError
@@ -411,9 +456,10 @@ def main(argv=None) -> int:
             # take the LiteRT export when the model folder holds a matching one.
             loaded = load_model(args.model,
                                 runtime="keras" if args.command == "explain" else "auto")
-            return {"predict": _predict, "evaluate": _evaluate, "explain": _explain}[
-                args.command](args, loaded)
-    except (UserError, ImageError, ModelError, DatasetError, NotebookError) as exc:
+            return {"predict": _predict, "evaluate": _evaluate, "explain": _explain,
+                    "calibrate": _calibrate}[args.command](args, loaded)
+    except (UserError, ImageError, ModelError, DatasetError, NotebookError,
+            ExternalError) as exc:
         print(f"pneumo: error: {shown(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as exc:  # writing the output: disk full, permissions, a read-only folder

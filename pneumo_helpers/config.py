@@ -116,6 +116,9 @@ class RunConfig:
             that varying the training seed keeps the images a run is validated on.
         ignore_unknown_folders: leave out folders of a split that are not a class (listed as
             not taken by 01) instead of stopping with an error.
+        external_dir: a labelled folder of films from another site or batch (``NORMAL/`` and
+            ``PNEUMONIA/``, or a dataset folder with ``test/``): 04 and 05 score every model
+            there beside validation (:mod:`pneumo_helpers.external`); ``None``: none.
         model: what 05 interprets: ``None`` (the model 04 chose), ``"shipped"`` (the model in
             the package) or the name of a model folder of the run.
     """
@@ -142,6 +145,7 @@ class RunConfig:
     ensemble_seeds: tuple[int, ...] | None = None
     split_seed: int = 42
     ignore_unknown_folders: bool = False
+    external_dir: str | None = None
     model: str | None = None
 
     def __post_init__(self):
@@ -153,8 +157,9 @@ class RunConfig:
         if self.run_dir is None:
             self.run_dir = str(project_root() / "runs" / self.profile)
         self.run_dir = str(Path(self.run_dir).expanduser().resolve())
-        if self.data_dir is not None:
-            self.data_dir = str(Path(self.data_dir).expanduser())
+        for key in ("data_dir", "external_dir"):
+            if getattr(self, key) is not None:
+                setattr(self, key, str(Path(getattr(self, key)).expanduser()))
 
     @classmethod
     def from_params(cls, **params) -> "RunConfig":

@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from . import files
 from .config import SAMPLE_DIR, shown_path
 from .images import ImageError, describe, read_gray
+from .labels import CLASSES, patient_id, subtype
 
 __all__ = [
     "CLASSES", "SPLITS", "KAGGLE_DATASET", "DatasetError", "DatasetLocation",
@@ -40,9 +39,6 @@ __all__ = [
     "verify_checksums", "not_taken", "size_summary",
 ]
 
-# The class folders of the dataset, in label order: position = encoded label (NORMAL = 0,
-# PNEUMONIA = 1). The one definition of the class names; every module reads it from here.
-CLASSES = ("NORMAL", "PNEUMONIA")
 SPLITS = ("train", "val", "test")
 KAGGLE_DATASET = "paultimothymooney/chest-xray-pneumonia"
 MANIFEST_COLUMNS = ["path", "split", "label", "subtype", "patient", "sha256", "width",
@@ -54,37 +50,6 @@ class DatasetError(RuntimeError):
 
 
 # --- Patients and subtypes, from the file name --------------------------------------------
-
-_PERSON = re.compile(r"^(person\d+)_", re.IGNORECASE)
-_IM = re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE)
-
-
-def patient_id(filename: str) -> str:
-    """Patient identifier encoded in a Kermany file name.
-
-    ``person1000_bacteria_2931.jpeg`` and ``person447_virus_921_1.jpeg`` -> ``person1000`` /
-    ``person447``; ``IM-0115-0001.jpeg`` and ``IM-0429-0001-0002.jpeg`` -> ``IM-0115`` /
-    ``IM-0429``; ``NORMAL2-IM-1427-0001.jpeg`` -> ``NORMAL2-IM-1427``. A name in no known form
-    is its own patient (its stem), which is the safe choice for a patient-level split.
-    """
-    name = Path(filename).name
-    for pattern in (_PERSON, _IM):
-        match = pattern.match(name)
-        if match:
-            return match.group(1)
-    return Path(name).stem
-
-
-def subtype(filename: str, label: str) -> str:
-    """``normal``, ``bacteria`` or ``virus`` (from the name), or ``unknown`` pneumonia."""
-    if label == "NORMAL":
-        return "normal"
-    name = Path(filename).name.lower()
-    for kind in ("bacteria", "virus"):
-        if f"_{kind}_" in name:
-            return kind
-    return "unknown"
-
 
 # --- Locating a dataset -------------------------------------------------------------------
 
@@ -462,6 +427,8 @@ def split_by_patient(manifest: pd.DataFrame, fraction: float, *, seed: int = 42,
         raise DatasetError(f"cannot cut a '{name}' split by patient: a class in '{source}' has "
                            f"{fewest} patient(s); add images or provide a {name}/ folder")
     n_splits = min(max(2, round(1 / fraction)), fewest)
+    from sklearn.model_selection import StratifiedGroupKFold  # not needed to predict
+
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     _, held = next(folds.split(pool, pool["label"], groups=pool["patient"]))
     out.loc[pool.index[held], "split"] = name

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import files
-from .runs import MetricsReport, ModelLayout
+from .runs import MetricsReport, ModelLayout, SiteThreshold
 from .images import IMAGE_SUFFIXES, ImageError, read_gray
 
 __all__ = ["SHIPPED_MODEL_DIR", "MAX_BATCH", "RUNTIMES", "ModelError", "LoadedModel", "LiteModel",
@@ -40,9 +40,12 @@ class LoadedModel:
     Attributes:
         model: Keras model, float32 (B, S, S, C) in [0, 1] -> P(PNEUMONIA) (B, 1).
         image_size: S, in pixels. channels: C.
-        threshold: P(PNEUMONIA) at or above which an image is called PNEUMONIA (chosen on
-            validation; 0.5 when the folder records none).
+        threshold: P(PNEUMONIA) at or above which an image is called PNEUMONIA: the site
+            threshold when the folder holds one for this model file (``pneumo calibrate``),
+            else the one chosen on validation (0.5 when the folder records none).
         threshold_rule: how the threshold was chosen, or ``None``.
+        threshold_source: ``"site"``, ``"validation"`` or ``"default"``; with ``"site"``,
+            ``site`` is its record (:class:`pneumo_helpers.runs.SiteThreshold`).
         path: where it was loaded from. config: the training config, if any.
         runtime: "keras" or "litert" (see :func:`load_model`).
     """
@@ -55,6 +58,23 @@ class LoadedModel:
     path: Path | None = None
     config: dict = field(default_factory=dict)
     runtime: str = "keras"
+    threshold_source: str = "validation"
+    site: SiteThreshold | None = None
+
+    def label(self, probability) -> np.ndarray:
+        """``"PNEUMONIA"`` or ``"NORMAL"`` per P(PNEUMONIA) (N,), at :attr:`threshold`; the one
+        place a probability becomes a call. NaN (no prediction) gives ``""``."""
+        p = np.asarray(probability, dtype=float)
+        return np.where(np.isnan(p), "", np.where(p >= self.threshold, "PNEUMONIA", "NORMAL"))
+
+    def threshold_note(self) -> str:
+        """One line saying which threshold calls the films, for a command's output."""
+        if self.threshold_source == "site":
+            return (f"threshold {self.threshold:.3f}: site threshold ({self.site.rule} on "
+                    f"{self.site.n_films} labelled films, sample {self.site.sample_sha256})")
+        if self.threshold_source == "validation":
+            return f"threshold {self.threshold:.3f}: validation ({self.threshold_rule})"
+        return f"threshold {self.threshold:.3f}: default (the folder records none)"
 
     @property
     def sha256(self) -> str | None:
@@ -242,10 +262,20 @@ def _loaded(model, folder: Path, model_file: Path) -> LoadedModel:
         raise ModelError(f"{layout.val_metrics}: threshold {threshold!r} is not a "
                          "number between 0 and 1; re-choose it on validation "
                          "(evaluate.choose_threshold) or remove the file to use 0.5")
+    source = "validation" if layout.val_metrics.is_file() else "default"
+    try:
+        site = SiteThreshold.read(folder)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    if site is not None and site.model_sha256 == files.sha256(model_file):
+        threshold, rule, source = site.threshold, site.rule, "site"
+    else:  # a record made for another model file does not apply
+        site, rule = None, metrics.rule
     return LoadedModel(model=model, image_size=size, channels=channels,
-                       threshold=float(threshold), threshold_rule=metrics.rule,
+                       threshold=float(threshold), threshold_rule=rule,
                        path=folder, config=config,
-                       runtime="litert" if isinstance(model, LiteModel) else "keras")
+                       runtime="litert" if isinstance(model, LiteModel) else "keras",
+                       threshold_source=source, site=site)
 
 
 def _check_contract(model, model_file: Path) -> tuple[int, int]:
@@ -371,7 +401,5 @@ def predict_files(loaded: LoadedModel, files, *, batch_size: int = 64,
             run(done, [f.result() for f in futures])
     table = pd.DataFrame(dict(file=[str(f) for f in files], probability=probability,
                               error=errors))
-    table["label"] = np.where(table["error"] != "", "",
-                              np.where(table["probability"] >= loaded.threshold,
-                                       "PNEUMONIA", "NORMAL"))
+    table["label"] = loaded.label(table["probability"])
     return table[["file", "probability", "label", "error"]]

@@ -30,7 +30,8 @@ from typing import NamedTuple
 
 from .files import atomic_write
 
-__all__ = ["RunLayout", "ModelLayout", "ChosenModel", "Estimate", "MetricsReport"]
+__all__ = ["RunLayout", "ModelLayout", "ChosenModel", "Estimate", "MetricsReport",
+           "SiteThreshold"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class ModelLayout:
     backup = property(lambda self: self.root / "backup")
     pretrain_history = property(lambda self: self.root / "pretrain_history.csv")
     val_metrics = property(lambda self: self.root / "val_metrics.json")
+    site_threshold = property(lambda self: self.root / "site_threshold.json")
     val_predictions = property(lambda self: self.root / "val_predictions.csv")
     card = property(lambda self: self.root / "MODEL_CARD.md")
     #: What a shipped model folder holds besides its card and export.
@@ -283,3 +285,56 @@ class MetricsReport:
             raise FileNotFoundError(f"metrics file {path} not found; it is written by notebook "
                                     "04 (val_metrics.json), 05 (metrics/) or pneumo evaluate")
         return cls.from_json(path.read_text(), where=str(path))
+
+
+@dataclass(frozen=True)
+class SiteThreshold:
+    """A decision threshold chosen on a labelled sample of one site's films
+    (``site_threshold.json`` in a model folder; ``pneumo calibrate`` writes it).
+
+    Attributes:
+        threshold: P(PNEUMONIA) at or above which a film is called PNEUMONIA, in (0, 1).
+        rule: the threshold rule that chose it. model_sha256: the ``model.keras`` it belongs
+            to; with another model file the record does not apply.
+        sample_sha256, n_films, n_normal, n_pneumonia: which sample chose it.
+        sensitivity, specificity, roc_auc: ``[value, ci_low, ci_high]`` on that sample (95 %
+            patient bootstrap); in-sample, so optimistic for the site's next films.
+    """
+
+    threshold: float
+    rule: str
+    model_sha256: str
+    sample_sha256: str
+    n_films: int
+    n_normal: int
+    n_pneumonia: int
+    sensitivity: list
+    specificity: list
+    roc_auc: list
+
+    def write(self, folder: str | Path) -> Path:
+        target = ModelLayout(folder).site_threshold
+        with atomic_write(target) as handle:
+            handle.write(json.dumps(asdict(self), indent=2) + "\n")
+        return target
+
+    @classmethod
+    def read(cls, folder: str | Path) -> "SiteThreshold | None":
+        """The folder's record, or ``None`` when it has none.
+
+        Raises:
+            ValueError: malformed JSON, missing keys or a threshold outside (0, 1).
+        """
+        path = ModelLayout(folder).site_threshold
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            record = cls(**data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: not a site-threshold record ({exc}); re-run pneumo "
+                             "calibrate or remove it") from None
+        if not (isinstance(record.threshold, (int, float)) and 0.0 < record.threshold < 1.0):
+            raise ValueError(f"{path}: threshold {record.threshold!r} is not in (0, 1); re-run "
+                             "pneumo calibrate or remove it")
+        return record
