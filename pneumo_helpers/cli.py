@@ -153,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --distribution jax: processes in all (default: 1)")
     train.add_argument("--process-id", type=_int_in(0, 4095), default=0,
                        help="with --distribution jax: this process, 0 = the chief (default: 0)")
+    train.add_argument("--external", metavar="DIR", help="labelled new films (NORMAL/, "
+                       "PNEUMONIA/ or test/...): the card scores the model there and the "
+                       "site threshold is chosen on them")
     train.add_argument("--card-only", action="store_true", help="no training: copy the "
                        "finished run to --out and rewrite its card and export")
 
@@ -216,7 +219,8 @@ def _train(args) -> int:
             print(f"trained in {where}; write the card and export with: pneumo train "
                   f"--card-only --run-dir {where}")
         return 0
-    card = ship.write_card(cfg.run_dir, **({"out": out} if out else {}))
+    card = ship.write_card(cfg.run_dir, **({"out": out} if out else {}),
+                           external_dir=args.external)
     print(f"shipped model, card and LiteRT export written to {shown(shown_path(card.parent))}")
     return 0
 
@@ -368,7 +372,7 @@ def _calibrate(args, loaded) -> int:
           f"({site.n_normal} NORMAL, {site.n_pneumonia} PNEUMONIA); there: sensitivity "
           f"{fmt(*site.sensitivity)}, specificity {fmt(*site.specificity)} (in-sample, 95 % "
           f"patient bootstrap); validation threshold was {loaded.threshold:.3f}; "
-          f"wrote {shown(target)}")
+          f"wrote {shown(shown_path(target))}")
     return 0 if ok.all() else 1
 
 

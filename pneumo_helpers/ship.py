@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, distribute, experiment, generators, inference, shifts, train
+from . import data, distribute, experiment, external, generators, inference, shifts, train
 from .config import RunConfig, project_root, shown_path
 from .runs import MetricsReport, ModelLayout, RunLayout
 
@@ -129,8 +129,38 @@ def _members_section(work: RunLayout, config: dict) -> str:
     return "\n".join(lines)
 
 
-def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR) -> Path:
+def _external_section(loaded, folder, cache_dir: Path) -> str:
+    """The model on labelled new films: scored at its validation threshold, then the site
+    threshold chosen there by its rule, written beside the model (``site_threshold.json``)."""
+    rows = external.labelled_rows(folder)
+    images = generators.load_images(rows, image_size=loaded.image_size, cache_dir=cache_dir)
+    p = loaded.predict(images[..., 0])
+    at_val = external.scores(rows["label"], p, threshold=loaded.threshold)
+    site = external.choose_site_threshold(rows, p, rule=loaded.threshold_rule,
+                                          model_sha256=loaded.sha256)
+    site.write(loaded.path)
+    fmt = "{:.3f} ({:.3f}-{:.3f})".format
+    return "\n".join([
+        f"{site.n_films} labelled films from outside the training split ({site.n_normal} "
+        f"NORMAL, {site.n_pneumonia} PNEUMONIA; `{shown_path(folder)}`, sample "
+        f"{site.sample_sha256}). They chose the site threshold below; they trained no "
+        "weights. Intervals: 95 % patient bootstrap.", "",
+        "| threshold | chosen on | ROC AUC | sensitivity | specificity |", "|---|---|---|---|---|",
+        f"| {loaded.threshold:.3f} | validation | {fmt(*site.roc_auc)} | "
+        f"{at_val['sensitivity']:.3f} | {at_val['specificity']:.3f} |",
+        f"| {site.threshold:.3f} | these films (site threshold, in-sample) | "
+        f"{fmt(*site.roc_auc)} | {fmt(*site.sensitivity)} | {fmt(*site.specificity)} |", "",
+        "`pneumo predict`, `evaluate` and `explain` use the site threshold "
+        "(`site_threshold.json`) while it names this `model.keras`; `pneumo calibrate DIR` "
+        "chooses one for another site."])
+
+
+def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, *,
+               external_dir: str | Path | None = None) -> Path:
     """Copy the finished run in ``work`` to ``out``, write its card and its LiteRT export.
+
+    With ``external_dir`` (labelled new films), the card scores the model there and the folder
+    gets the site threshold chosen on them (:func:`_external_section`).
 
     Returns:
         The path of the model card.
@@ -142,7 +172,9 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR) 
                                    "pneumo train --data DIR first")
     run = json.loads(work.training_record.read_text())
     out.root.mkdir(parents=True, exist_ok=True)
-    out.export.unlink(missing_ok=True)  # an export of the previous model must not outlive it
+    # An export or site threshold of the previous model must not outlive it.
+    out.export.unlink(missing_ok=True)
+    out.site_threshold.unlink(missing_ok=True)
     for name in ModelLayout.SHIPPED:
         shutil.copy(trained.root / name, out.root / name)
     loaded = inference.load_model(out.root, runtime="keras")
@@ -165,6 +197,9 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR) 
         "on a 2-core CPU by `make train-full`.")
     sections = {"Robustness to acquisition and framing shifts (validation)":
                 _stress_section(loaded, val_rows, work.cache)}
+    if external_dir:
+        sections["New films: external validation and the site threshold"] = \
+            _external_section(loaded, external_dir, work.cache)
     if config.get("members"):
         sections["Members (one per seed, averaged)"] = _members_section(work, config)
     summary = project_root() / SWEEP_SUMMARY
