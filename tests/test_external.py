@@ -128,3 +128,34 @@ def test_calibrate_refuses_bad_samples(shipped_copy, tmp_path, capsys, case):
     assert code == 2 and "Traceback" not in err
     assert {"missing": "no such folder", "one class": "expected NORMAL/ and PNEUMONIA/",
             "too few": "too few films"}[case] in err
+
+
+def test_candidates_are_scored_on_external_films_of_the_bundled_sample(shipped_copy, tmp_path):
+    """04's external column: a candidate folder scored on labelled films it never saw."""
+    from pneumo_helpers.experiment import CandidateResult
+
+    loaded = inference.load_model(shipped_copy, runtime="keras")
+    metrics = pd.DataFrame({"metric": ["roc_auc"], "value": [0.5]})
+    candidate = CandidateResult(name="shipped", out_dir=shipped_copy, history=pd.DataFrame(),
+                                metrics=metrics, threshold=loaded.threshold, config={})
+    rows = external.labelled_rows(SAMPLE_DIR)  # the sample's test/ split
+    table = external.score_candidates([candidate], rows, cache_dir=tmp_path)
+    row = table.loc["shipped"]
+    assert row["validation ROC AUC"] == 0.5  # read from the candidate, not recomputed
+    p = inference.predict_files(loaded, rows["path"])["probability"].to_numpy()
+    expected = external.scores(rows["label"], p, threshold=loaded.threshold)
+    assert row["external ROC AUC"] == pytest.approx(expected["roc_auc"], abs=0.01)
+    assert row["external ROC AUC"] > 0.8
+
+
+def test_the_card_scores_external_films_and_writes_their_site_threshold(shipped_copy, tmp_path):
+    from pneumo_helpers import ship
+
+    folder = tmp_path / "m"
+    shutil.copytree(shipped_copy, folder)
+    loaded = inference.load_model(folder, runtime="keras")
+    section = ship._external_section(loaded, SAMPLE_DIR / "train", tmp_path / "cache")
+    site = SiteThreshold.read(folder)
+    assert site.model_sha256 == loaded.sha256 and site.n_films == 400
+    assert f"| {site.threshold:.3f} | these films" in section
+    assert inference.load_model(folder).threshold_source == "site"
