@@ -461,9 +461,12 @@ def scrub(manifest: pd.DataFrame, *, val_fraction: float = 0.15,
     - Exact duplicates: one copy is kept; a copy that also sits in ``test`` keeps the test one,
       so no test image is trained on. Extra copies go to ``dropped``.
     - Kaggle's ``val`` (16 images) is folded into ``train``; a patient-level, class-stratified
-      validation split is cut from it. When the dataset has no ``test`` split one is cut the
-      same way first (unless ``test_fraction`` is 0, e.g. to train a final model on all data). Patients of ``train`` that also appear in ``test`` are dropped from
-      training. The original split is kept in ``orig_split``.
+      validation split is cut from it, the same patients for any ``test_fraction``. When the
+      dataset has no ``test`` split, one is then cut the same way from the rest (unless
+      ``test_fraction`` is 0, e.g. to train a final model on all data): it never shares a
+      patient with the validation split of any ``test_fraction``. Patients of ``train`` that
+      also appear in ``test`` are dropped from training. The original split is kept in
+      ``orig_split``.
     """
     good, bad = validate_images(manifest, workers=workers)
     good = good.assign(orig_split=good["split"])
@@ -484,12 +487,13 @@ def scrub(manifest: pd.DataFrame, *, val_fraction: float = 0.15,
         reason="patient also in test split")])
     kept = kept.loc[~leaking]
 
+    # Validation first, so it holds the same patients whatever test_fraction is: the split
+    # that chose recipes, models and thresholds (pneumo train, the sweep: test_fraction 0) is
+    # then never the carved test split of a run, which stays untouched by every choice.
+    kept = split_by_patient(kept, val_fraction, seed=seed, name="val")
     if (kept["split"] == "test").sum() == 0 and test_fraction > 0:
-        kept = split_by_patient(kept, test_fraction, seed=seed, name="test")
-        val_share = val_fraction / (1 - test_fraction)
-    else:
-        val_share = val_fraction
-    kept = split_by_patient(kept, val_share, seed=seed, name="val")
+        kept = split_by_patient(kept, test_fraction / (1 - val_fraction), seed=seed,
+                                name="test")
 
     clean = kept.drop(columns="_rank").sort_index()
     dropped = dropped.drop(columns="_rank")[["path", "split", "label", "patient", "reason"]]

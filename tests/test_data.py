@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from pneumo_helpers import data
-from pneumo_helpers.config import SAMPLE_DIR, RunConfig
+from pneumo_helpers.config import PROFILES, SAMPLE_DIR, RunConfig
 from pneumo_helpers.data import DatasetError
 from pneumo_helpers.images import ImageError, read_gray
 
@@ -119,6 +119,22 @@ def test_missing_test_split_is_cut_by_patient(tmp_path):
     result = data.scrub(data.build_manifest(tmp_path), val_fraction=0.2, test_fraction=0.2)
     assert set(result.clean["split"]) == {"train", "val", "test"}
     assert data.patients_in_several_splits(result.clean).empty
+
+
+def test_a_carved_test_split_never_holds_the_patients_that_chose():
+    """pneumo train and the sweep (test_fraction 0) validate on the same patients as a run
+    that carves a test split, so that test split is untouched by their choices."""
+    manifest = data.build_manifest(SAMPLE_DIR)
+    manifest = manifest[manifest["split"] == "train"].reset_index(drop=True)  # no test/
+    fractions = PROFILES["full"]["val_fraction"], PROFILES["full"]["test_fraction"]
+    run = data.scrub(manifest, val_fraction=fractions[0], test_fraction=fractions[1]).clean
+    chooser = data.scrub(manifest, val_fraction=fractions[0], test_fraction=0.0).clean
+
+    def patients(table, split):
+        return set(table.loc[table["split"] == split, "patient"])
+    assert patients(run, "val") == patients(chooser, "val")
+    assert patients(run, "test") and not patients(run, "test") & patients(chooser, "val")
+    assert not patients(run, "test") & patients(run, "val")
 
 
 def test_bad_files_are_reported_and_left_on_disk(tmp_path):
@@ -234,7 +250,7 @@ def test_run_config_profiles_and_environment(monkeypatch, tmp_path):
     cfg = RunConfig.from_params()
     assert cfg.profile == "sample" and cfg.epochs == 7 and cfg.run_dir == str(tmp_path / "run")
     full = RunConfig.from_params(data_dir=str(tmp_path), epochs=None)
-    assert full.profile == "full" and full.image_size == 112 and full.ensemble_seeds == (7, 1)
+    assert full.profile == "full" and full.image_size == 112 and full.ensemble_seeds == ()
     assert cfg.ensemble_seeds == ()
     monkeypatch.setenv("PNEUMO_ENSEMBLE_SEEDS", "3, 4")
     assert RunConfig.from_params().ensemble_seeds == (3, 4)  # typed from the annotation

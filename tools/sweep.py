@@ -26,7 +26,7 @@ import pandas as pd
 
 from pneumo_helpers import data, evaluate, experiment, external, generators, inference, shifts, ship
 from pneumo_helpers.balance import encode_labels
-from pneumo_helpers.config import RunConfig
+from pneumo_helpers.config import PROFILES, RunConfig
 from pneumo_helpers.runs import ModelLayout, RunLayout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,8 +84,8 @@ RECIPES = {
 def split(data_dir: str, split_seed: int, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     target = RunLayout(work).clean_manifest
     if not target.is_file():
-        scrubbed = data.scrub(data.build_manifest(data_dir), val_fraction=0.15,
-                              test_fraction=0.0, seed=split_seed)
+        scrubbed = data.scrub(data.build_manifest(data_dir), test_fraction=0.0, seed=split_seed,
+                              val_fraction=PROFILES["full"]["val_fraction"])
         work.mkdir(parents=True, exist_ok=True)
         scrubbed.clean.to_csv(target, index=False)
     clean = pd.read_csv(target)
