@@ -62,9 +62,9 @@ report: install
 		{ echo "make report needs Chromium: sudo apt-get install chromium"; exit 1; }
 	$(BIN)/pneumo report $(RUN_DIR) $(if $(DATA),--data $(abspath $(DATA)))
 
-# The shipped model: the full profile's recipe on the whole training split, three seeds averaged
-# (35.5 min on 2 cores with other work running, 2026-12-03: each seed pretrains ~6 min), its card
-# and LiteRT export, then the probabilities CI holds it to.
+# The shipped model: the full profile's recipe on the whole training split (benchmarks/
+# results/train_full.json), its card, site threshold and LiteRT export, then the probabilities
+# CI holds it to.
 SHARED_DATA ?= ../shared/data/chest_xray
 # Labelled new films: the card scores the model there and the site threshold is chosen on them.
 EXTERNAL ?= $(wildcard ../shared/data/chest_xray_external)

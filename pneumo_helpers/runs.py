@@ -54,6 +54,7 @@ class ModelLayout:
     pretrain_history = property(lambda self: self.root / "pretrain_history.csv")
     val_metrics = property(lambda self: self.root / "val_metrics.json")
     site_threshold = property(lambda self: self.root / "site_threshold.json")
+    external_metrics = property(lambda self: self.root / "external_metrics.json")
     val_predictions = property(lambda self: self.root / "val_predictions.csv")
     card = property(lambda self: self.root / "MODEL_CARD.md")
     #: What a shipped model folder holds besides its card and export.

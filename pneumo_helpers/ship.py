@@ -130,29 +130,32 @@ def _members_section(work: RunLayout, config: dict) -> str:
 
 
 def _external_section(loaded, folder, cache_dir: Path) -> str:
-    """The model on labelled new films: scored at its validation threshold, then the site
-    threshold chosen there by its rule, written beside the model (``site_threshold.json``)."""
+    """The model on labelled new films: scored at its validation threshold
+    (``external_metrics.json``), then the site threshold chosen there by its rule
+    (``site_threshold.json``), both written beside the model; the card shows the scorecard."""
+    from . import evaluate, scorecard
+
     rows = external.labelled_rows(folder)
     images = generators.load_images(rows, image_size=loaded.image_size, cache_dir=cache_dir)
     p = loaded.predict(images[..., 0])
-    at_val = external.scores(rows["label"], p, threshold=loaded.threshold)
+    table = evaluate.evaluate(rows["label"], p, threshold=loaded.threshold,
+                              groups=rows["patient"], n_boot=1000, seed=0)
     site = external.choose_site_threshold(rows, p, rule=loaded.threshold_rule,
                                           model_sha256=loaded.sha256)
+    evaluate.to_report(table, rule=loaded.threshold_rule, split="external", model="shipped",
+                       model_sha256=loaded.sha256, sample_sha256=site.sample_sha256,
+                       data=shown_path(folder)).write(ModelLayout(loaded.path).external_metrics)
     site.write(loaded.path)
-    fmt = "{:.3f} ({:.3f}-{:.3f})".format
     return "\n".join([
         f"{site.n_films} labelled films from outside the training split ({site.n_normal} "
         f"NORMAL, {site.n_pneumonia} PNEUMONIA; `{shown_path(folder)}`, sample "
-        f"{site.sample_sha256}). They chose the site threshold below; they trained no "
-        "weights. Intervals: 95 % patient bootstrap.", "",
-        "| threshold | chosen on | ROC AUC | sensitivity | specificity |", "|---|---|---|---|---|",
-        f"| {loaded.threshold:.3f} | validation | {fmt(*site.roc_auc)} | "
-        f"{at_val['sensitivity']:.3f} | {at_val['specificity']:.3f} |",
-        f"| {site.threshold:.3f} | these films (site threshold, in-sample) | "
-        f"{fmt(*site.roc_auc)} | {fmt(*site.sensitivity)} | {fmt(*site.specificity)} |", "",
+        f"{site.sample_sha256}). They chose the site threshold; they trained no weights. "
+        "Intervals: 95 % patient bootstrap.", "",
+        scorecard.markdown(scorecard.shipped_lines(loaded.path)), "",
         "`pneumo predict`, `evaluate` and `explain` use the site threshold "
         "(`site_threshold.json`) while it names this `model.keras`; `pneumo calibrate DIR` "
-        "chooses one for another site."])
+        "chooses one for another site. The locked half B of the official split is judged "
+        "after the model lands (`../shared/evaluations/`)."])
 
 
 def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, *,
@@ -175,6 +178,7 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
     # An export or site threshold of the previous model must not outlive it.
     out.export.unlink(missing_ok=True)
     out.site_threshold.unlink(missing_ok=True)
+    out.external_metrics.unlink(missing_ok=True)
     for name in ModelLayout.SHIPPED:
         shutil.copy(trained.root / name, out.root / name)
     loaded = inference.load_model(out.root, runtime="keras")

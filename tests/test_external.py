@@ -157,5 +157,5 @@ def test_the_card_scores_external_films_and_writes_their_site_threshold(shipped_
     section = ship._external_section(loaded, SAMPLE_DIR / "train", tmp_path / "cache")
     site = SiteThreshold.read(folder)
     assert site.model_sha256 == loaded.sha256 and site.n_films == 400
-    assert f"| {site.threshold:.3f} | these films" in section
+    assert f"| {site.threshold:.3f} (these films, in-sample) |" in section
     assert inference.load_model(folder).threshold_source == "site"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pneumo_helpers import inference
 from pneumo_helpers.files import sha256
-from pneumo_helpers.runs import ModelLayout
+from pneumo_helpers.runs import MetricsReport, ModelLayout
 from pneumo_helpers.config import SAMPLE_DIR
 from pneumo_helpers.data import CLASSES
 
@@ -42,7 +42,8 @@ def main() -> int:
     table = inference.predict_files(loaded, files)
     REFERENCE.write_text(json.dumps({
         "model_sha256": sha256(ModelLayout(inference.SHIPPED_MODEL_DIR).model),
-        "threshold": loaded.threshold,
+        # The validation threshold: a site threshold is chosen later, per site.
+        "threshold": MetricsReport.read(ModelLayout(loaded.path).val_metrics).threshold,
         "probabilities": {path.relative_to(SAMPLE_DIR).as_posix(): float(p)
                           for path, p in zip(files, table["probability"])},
     }, indent=2) + "\n")
