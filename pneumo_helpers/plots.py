@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.patches as mpatches
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .data import CLASSES
+from .labels import CLASSES
 
 CLASS_COLORS = dict(zip(CLASSES, ("#4C72B0", "#DD8452")))
-SUBTYPE_COLORS = {"normal": "#4C72B0", "bacteria": "#DD8452", "virus": "#C44E52",
-                  "unknown": "#8C8C8C"}
 DPI = 80        # figure size in notebooks
 SAVE_DPI = 200  # files in the run folder
 
@@ -308,15 +307,23 @@ def error_gallery(images, y_true, y_prob, *, threshold: float, n: int = 6,
                              transform=axes_row[0].transAxes)
         for ax, i in zip(axes_row, index):
             ax.imshow(np.squeeze(images[i]), cmap="gray", vmin=0, vmax=vmax)
-            ax.set_title(f"P={p[i]:.2f}", fontsize=8)
+            ax.set_title(f"P = {p[i]:.3f}", fontsize=8)
             for spine in ax.spines.values():  # frame in the colour of the true class
                 spine.set(color=CLASS_COLORS[true_name], linewidth=2.5)
         for ax in axes_row[max(len(index), 1):]:  # the first keeps the row label
             ax.axis("off")
-    fig.suptitle(f"{title} at threshold {threshold:.2f} (frame = true class colour)",
-                 fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{title} at threshold {threshold:.3f}; P = P(PNEUMONIA)", fontsize=10)
+    _true_class_key(fig, "frame")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return save(fig, path)
+
+
+def _true_class_key(fig, what: str) -> None:
+    """A legend under the figure: which colour is which true class."""
+    handles = [mpatches.Patch(facecolor="white", edgecolor=color, linewidth=2.5,
+                              label=f"{what}: true {name}")
+               for name, color in CLASS_COLORS.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=9)
 
 
 def model_comparison(df: pd.DataFrame, *, metric="roc_auc", title: str | None = None,
@@ -385,12 +392,11 @@ def explanation_panel(rows, *, k: int = 5, title: str | None = None,
         gray = np.squeeze(np.asarray(image))
         column[0].imshow(gray, cmap="gray", vmin=0, vmax=255 if gray.dtype == np.uint8 else 1)
         label = name or ""
+        color = CLASS_COLORS.get(_true_class(name), "black")
         if explanation is not None:
-            color = CLASS_COLORS[explanation.label]
-            label = f"{label}\nP(PNEUMONIA) = {explanation.probability:.2f}"
+            label = f"{label}\nP(PNEUMONIA) = {explanation.probability:.3f}"
             column[1].imshow(lime_overlay(explanation, k=k))
         else:
-            color = "black"
             column[1].text(0.5, 0.5, "no LIME", ha="center", va="center")
         column[0].set_title(label.strip(), fontsize=14, color=color)
         if heatmap is not None:
@@ -402,8 +408,18 @@ def explanation_panel(rows, *, k: int = 5, title: str | None = None,
         ax.set_ylabel(text, fontsize=13)
     if title:
         fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    _true_class_key(fig, "heading")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, path)
+
+
+def _true_class(case: str | None) -> str | None:
+    """The true class of a kind of case (``"false positive"`` -> NORMAL), else None."""
+    case = (case or "").lower()
+    positive = "positive" in case
+    if "true" in case or "false" in case:
+        return CLASSES[int(positive == case.startswith("true"))]
+    return None
 
 
 def training_curves(histories: dict, *, metrics=("loss", "accuracy", "auc"),

@@ -292,9 +292,15 @@ def test_explanation_panel(tmp_path):
     e = Explanation(image=image, segments=segments, weights=weights, heatmap=weights[segments],
                     probability=0.83, label="PNEUMONIA", score=0.9, intercept=0.1)
     heat = rng.random((24, 24))
-    fig = plots.explanation_panel([(image, e, heat, "true PNEUMONIA"),
+    fig = plots.explanation_panel([(image, e, heat, "false positive"),
                                    (image, None, None, "no explainers")],
                                   path=tmp_path / "panel.png")
-    assert fig.axes[0].get_title().endswith("P(PNEUMONIA) = 0.83")
+    assert fig.axes[0].get_title().endswith("P(PNEUMONIA) = 0.830")
+    # Headings take the true class's colour (a false positive is a NORMAL film), as the
+    # error gallery's frames do, whatever the model called it.
+    assert matplotlib.colors.same_color(fig.axes[0].title.get_color(),
+                                        plots.CLASS_COLORS["NORMAL"])
+    assert {t.get_text() for t in fig.legends[0].get_texts()} == {
+        "heading: true NORMAL", "heading: true PNEUMONIA"}
     assert len(fig.axes) == 6
     check_figure(fig, tmp_path / "panel.png")
