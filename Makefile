@@ -12,6 +12,9 @@ DATA   ?=
 RUN    ?= $(if $(DATA),full,sample)
 RUN_DIR ?= runs/$(RUN)
 STAMP  := $(BIN)/.pneumo-installed
+# Labelled new films (the external half): scored in 04 and 05 of a run on DATA, and by the
+# shipped model's card, which chooses the site threshold on them.
+EXTERNAL ?= $(wildcard ../shared/data/chest_xray_external)
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -31,7 +34,7 @@ $(STAMP)-test: $(STAMP)
 	@touch $@
 
 run: install
-	$(BIN)/pneumo run --run-dir $(RUN_DIR) $(if $(DATA),--data $(abspath $(DATA)))
+	$(BIN)/pneumo run --run-dir $(RUN_DIR) $(if $(DATA),--data $(abspath $(DATA)) $(if $(EXTERNAL),--external $(EXTERNAL)))
 
 # nbval re-executes every notebook in a fresh kernel on the bundled sample, writing into a
 # throw-away run folder, and compares the cells marked NBVAL_CHECK_OUTPUT.
@@ -60,14 +63,12 @@ report: install
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } || \
 		{ echo "make report needs Chromium: sudo apt-get install chromium"; exit 1; }
-	$(BIN)/pneumo report $(RUN_DIR) $(if $(DATA),--data $(abspath $(DATA)))
+	$(BIN)/pneumo report $(RUN_DIR) $(if $(DATA),--data $(abspath $(DATA)) $(if $(EXTERNAL),--external $(EXTERNAL)))
 
 # The shipped model: the full profile's recipe on the whole training split (benchmarks/
 # results/train_full.json), its card, site threshold and LiteRT export, then the probabilities
 # CI holds it to.
 SHARED_DATA ?= ../shared/data/chest_xray
-# Labelled new films: the card scores the model there and the site threshold is chosen on them.
-EXTERNAL ?= $(wildcard ../shared/data/chest_xray_external)
 train-full: install
 	$(BIN)/pneumo train --data $(if $(DATA),$(DATA),$(SHARED_DATA)) $(if $(EXTERNAL),--external $(EXTERNAL))
 	$(BIN)/python tools/shipped_reference.py

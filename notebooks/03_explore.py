@@ -73,17 +73,18 @@ print(f'training images as an array: {pixels.shape} {pixels.dtype}')
 plots.intensity_histograms(pixels, train['label'], path=cfg.layout.figure('03_intensity'));
 
 # %% [markdown]
-# Overall brightness overlaps heavily between the classes, and pneumonia images vary more in
-# exposure. Brightness alone is not a usable signal, while exposure differences between devices are
-# a nuisance the model must learn to ignore: the models standardise each image's contrast, and
-# training augments brightness and contrast, so that *where* an opacity sits is what counts.
+# The histograms pool every pixel of a film: by that overall brightness the classes overlap
+# heavily, and pneumonia films vary more in exposure, so overall brightness is not a usable signal
+# (and exposure differences between devices are a nuisance: the models standardise each film's
+# contrast, and training alters brightness and contrast). What differs is *where* the brightness
+# sits, which the mean images show next.
 
 # %%
 plots.mean_images(pixels, train['label'], path=cfg.layout.figure('03_mean_images'));
 
 # %% [markdown]
-# The difference image shows where the classes differ on average: the lung fields are brighter in
-# pneumonia (opacities), as expected — but the image borders and the neck differ too, which reflects
+# The difference image shows where the classes differ on average: inside the lung fields
+# pneumonia films are brighter (opacities), as expected — but the image borders and the neck differ too, which reflects
 # how the two groups were framed and exposed, not disease. A model can use such framing as a
 # shortcut; the explanations in 05 check whether it does.
 

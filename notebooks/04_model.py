@@ -16,9 +16,9 @@ from pneumo_helpers.runner import start_notebook
 cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
 import pandas as pd
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 
-from pneumo_helpers import experiment, external, plots
+from pneumo_helpers import experiment, external, plots, report
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -56,8 +56,8 @@ results = experiment.compare_candidates(train_rows, val_rows, cfg)
 # %%
 if cfg.external_dir:
     external_rows = external.labelled_rows(cfg.external_dir)
-    print(external.score_candidates(results, external_rows, cache_dir=cfg.layout.cache)
-          .round(3).to_string())
+    display(Markdown(report.frame_markdown(
+        external.score_candidates(results, external_rows, cache_dir=cfg.layout.cache), index=True)))
 else:
     print('No external folder given: the candidates are judged on validation only.')
 
@@ -74,17 +74,17 @@ plots.training_curves({r.name: r.history for r in results}, path=cfg.layout.figu
 # A dashed curve that flattens or turns up (loss) while its solid twin keeps improving is
 # overfitting: more epochs stop paying, and early stopping keeps the best validation epoch. A
 # dashed curve far below the solid one from the first epoch means validation looks different from
-# what training sees. With a few hundred images and a few epochs (the bundled sample) the curves
-# are noisy and only show that the pipeline trains.
+# what training sees. On the bundled sample (a few hundred images, a few epochs) such curves are
+# noisy and only show that the pipeline trains.
 
-# %% [markdown]
+# %% [markdown] tags=["ci-check"]
 # ## Did each architecture learn?
 # A check CI compares on every run: the best validation ROC AUC of each architecture against a
 # floor every healthy run of this profile clears (`cfg.min_val_auc`). It fails when a change
 # stops a network from learning — a normalisation setting, labels read the wrong way round —
-# even when another architecture wins the comparison.
+# even when another architecture wins the comparison. (Left out of the reviewer PDF.)
 
-# %%
+# %% tags=["ci-check"]
 # NBVAL_CHECK_OUTPUT
 table = experiment.compare(results)
 for line in experiment.learning_checks(table, floor=cfg.min_val_auc):
@@ -95,7 +95,8 @@ for line in experiment.learning_checks(table, floor=cfg.min_val_auc):
 
 # %%
 wide = table.pivot_table(index='model', columns='metric', values='value')
-print(wide[['roc_auc', 'pr_auc', 'brier', 'accuracy', 'recall', 'specificity']].round(3).to_string())
+Markdown(report.frame_markdown(wide[['roc_auc', 'pr_auc', 'brier', 'accuracy', 'recall',
+                                     'specificity']], index=True))
 
 # %% [markdown]
 # The same comparison as a chart: each dot is a candidate's validation value, each bar its 95%
@@ -130,7 +131,9 @@ plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], path=c
 # %%
 chosen = experiment.choose(results, train_rows, val_rows, cfg)
 print(f'chosen: {chosen.name} (threshold {chosen.threshold:.3f} chosen on validation)')
-print(chosen.metrics.round(3).to_string(index=False))
+Markdown(report.frame_markdown(chosen.metrics.set_index('metric')[['value', 'ci_low', 'ci_high']]
+                               .rename(columns={'value': 'validation', 'ci_low': '95 % CI from',
+                                                'ci_high': 'to'}), index=True))
 
 # %% [markdown]
 # ## What this tells us, from this run's numbers
@@ -143,6 +146,6 @@ Markdown('\n'.join(f'- {line}' for line in experiment.findings(table, experiment
 # %% [markdown]
 # The comparison above, not a rule of thumb, decides the rebalancing strategy and architecture for
 # this run; the chosen model, its threshold and its validation metrics are what 05 evaluates on the
-# held-out test split. Validation accuracy alone would mislead: a model can be excellent on a
+# test split, which no choice has seen. Validation accuracy alone would mislead: a model can be excellent on a
 # random cut of the training data and still call many normal images from another device
 # pneumonia, so 05 looks at specificity, calibration and explanations too.

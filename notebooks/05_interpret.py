@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · Interpret: honest evaluation, errors and explanations
 #
-# We load the model chosen in 04 (or the shipped one with `PNEUMO_MODEL=shipped`), evaluate it on validation and on the held-out test split **at the threshold chosen on validation**, look at calibration and the most confident mistakes, and explain individual predictions with LIME and Grad-CAM.
+# We load the model chosen in 04 (or the shipped one with `PNEUMO_MODEL=shipped`), evaluate it on validation, on the test split no choice has seen and, when given, on films from another site or batch, all **at the threshold chosen on validation**; then calibration, robustness, the most confident mistakes, and where the model looks (LIME and Grad-CAM).
 
 # %% tags=["parameters"]
 # Parameters (papermill injects them); None: $PNEUMO_<NAME>, else the bundled sample.
@@ -18,8 +18,8 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 import pandas as pd
 from IPython.display import Markdown
 
-from pneumo_helpers import (balance, data, evaluate, experiment, explain, external,
-                            generators, plots, shifts)
+from pneumo_helpers import (attention, balance, evaluate, experiment, explain, external,
+                            findings, generators, plots, report, scorecard, shifts)
 
 # %%
 loaded = experiment.interpreted_model(cfg)  # cfg.model: None = 04's choice, 'shipped', or a name
@@ -37,9 +37,7 @@ for split, rows in sets.items():
                                            cache_dir=cfg.layout.cache)[..., 0]
     splits[split], probs[split] = rows, loaded.predict(pixels[split])
 y = {split: balance.encode_labels(rows['label']) for split, rows in splits.items()}
-test_origin = clean.loc[clean['split'] == 'test', 'orig_split'].unique()
-print('test split:', 'the dataset\'s own test split' if list(test_origin) == ['test']
-      else 'carved by patient from the training data (no official test split given)')
+print('test split:', report.test_source(clean, is_sample=cfg.profile == 'sample'))
 
 # %% [markdown]
 # ## Metrics with 95% intervals
@@ -52,9 +50,17 @@ tables = {split: evaluate.evaluate(y[split], probs[split], threshold=loaded.thre
           for split in splits}
 evaluate.write_run_metrics(tables, cfg.layout, threshold=loaded.threshold,
                            rule=loaded.threshold_rule, model=loaded.path.name)
-both = pd.concat({s: t.set_index('metric')[['value', 'ci_low', 'ci_high']] for s, t in tables.items()},
-                 axis=1)
-print(both.round(3).to_string())
+Markdown(report.results_markdown(cfg.layout.root))
+
+# %% [markdown]
+# ## Which films measured each figure, and what they chose
+# Validation chose this model's epochs and threshold (and, in 04, the model); the test split and
+# the external films chose nothing in this run. The shipped model's rows come from its folder and,
+# when one names its model file, from the receipt of the official split's locked half.
+
+# %%
+Markdown(scorecard.markdown(scorecard.run_lines(cfg.layout.root)
+                            + scorecard.shipped_lines(evaluations=cfg.evaluations_dir)))
 
 # %% [markdown]
 # ## Validation against new films
@@ -65,27 +71,25 @@ print(both.round(3).to_string())
 Markdown('\n'.join(f'- {line}' for line in external.gap_lines(tables))
          or 'No external folder given (`PNEUMO_EXTERNAL_DIR`): only internal splits are scored.')
 
-# %% [markdown]
+# %% [markdown] tags=["ci-check"]
 # A check CI compares on every run: the test ROC AUC against a floor every healthy run of this
 # profile clears (`cfg.min_test_auc`), and whether the model calls both classes on test. Images
 # scaled the wrong way, a model that stopped learning or a threshold that no longer fits fail
-# here.
+# here. (Left out of the reviewer PDF.)
 
-# %%
+# %% tags=["ci-check"]
 # NBVAL_CHECK_OUTPUT
 print(evaluate.floor_check('test ROC AUC', tables['test'].set_index('metric').loc['roc_auc', 'value'],
                            cfg.min_test_auc))
-called = sorted({data.CLASSES[int(p >= loaded.threshold)] for p in probs['test']})
+called = sorted(set(loaded.label(probs['test'])))
 print('classes called on test:', ', '.join(called))
 
 # %%
 cm = evaluate.confusion(y['test'], probs['test'] >= loaded.threshold)
-print(cm.to_string())
 
 # %% [markdown]
 # ## The test split at the validation threshold: confusion matrix
-# The same counts as a picture, with each row also as rates (the share of each true class given
-# each label).
+# Counts, and each row as rates (the share of each true class given each label).
 
 # %%
 plots.confusion_matrix_plot(cm, path=cfg.layout.figure('05_confusion'));
@@ -119,6 +123,9 @@ plots.roc_pr_curves(y['test'], probs['test'], threshold=loaded.threshold, path=c
 
 # %%
 plots.reliability_diagram(y['test'], probs['test'], path=cfg.layout.figure('05_calibration'));
+bins = evaluate.calibration_bins(y['test'], probs['test'])
+bins.to_csv(cfg.layout.test_calibration, index=False)
+Markdown(evaluate.calibration_sentence(bins))
 
 # %% [markdown]
 # A calibrated model's points lie on the diagonal: among images given P(pneumonia) = 0.8, 80% have
@@ -133,8 +140,8 @@ plots.probability_histogram(y['test'], probs['test'], threshold=loaded.threshold
 
 # %% [markdown]
 # Predicted P(pneumonia) per true class, with the threshold as a line: two well-separated humps
-# mean confident, correct calls; NORMAL images piled up just above the line are the false alarms
-# a slightly higher threshold would remove — at the cost of the pneumonia images just below it.
+# mean confident, correct calls. NORMAL films just above the line are false alarms a slightly
+# higher threshold would remove, at the cost of the pneumonia films just below it.
 
 # %% [markdown]
 # ## The most confident mistakes
@@ -173,7 +180,7 @@ plots.model_comparison(experiment.read_candidates(cfg.layout.models), metric=['r
 # %%
 stress = shifts.stress_test(loaded.predict, pixels['val'], y['val'], threshold=loaded.threshold)
 stress.to_csv(cfg.layout.val_shifts, index=False)
-print(stress.round(3).to_string(index=False))
+Markdown(report.frame_markdown(stress))
 
 # %% [markdown]
 # The border crops as a curve: a model that reads the lungs keeps its three lines flat; one that
@@ -211,42 +218,32 @@ rows = [(img, lime.explain(img), heat, name) for img, heat, name in zip(images, 
 plots.explanation_panel(rows, path=cfg.layout.figure('05_explanations'));
 
 # %% [markdown]
-# Where both explainers point into the lung fields the model is using the right evidence; where
-# they light up the image border, the shoulders or a text marker, the prediction rests on a
-# shortcut that will not transfer to other hospitals.
+# Four films are anecdotes. Over the whole test split: the share of each Grad-CAM map's heat inside
+# the central region (the film without a strip of 15 % of its side on every edge, where the lungs
+# lie), by true class and by whether the call was right. A map spread evenly would put
+# `attention.uniform_share` of its heat there; less than half inside means the map sits on the
+# border strips (neck, shoulders, film edges, markers).
+
+# %%
+maps = explain.GradCam(loaded.model, threshold=loaded.threshold)(pixels['test'])
+heat = attention.heat_table(attention.central_share(maps), y['test'], probs['test'] >= loaded.threshold)
+heat.to_csv(cfg.layout.gradcam_heat)
+Markdown(attention.markdown(heat, uniform=attention.uniform_share(*maps.shape[1:])))
 
 # %% [markdown]
 # ## Findings, from this run's numbers
 
 # %%
-t, v = tables['test'].set_index('metric'), tables['val'].set_index('metric')
-def fmt(table, metric):
-    row = table.loc[metric]
-    return f"{row['value']:.3f} (95% CI {row['ci_low']:.3f}–{row['ci_high']:.3f})"
-fp, fn = int(cm.iloc[0, 1]), int(cm.iloc[1, 0])
-Markdown(f"""
-- On the test split ({len(y['test'])} images) the model reached ROC AUC {fmt(t, 'roc_auc')},
-  accuracy {fmt(t, 'accuracy')}, sensitivity {fmt(t, 'recall')} and specificity
-  {fmt(t, 'specificity')} at the validation threshold {loaded.threshold:.3f}.
-- Validation ROC AUC was {fmt(v, 'roc_auc')}; the difference to test
-  ({round(t.loc['roc_auc', 'value'], 3) - round(v.loc['roc_auc', 'value'], 3):+.3f}) is the price of moving from the
-  split the threshold was chosen on to unseen patients.
-- It flagged {fp} normal image(s) as pneumonia and missed {fn} pneumonia image(s).
-- Brier score on test {fmt(t, 'brier')} (0 is perfect; 0.25 is a coin flip at 50/50).
-- Under the acquisition and framing shifts of validation images, specificity ranged
-  {stress['specificity'].min():.3f}–{stress['specificity'].max():.3f} (lowest:
-  {stress.loc[stress['specificity'].idxmin(), 'shift']}) and sensitivity
-  {stress['recall'].min():.3f}–{stress['recall'].max():.3f} (lowest:
-  {stress.loc[stress['recall'].idxmin(), 'shift']}) at the same threshold.
-{'- **This run used the bundled sample**: these numbers demonstrate the pipeline only.' if cfg.profile == 'sample' else ''}
-""")
+Markdown('\n'.join(f'- {line}' for line in findings.interpretation(
+    tables, cm=cm, stress=stress, heat=heat, uniform=attention.uniform_share(*maps.shape[1:]),
+    threshold=loaded.threshold, sample=cfg.profile == 'sample')))
 
 # %% [markdown]
 # ## Recommendations
 # - Judge the model on data from other hospitals and devices before trusting any figure here;
 #   the Kermany images come from one centre, and specificity is what suffers first on new data.
-# - Keep the threshold chosen on validation; re-choose it (on a validation set from the new site)
-#   rather than on test results when moving to new data.
+# - Do not carry the validation threshold to a new site: choose one on the site's own labelled
+#   films (`pneumo calibrate DIR`, at least 50 per class), never on the films you then report.
 # - Read the explanations of errors: a pattern of attention outside the lungs calls for masking
 #   or cropping the lung fields before training.
 # - **Not for clinical use.**

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .labels import CLASSES
 
-__all__ = ["BORDER", "central_share", "uniform_share", "heat_table"]
+__all__ = ["BORDER", "central_share", "uniform_share", "heat_table", "markdown", "conclusion"]
 
 #: Width of each border strip, as a share of the film's side.
 BORDER = 0.15
@@ -75,3 +75,38 @@ def heat_table(shares, y_true, y_pred) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["true class", "call"])
     return table
+
+
+def markdown(table: pd.DataFrame, *, uniform: float) -> str:
+    """:func:`heat_table` as Markdown, with the uniform map's share for comparison."""
+    lines = ["| true class | call | films | heat inside, mean | median | maps mostly on the "
+             "border |", "|---|---|---|---|---|---|"]
+    for (cls, call), row in table.iterrows():
+        lines.append(f"| {cls} | {call} | {int(row['films'])} | {row['mean']:.2f} | "
+                     f"{row['median']:.2f} | {row['on border']:.0%} |")
+    return "\n".join(lines) + (f"\n\nA map spread evenly over the film would put {uniform:.2f} "
+                               "of its heat inside.")
+
+
+def conclusion(table: pd.DataFrame, *, uniform: float) -> str:
+    """One sentence drawn from :func:`heat_table`'s numbers."""
+    everything = table.loc[("all", "all")]
+    parts = [f"Over {int(everything['films'])} test films, Grad-CAM puts on average "
+             f"{everything['mean']:.0%} of its heat inside the central region (an even map: "
+             f"{uniform:.0%}), and {everything['on border']:.0%} of the maps have most of their "
+             "heat on the border strips"]
+    calls = {call: table.xs(call, level="call") for call in ("right", "wrong")
+             if call in table.index.get_level_values("call")}
+    if {"right", "wrong"} <= set(calls):
+        right = np.average(calls["right"]["mean"], weights=calls["right"]["films"])
+        wrong = np.average(calls["wrong"]["mean"], weights=calls["wrong"]["films"])
+        parts.append(f"right calls {right:.0%} inside, wrong calls {wrong:.0%}")
+    if everything["mean"] > uniform + 0.1:
+        verdict = "the model mostly reads the middle of the film, where the lungs are"
+    elif everything["mean"] < uniform:
+        verdict = ("the model looks at the border more than an even map would: its calls "
+                   "lean on framing, neck and shoulders, not only on the lungs")
+    else:
+        verdict = ("the heat is barely more central than an even map: the maps do not show "
+                   "the model reading the lungs rather than the framing")
+    return "; ".join(parts) + f". So {verdict}."

@@ -127,6 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--external", metavar="DIR", help="labelled films from another site or "
                      "batch (NORMAL/, PNEUMONIA/ or test/...), scored in 04 and 05 beside "
                      "validation (PNEUMO_EXTERNAL_DIR)")
+    run.add_argument("--evaluations", metavar="DIR", type=Path, default=_default_evaluations(),
+                     help="folder of official-split receipts: 05 shows the shipped model's "
+                     "locked-half figures from the one naming it (PNEUMO_EVALUATIONS_DIR); "
+                     "default: ../shared/evaluations beside the project, if present")
     run.add_argument("--only", nargs="+", metavar="NN", help="notebook prefixes, e.g. 04 05")
     run.add_argument("--in-place", action="store_true", help="refresh the outputs stored in "
                      "notebooks/ (what CI compares) instead of writing <run>/notebooks/")
@@ -166,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="run folder (default: runs/full)")
     report.add_argument("--data", metavar="DIR", help="first run the notebooks on this "
                         "dataset (full profile) into RUN_DIR")
+    report.add_argument("--external", metavar="DIR", help="with --data: labelled films from "
+                        "another site or batch, scored in 04 and 05 (as pneumo run --external)")
     report.add_argument("--out", metavar="DIR", default="presentation",
                         help="folder for presentation.pdf and notebooks.pdf")
     report.add_argument("--evaluations", metavar="DIR", type=Path,
@@ -183,13 +189,21 @@ def _default_evaluations() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def _series_settings(args) -> None:
+    """Folders the notebooks' kernels read from the environment, as every PNEUMO_* setting."""
+    for name, flag in (("external", "--external"), ("evaluations", "--evaluations")):
+        folder = getattr(args, name, None)
+        if folder is None:
+            continue
+        if not Path(folder).is_dir():
+            raise UserError(f"{folder}: no such folder ({flag})")
+        os.environ[f"PNEUMO_{name.upper()}_DIR"] = str(Path(folder).resolve())
+
+
 def _run(args) -> int:
     from .runner import run_series
 
-    if args.external:  # the notebooks' kernels read it, as every PNEUMO_* setting
-        if not Path(args.external).is_dir():
-            raise UserError(f"{args.external}: no such folder (--external)")
-        os.environ["PNEUMO_EXTERNAL_DIR"] = str(Path(args.external).resolve())
+    _series_settings(args)
     cfg = RunConfig.from_params(data_dir=args.data, run_dir=args.run_dir,
                                 profile=args.profile)
     run_series(cfg.run_dir, data=args.data, profile=cfg.profile, in_place=args.in_place,
@@ -249,6 +263,7 @@ def _report(args) -> int:
     from .runner import run_series
 
     if args.data:
+        _series_settings(args)
         run_series(args.run_dir, data=args.data, profile="full",
                    report=lambda line: print(line, flush=True))
     out = Path(args.out)
@@ -257,7 +272,8 @@ def _report(args) -> int:
                                     evaluations=args.evaluations)))
         print(shown_path(notebooks_pdf.render(args.run_dir, out / "notebooks.pdf")))
         print(shown_path(report.replace_readme_block(
-            Path("README.md"), report.readme_block(args.run_dir, readme_dir=Path.cwd()))))
+            Path("README.md"), report.readme_block(args.run_dir, readme_dir=Path.cwd(),
+                                                  evaluations=args.evaluations))))
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # no run, no Chromium
         raise UserError(str(exc)) from None
     return 0

@@ -119,6 +119,9 @@ class RunConfig:
         external_dir: a labelled folder of films from another site or batch (``NORMAL/`` and
             ``PNEUMONIA/``, or a dataset folder with ``test/``): 04 and 05 score every model
             there beside validation (:mod:`pneumo_helpers.external`); ``None``: none.
+        evaluations_dir: the folder of official-split receipts (``../shared/evaluations``
+            here): 05 and the deck show the shipped model's locked-half figures from the one
+            naming its ``model.keras``; ``None``: none shown.
         model: what 05 interprets: ``None`` (the model 04 chose), ``"shipped"`` (the model in
             the package) or the name of a model folder of the run.
     """
@@ -146,6 +149,7 @@ class RunConfig:
     split_seed: int = 42
     ignore_unknown_folders: bool = False
     external_dir: str | None = None
+    evaluations_dir: str | None = None
     model: str | None = None
 
     def __post_init__(self):
@@ -157,7 +161,7 @@ class RunConfig:
         if self.run_dir is None:
             self.run_dir = str(project_root() / "runs" / self.profile)
         self.run_dir = str(Path(self.run_dir).expanduser().resolve())
-        for key in ("data_dir", "external_dir"):
+        for key in ("data_dir", "external_dir", "evaluations_dir"):
             if getattr(self, key) is not None:
                 setattr(self, key, str(Path(getattr(self, key)).expanduser()))
 

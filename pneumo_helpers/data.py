@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import files
-from .config import SAMPLE_DIR, shown_path
+from .config import SAMPLE_DIR
 from .images import ImageError, describe, read_gray
 from .labels import CLASSES, patient_id, subtype
 
@@ -120,11 +120,11 @@ def locate_dataset(path: str | Path | None = None, *, download: bool = True) -> 
     """
     if path:
         return DatasetLocation(find_root(path), "given",
-                               f"Using the dataset at {shown_path(path)}.")
+                               f"Using the dataset folder {Path(path).name}/ given to the run.")
     env = os.environ.get("PNEUMO_DATA_DIR")
     if env:
         return DatasetLocation(find_root(env), "environment",
-                               f"Using the dataset at $PNEUMO_DATA_DIR={shown_path(env)}.")
+                               f"Using the dataset folder {Path(env).name}/ of $PNEUMO_DATA_DIR.")
     reason = "no Kaggle credentials"
     if download and _kaggle_credentials():
         try:

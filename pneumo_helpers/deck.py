@@ -23,10 +23,10 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from . import files, report
+from . import attention, evaluate, files, report, scorecard
 from .config import shown_path
 from .inference import SHIPPED_MODEL_DIR
-from .runs import Estimate, MetricsReport, ModelLayout, RunLayout
+from .runs import Estimate, MetricsReport, ModelLayout, RunLayout, SiteThreshold
 
 __all__ = ["deck_context", "deck_html", "build_deck", "official_evaluation", "PUBLISHED"]
 
@@ -34,43 +34,52 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 # Published results on the official Kermany test split (624 films). "test used for
 # selection": whether the authors chose their model or stopping point on that split, as far as
-# the paper says. Figures as published; from scratch = no pretrained weights.
+# the paper says. Figures as published (sensitivity and specificity where the source gives
+# them); peers: projects built here on published designs, on the same split.
 PUBLISHED = [
     dict(work="Kermany et al. 2018 (Cell)", model="InceptionV3, ImageNet transfer",
-         scratch=False, accuracy=0.928, roc_auc=None, selection="not stated"),
+         scratch=False, roc_auc=0.968, sensitivity=0.932, specificity=0.901,
+         selection="yes (test-selected)"),
     dict(work="MedMNIST v2 (Yang et al. 2023)", model="ResNet-50, 224 px", scratch=True,
-         accuracy=0.884, roc_auc=0.962, selection="no (own validation split)"),
+         roc_auc=0.962, sensitivity=None, specificity=None, selection="no (own validation)"),
     dict(work="MedMNIST+ (Doerrich et al. 2024)", model="DINO ViT-B/16, linear probe",
-         scratch=False, accuracy=None, roc_auc=0.989, selection="no (own validation split)"),
-    dict(work="Google AutoML Vision (reported in MedMNIST v2)", model="AutoML",
-         scratch=False, accuracy=0.946, roc_auc=0.991, selection="not stated"),
+         scratch=False, roc_auc=0.989, sensitivity=None, specificity=None,
+         selection="no (own validation)"),
+    dict(work="Peer project here", model="ResNet-18 fine-tuned, 224 px", scratch=False,
+         roc_auc=0.980, sensitivity=None, specificity=None, selection="no"),
+    dict(work="Peer project here", model="five-block CNN as published", scratch=True,
+         roc_auc=0.952, sensitivity=None, specificity=None, selection="no"),
+    dict(work="Peer project here", model="keras.io example style CNN", scratch=True,
+         roc_auc=0.935, sensitivity=None, specificity=None, selection="no"),
 ]
 
 
 def official_evaluation(evaluations: Path | None, model_dir: Path = SHIPPED_MODEL_DIR
                         ) -> dict:
-    """The shipped model's evaluation on the official test split, if one matches it.
+    """The shipped model's receipt on the official test split, if one names its model file.
 
-    ``evaluations``: a folder of JSON files written by ``pneumo evaluate`` with the model's
-    ``model_sha256`` (``../shared/evaluations`` here). Returns ``{"status": "matches",
-    "file", "block"}`` when one names the current ``model.keras``, ``{"status": "awaiting",
-    "stale": [files of earlier models]}`` otherwise.
+    ``evaluations``: the folder of receipts (``../shared/evaluations`` here; see
+    :func:`pneumo_helpers.scorecard.read_receipt`). Returns ``{"status": "matches",
+    "receipt", "sha"}`` when one names the current ``model.keras``, else ``{"status":
+    "awaiting", "sha"}``; either way ``"earlier"``: the receipts of other models, newest last.
     """
     digest = files.sha256(ModelLayout(model_dir).model)
-    stale = []
-    for path in sorted(Path(evaluations).glob("*.json")) if evaluations else []:
-        try:
-            record = MetricsReport.read(path)
-        except ValueError:  # not an evaluation of this project's shape: not ours to show
-            continue
-        sha = record.provenance.get("model_sha256")
-        if not isinstance(sha, str):
-            continue
-        if sha == digest:
-            return dict(status="matches", file=path.name, block=record, sha=digest[:8],
-                        date=record.provenance.get("date"), n=record.n)
-        stale.append(dict(file=path.name, sha=sha[:8], metrics=record.metrics))
-    return dict(status="awaiting", stale=stale, sha=digest[:8])
+    receipts = [r for r in map(scorecard.read_receipt, sorted(Path(evaluations).glob("*.json"))
+                               if evaluations else []) if r is not None]
+    receipts.sort(key=lambda r: r.date or "")
+    mine = next((r for r in receipts if r.model_sha256 == digest), None)
+    earlier = [dict(sha=r.model_sha256[:8], date=r.date, locked=r.locked.metrics)
+               for r in receipts if r.model_sha256 != digest]
+    if mine is None:
+        return dict(status="awaiting", sha=digest[:8], earlier=earlier)
+    halves = [("locked half B (judged)", mine.locked), ("external half A (used in "
+                                                       "development)", mine.external),
+              ("whole split", mine.whole)]
+    return dict(status="matches", sha=digest[:8], file=mine.path.name, date=mine.date,
+                threshold=mine.threshold, earlier=earlier, locked=mine.locked.metrics,
+                halves=[dict(name=name, n=block.n, cells={
+                    m: _fmt(block.metrics.get(m)) for m in ("roc_auc", "recall", "specificity")})
+                    for name, block in halves if block is not None])
 
 
 def _figure(layout: RunLayout, name: str) -> str | None:
@@ -93,15 +102,85 @@ def _architecture(config: dict) -> str:
     if config.get("model") == "baseline":
         return "Baseline CNN: three plain convolution blocks and a dense head."
     filters = kwargs.get("filters", (16, 32, 64, 128, 256))
-    return (f"Five-block CNN: per-image standardisation, five convolution blocks "
-            f"({'-'.join(map(str, filters))} filters; stride-2 stem, separable convolutions "
-            "from block 2, batch normalisation), global average pooling, one sigmoid output; "
+    return (f"A convolutional network trained from scratch: five blocks "
+            f"({'-'.join(map(str, filters))} filters), each reading the film at a coarser "
+            "scale, then an average over the film and one output, P(pneumonia); "
             f"{config.get('parameters', 0):,} parameters, {config.get('image_size', '?')} px "
-            "grayscale."
-            + (f" Encoder pretrained without labels for {config['pretrain_epochs']} epochs "
-               "(two views of a film are one film)." if config.get("pretrain_epochs") else "")
-            + (f" Trained on two views per film, consistency term weight "
-               f"{config['consistency']:g}." if config.get("consistency") else ""))
+            "greyscale, each film's contrast standardised first."
+            + (f" Before training, the network learned without labels, for "
+               f"{config['pretrain_epochs']} epochs, to tell two altered copies of a film from "
+               "other films." if config.get("pretrain_epochs") else "")
+            + (" In training each film is shown twice, altered differently, and differing "
+               "answers for the two copies are penalised." if config.get("consistency")
+               else ""))
+
+
+def _sweep_ranges() -> dict | None:
+    """Range of the recipes' ROC AUC over seeds on validation and on the external half, from
+    ``tools/sweep.py --external``'s tables (``runs/sweep/``), when they exist."""
+    from .config import project_root
+
+    folder = project_root() / "runs" / "sweep"
+    ext, val = (_read_table(folder / name) for name in ("external_summary.csv", "summary.csv"))
+    if ext is None or val is None or "ext_roc_auc" not in ext or "val_auc" not in val:
+        return None
+    val = val[val["recipe"].isin(set(ext["recipe"]))]
+    means = {name: table.groupby("recipe")[column].mean()
+             for name, table, column in (("ext", ext, "ext_roc_auc"), ("val", val, "val_auc"))}
+    return dict(recipes=len(means["ext"]), seeds=int(ext.groupby("recipe").size().min()),
+                ext=f"{means['ext'].min():.3f}–{means['ext'].max():.3f}",
+                val=f"{means['val'].min():.3f}–{means['val'].max():.3f}")
+
+
+def _read_table(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _findings(summary, results, official, *, crop15, heat_line) -> list[str]:
+    """The key findings, each from a record: new films first."""
+    out = []
+    if summary.is_sample:
+        out.append("Built from the small bundled sample: its numbers show that the pipeline "
+                   "works, not how well a model does on real films.")
+    val, test, ext = (_metric(results, s, "roc_auc") for s in ("val", "test", "external"))
+    if val and ext:
+        spec = [_metric(results, s, "specificity") for s in ("val", "external")]
+        out.append(f"New films score lower than validation: ROC AUC {_fmt(ext)} on the "
+                   f"external half A against {_fmt(val)} on validation"
+                   + (f" and {_fmt(test)} on the untouched test split" if test else "")
+                   + f"; at the validation threshold specificity falls from {spec[0][0]:.2f} "
+                   f"to {spec[1][0]:.2f}. Films carved from the training hospital cannot see "
+                   "this gap.")
+    elif val and test:
+        out.append(f"The chosen model ranks the untouched test films with ROC AUC "
+                   f"{_fmt(test)} (validation {_fmt(val)}); no external films were given.")
+    site = SiteThreshold.read(SHIPPED_MODEL_DIR)
+    if site is not None:
+        out.append(f"The shipped model's site threshold {site.threshold:.3f}, chosen on the "
+                   f"{site.n_films} external films by the same rule, gives there sensitivity "
+                   f"{_fmt(site.sensitivity)} and specificity {_fmt(site.specificity)} "
+                   "(in-sample, so optimistic); a site needs about 50 labelled films per "
+                   "class before its own threshold beats the validation one.")
+    if official["status"] == "matches":
+        b = official["locked"]
+        out.append(f"Judged on the official split's locked half B: ROC AUC {_fmt(b.get('roc_auc'))}, "
+                   f"sensitivity {_fmt(b.get('recall'))}, specificity "
+                   f"{_fmt(b.get('specificity'))}. Published on the whole split: 0.935–0.968 "
+                   "from scratch or test-selected, 0.980–0.989 with ImageNet pretraining.")
+    elif official["earlier"]:
+        last = official["earlier"][-1]
+        out.append(f"The shipped model {official['sha']} awaits its locked-half receipt. The "
+                   f"previous model ({last['sha']}) scored ROC AUC "
+                   f"{_fmt(last['locked'].get('roc_auc'))} there; published results on the "
+                   "whole split: 0.935–0.968 from scratch or test-selected, 0.980–0.989 with "
+                   "ImageNet pretraining.")
+    if crop15 is not None:
+        out.append(f"Cropping 15 % off each border of the validation films leaves ROC AUC "
+                   f"{crop15['roc_auc']:.3f} and specificity {crop15['specificity']:.3f} at the "
+                   "unchanged threshold: the model does not lean on the field of view.")
+    if heat_line:
+        out.append(heat_line)
+    return out
 
 
 def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
@@ -110,63 +189,54 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
     layout = RunLayout(summary.run_dir)
     results = summary.results
     config = summary.model_config
-    test_auc, val_auc = _metric(results, "test", "roc_auc"), _metric(results, "val", "roc_auc")
-    spec = _metric(results, "test", "specificity")
-    sens = _metric(results, "test", "recall")
+    test_auc = _metric(results, "test", "roc_auc")
+    spec, sens = (_metric(results, "test", m) for m in ("specificity", "recall"))
     threshold = next((b.threshold for b in results.values() if b.threshold), None)
     rule = next((b.rule for b in results.values() if b.rule), None)
     official_test = summary.test_source.startswith("the dataset's official test split")
 
-    # Candidates of 04 with their full names; the chosen one (and its retrained final) marked.
+    # Candidates of 04 with their full names, epochs and Brier score; the chosen one marked.
     candidates = []
     for name, row in summary.models.iterrows():
-        candidates.append(dict(name=name, chosen=name == summary.model,
-                               roc_auc=_fmt(row["roc_auc"]),
+        model_config = layout.model(name).config
+        epochs = report._read_json(model_config).get("epochs") if model_config.is_file() \
+            else None
+        candidates.append(dict(name=name, chosen=name == summary.model, epochs=epochs,
+                               roc_auc=_fmt(row["roc_auc"]), brier=_fmt(row["brier"]),
                                recall=f"{row['recall'][0]:.2f}",
                                specificity=f"{row['specificity'][0]:.2f}"))
-    # Baselines: the majority class, and the baseline CNN of 04.
     prevalence = report._prevalence(summary, "test")
-    baseline_cnn = next((c for c in candidates if c["name"].startswith("baseline")), None)
 
-    shifts_table = None
-    if layout.val_shifts.is_file():
-        stress = pd.read_csv(layout.val_shifts)
-        shifts_table = [dict(shift=r.shift, roc_auc=f"{r.roc_auc:.3f}",
-                             recall=f"{r.recall:.3f}", specificity=f"{r.specificity:.3f}")
-                        for r in stress.itertuples()]
-        crop15 = stress.set_index("shift").loc["crop 15% per side"] \
-            if "crop 15% per side" in set(stress["shift"]) else None
-    else:
-        crop15 = None
-
-    findings = []
-    if summary.is_sample:
-        findings.append("This deck was built from the small bundled sample: its numbers show "
-                        "that the pipeline works, not how well a model does on real films.")
-    if test_auc:
-        findings.append(f"The chosen model ranks test films with ROC AUC {_fmt(test_auc)} "
-                        f"(validation {_fmt(val_auc)}).")
-    if sens and spec and threshold:
-        findings.append(f"At the validation threshold {threshold:.3f} it finds "
-                        f"{sens[0]:.0%} of pneumonias (sensitivity) and clears "
-                        f"{spec[0]:.0%} of normal films (specificity) on test.")
-    if not official_test:
-        findings.append("Its test split is carved by patient from the training data, the "
-                        "same source as training: the official test split is harder.")
-    if crop15 is not None:
-        findings.append(f"Cropping 15 % off each border of the validation films leaves "
-                        f"ROC AUC {crop15['roc_auc']:.3f} and specificity "
-                        f"{crop15['specificity']:.3f} at the unchanged threshold.")
+    stress = _read_table(layout.val_shifts)
+    shifts_table = crop15 = None
+    if stress is not None:
+        shifts_table = stress.to_dict("records")
+        crops = stress.set_index("shift")
+        crop15 = crops.loc["crop 15% per side"] if "crop 15% per side" in crops.index else None
+    bins = _read_table(layout.test_calibration)
+    calibration = evaluate.calibration_sentence(bins) if bins is not None else None
+    heat = None
+    if layout.gradcam_heat.is_file():
+        table = pd.read_csv(layout.gradcam_heat, index_col=[0, 1])
+        side = int(config.get("image_size", 112))
+        uniform = attention.uniform_share(side, side)
+        heat = dict(rows=[dict(cls=cls, call=call, films=int(r["films"]),
+                               mean=f"{r['mean']:.2f}", border=f"{r['on border']:.0%}")
+                          for (cls, call), r in table.iterrows()],
+                    conclusion=attention.conclusion(table, uniform=uniform),
+                    uniform=f"{uniform:.2f}")
     official = official_evaluation(evaluations)
-    if official["status"] == "matches":
-        b = official["block"].metrics
-        findings.append(f"The shipped model on the official test split: ROC AUC "
-                        f"{_fmt(b.get('roc_auc'))}, specificity {_fmt(b.get('specificity'))}.")
+    lines = scorecard.run_lines(summary.run_dir) + scorecard.shipped_lines(
+        evaluations=evaluations)
+    card = [scorecard.cells(line) for line in lines]
+    for i in range(1, len(card)):
+        if lines[i].model == lines[i - 1].model:
+            card[i]["model"] = ""
 
     def auc_title():
         if not test_auc:
             return "Results: no test metrics in this run"
-        return (f"On held-out patients the model reaches ROC AUC {test_auc[0]:.3f}; "
+        return (f"On the untouched test split the model reaches ROC AUC {test_auc[0]:.3f}; "
                 f"specificity {spec[0]:.2f} at sensitivity {sens[0]:.2f}"
                 if spec and sens else f"Test ROC AUC {test_auc[0]:.3f}")
 
@@ -175,7 +245,10 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
         title=report.DEFAULT_TITLE, run=shown_path(summary.run_dir),
         built=dt.date.today().isoformat(), disclaimer=report.DISCLAIMER,
         is_sample=summary.is_sample, official_test=official_test,
-        findings=findings, auc_title=auc_title(),
+        findings=_findings(summary, results, official, crop15=crop15,
+                           heat_line=heat["conclusion"] if heat else None),
+        auc_title=auc_title(), scorecard=card,
+        scorecard_heads=list(card[0]) if card else [],
         counts=None if summary.counts is None else [
             dict(split=split, normal=int(r["NORMAL"]), pneumonia=int(r["PNEUMONIA"]),
                  total=int(r["NORMAL"] + r["PNEUMONIA"]),
@@ -190,8 +263,8 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
             columns=list(table.columns),
             rows=[dict(metric=m, cells=list(r)) for m, r in zip(table.index,
                                                                 table.itertuples(index=False))]),
-        prevalence=prevalence, baseline_cnn=baseline_cnn, shifts=shifts_table,
-        official=official, published=PUBLISHED,
+        prevalence=prevalence, shifts=shifts_table, calibration=calibration, heat=heat,
+        official=official, published=PUBLISHED, sweep=_sweep_ranges(),
         figures={key: _figure(layout, name) for key, name in FIGURES.items()},
         figure_names={key: f"figures/{layout.figure(name).name}"
                       for key, name in FIGURES.items()},

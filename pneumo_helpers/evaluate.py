@@ -354,3 +354,39 @@ def floor_check(what: str, value: float, floor: float) -> str:
         return f"{what} >= {floor:.2f}: NO ({float(value):.3f}; the model is not learning " \
                "what a healthy run learns)"
     return f"{what} >= {floor:.2f}: yes"
+
+
+def calibration_bins(y_true, y_prob, *, n_bins: int = 10) -> pd.DataFrame:
+    """Films, mean P(PNEUMONIA) and observed share of PNEUMONIA per equal-width bin of P.
+
+    Returns one row per non-empty bin: ``low``, ``high`` (the bin's edges), ``films``,
+    ``predicted`` (mean P) and ``observed`` (share of PNEUMONIA); what the reliability diagram
+    draws, as numbers a sentence can quote.
+    """
+    y, p = _labels(y_true), _probabilities(y_prob, len(y_true))
+    edges = np.linspace(0, 1, n_bins + 1)
+    index = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    rows = [dict(low=edges[i], high=edges[i + 1], films=int((index == i).sum()),
+                 predicted=float(p[index == i].mean()), observed=float(y[index == i].mean()))
+            for i in range(n_bins) if (index == i).any()]
+    return pd.DataFrame(rows, columns=["low", "high", "films", "predicted", "observed"])
+
+
+def calibration_sentence(bins: pd.DataFrame, *, min_films: int = 10, gap: float = 0.1) -> str:
+    """One sentence on where the probabilities are over- or under-confident, from
+    :func:`calibration_bins`: bins of at least ``min_films`` films whose observed share is more
+    than ``gap`` away from their mean P."""
+    solid = bins[bins["films"] >= min_films]
+    off = solid[(solid["observed"] - solid["predicted"]).abs() > gap]
+    if solid.empty:
+        return "Too few films per bin to judge calibration."
+    if off.empty:
+        return (f"Every bin holding {min_films} films or more lies within {gap:.1f} of the "
+                "diagonal: the probabilities can be read at face value there.")
+    parts = []
+    for row in off.itertuples():
+        kind = "under-confident" if row.observed > row.predicted else "over-confident"
+        parts.append(f"{kind} between P = {row.low:.1f} and {row.high:.1f} ({row.films} films: "
+                     f"mean P {row.predicted:.2f}, observed share {row.observed:.2f})")
+    return ("Off the diagonal: " + "; ".join(parts) + ". Elsewhere, in bins of "
+            f"{min_films} films or more, within {gap:.1f}.")

@@ -436,7 +436,8 @@ def findings(table: pd.DataFrame, chosen: str, *, metric: str = "roc_auc") -> li
         base = cell(baselines[0], metric)
         out.append(f"The baseline CNN ({baselines[0]}) reached {name} {base['value']:.3f} and "
                    f"Brier {cell(baselines[0], 'brier')['value']:.3f}, against "
-                   f"{best['value']:.3f} and {brier['value']:.3f} for the chosen model.")
+                   f"{best['value']:.3f} and {brier['value']:.3f} for {chosen} (both after "
+                   "the comparison's epochs).")
     strategies = [m for m in dict.fromkeys(table["model"]) if m.startswith("five_block-")]
     if len(strategies) > 1:
         values = {m: cell(m, metric)["value"] for m in strategies}

@@ -37,7 +37,7 @@ from nbconvert import HTMLExporter
 from .runs import RunLayout
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-HIDDEN_TAGS = {"parameters", "injected-parameters", "remove-cell", "remove_cell"}
+HIDDEN_TAGS = {"parameters", "injected-parameters", "remove-cell", "remove_cell", "ci-check"}
 # Output types that would need JavaScript to show anything.
 SCRIPT_MIMES = ("application/javascript", "application/vnd.jupyter.widget-view+json")
 TITLE = "pneumo: pneumonia detection in pediatric chest X-rays"

@@ -194,11 +194,11 @@ def confusion_matrix_plot(cm_df: pd.DataFrame, *, title: str = "Confusion matrix
     (rows = true, columns = predicted)."""
     counts = cm_df.astype(int)
     rates = counts.div(counts.sum(axis=1).replace(0, 1), axis=0)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.3), dpi=DPI)
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.6), dpi=DPI)
     for ax, table, fmt, name in ((axes[0], counts, "d", "counts"),
                                  (axes[1], rates, ".1%", "row rates (recall per class)")):
         sns.heatmap(table, annot=True, fmt=fmt, cmap="Blues", cbar=False, square=True,
-                    vmin=0, linewidths=0.5, annot_kws={"fontsize": 11}, ax=ax)
+                    vmin=0, linewidths=0.5, annot_kws={"fontsize": 14}, ax=ax)
         ax.set(title=name, xlabel="predicted", ylabel="true")
         ax.tick_params(axis="y", rotation=0)
     fig.suptitle(title, fontsize=11)
@@ -430,9 +430,10 @@ def training_curves(histories: dict, *, metrics=("loss", "accuracy", "auc"),
     ``histories``: ``{name: DataFrame}`` with one row per epoch and columns ``<metric>`` and
     ``val_<metric>`` (``train.train_model``'s history); epochs are counted from 1.
     """
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), dpi=DPI,
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.0 * len(metrics), 3.4), dpi=DPI,
                              squeeze=False)
     palette = sns.color_palette("tab10", len(histories))
+    names = {"auc": "ROC AUC", "loss": "loss", "accuracy": "accuracy"}
     for ax, metric in zip(axes.flat, metrics):
         for color, (name, history) in zip(palette, histories.items()):
             epochs = np.arange(1, len(history) + 1)
@@ -440,10 +441,14 @@ def training_curves(histories: dict, *, metrics=("loss", "accuracy", "auc"),
                 ax.plot(epochs, history[metric], color=color, label=name)
             if f"val_{metric}" in history:
                 ax.plot(epochs, history[f"val_{metric}"], color=color, linestyle="--")
-        ax.set(title=metric, xlabel="epoch")
-    axes.flat[0].legend(fontsize=7, frameon=False)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+        ax.set(title=names.get(metric, metric), xlabel="epoch")
+    # One legend under the panels, large enough to read on a printed page.
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    rows = -(-len(labels) // 3)
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=10,
+               frameon=False)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout(rect=(0, 0.07 * rows + 0.02, 1, 1))
     return save(fig, path)
 
 

@@ -26,7 +26,7 @@ from .config import SAMPLE_DIR
 from .data import CLASSES
 from .runs import ChosenModel, Estimate, MetricsReport, ModelLayout, RunLayout
 
-__all__ = ["METRIC_LABELS", "RunSummary", "summarize_run", "read_results", "results_table",
+__all__ = ["METRIC_LABELS", "RunSummary", "summarize_run", "read_results", "results_table", "test_source", "frame_markdown",
            "results_markdown", "format_ci", "readme_block", "replace_readme_block"]
 
 DEFAULT_TITLE = "pneumo: pneumonia detection in pediatric chest X-rays"
@@ -118,6 +118,29 @@ def _results_frame(results: dict[str, MetricsReport]) -> pd.DataFrame:
     return table
 
 
+#: Reader-facing names of other columns the notebooks show.
+COLUMN_LABELS = {**METRIC_LABELS, "shift": "shift", "mean_p_normal": "mean P of NORMAL films",
+                 "recall": "Sensitivity", "brier": "Brier score"}
+
+
+def frame_markdown(frame: pd.DataFrame, *, digits: int = 3, index: bool = False) -> str:
+    """A table as Markdown with plain-language headings (:data:`COLUMN_LABELS`) and floats to
+    ``digits`` decimals, for a notebook cell or a card (no ``tabulate`` needed)."""
+    if index:
+        frame = frame.reset_index()
+        frame.columns = [str(c) if c != "index" else "" for c in frame.columns]
+    heads = [COLUMN_LABELS.get(str(c), str(c)) for c in frame.columns]
+
+    def text(value):
+        if isinstance(value, float):
+            return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(text(v) for v in row) + " |"
+              for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def format_ci(value, ci_low=math.nan, ci_high=math.nan, *, digits: int = 3) -> str:
     """``"0.953 (0.941–0.964)"``; ``"0.953"`` without an interval; ``"n/a"`` without a value."""
     value, ci_low, ci_high = (math.nan if v is None else float(v)
@@ -130,9 +153,17 @@ def format_ci(value, ci_low=math.nan, ci_high=math.nan, *, digits: int = 3) -> s
     return text
 
 
+#: Each split's name in a table heading, with what it was used for.
+SPLIT_USES = {"train": "train (fitted the weights)",
+              "val": "validation (chose epochs, model, threshold)",
+              "test": "test (chose nothing)",
+              "external": "external films (chose nothing in this run)"}
+
+
 def _split_header(split: str, meta: dict) -> str:
     n = meta.get("n")
-    return f"{split} (n = {int(n):,})" if isinstance(n, (int, float)) and n == n else split
+    name = SPLIT_USES.get(split, split)
+    return f"{name}, n = {int(n):,}" if isinstance(n, (int, float)) and n == n else name
 
 
 def _formatted(table: pd.DataFrame, digits: int) -> pd.DataFrame:
@@ -208,7 +239,7 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
         return None
 
 
-def _test_source(clean: pd.DataFrame, *, is_sample: bool = False) -> str:
+def test_source(clean: pd.DataFrame, *, is_sample: bool = False) -> str:
     """Where the test images came from, judged by the original Kaggle split of each file."""
     test = clean.loc[clean["split"] == "test"]
     if test.empty:
@@ -251,7 +282,7 @@ def _summarize_data(summary: RunSummary) -> None:
             summary.is_sample = bool(described["path"].astype(str)
                                      .str.startswith(str(SAMPLE_DIR)).all())
     if clean is not None and {"split"} <= set(clean.columns):
-        summary.test_source = _test_source(clean, is_sample=summary.is_sample)
+        summary.test_source = test_source(clean, is_sample=summary.is_sample)
 
 
 def _summarize_models(summary: RunSummary) -> None:
@@ -264,7 +295,7 @@ def _summarize_models(summary: RunSummary) -> None:
         if path.is_file():
             metrics = MetricsReport.read(path).metrics
             rows[folder.name] = {m: metrics.get(m, Estimate(math.nan))
-                                 for m in ("roc_auc", "recall", "specificity")}
+                                 for m in ("roc_auc", "recall", "specificity", "brier")}
     summary.models = pd.DataFrame.from_dict(rows, orient="index")
 
     named = next((b.model for b in summary.results.values() if b.model), None)
@@ -319,9 +350,11 @@ def _prevalence(summary: RunSummary, split: str) -> float | None:
 
 # --------------------------------------------------------------------------- README block
 
-def readme_block(run_dir, *, readme_dir=None, digits: int = 3) -> str:
-    """Markdown for the README: the results table, the threshold, the test's origin and the
-    command that made it (``run_dir`` shown relative to ``readme_dir`` when inside it)."""
+def readme_block(run_dir, *, readme_dir=None, digits: int = 3, evaluations=None) -> str:
+    """Markdown for the README: the run's results table (columns named by split and use),
+    the threshold, the test's origin, the shipped model's scorecard (with the receipt in
+    ``evaluations`` that names it) and the command that made it (``run_dir`` shown relative
+    to ``readme_dir`` when inside it)."""
     run_dir = Path(run_dir).expanduser().resolve()
     summary = summarize_run(run_dir)
     shown = run_dir
@@ -346,6 +379,12 @@ def readme_block(run_dir, *, readme_dir=None, digits: int = 3) -> str:
     if "test" in meta:
         facts.append(f"Test data: {summary.test_source}.")
     lines += [f"- {fact}" for fact in facts]
+    from . import scorecard
+
+    shipped = scorecard.shipped_lines(evaluations=evaluations)
+    if shipped:
+        lines += ["", "The shipped model (`pneumo_helpers/shipped_model/`), from its folder and "
+                  "the official split's receipt naming it:", "", scorecard.markdown(shipped)]
     lines += ["", f"Made with `pneumo report {shown}`."]
     return "\n".join(lines)
 

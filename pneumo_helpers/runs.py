@@ -12,6 +12,7 @@ model card, training, the sweep and ``pneumo`` all go through :class:`RunLayout`
         models/<model>/  (ModelLayout)                   04_model
         models/chosen.json  (ChosenModel)                04_model
         metrics/<split>.json (MetricsReport)  metrics/val_shifts.csv       05_interpret
+        metrics/test_calibration.csv  metrics/gradcam_heat.csv           05_interpret
         cache/  logs/  notebooks/                        decoded images, kernel logs, executed copies
 
 A run of ``pneumo train`` (``runs/train-full/``) holds the scrub's files, ``models/member-s<seed>/``
@@ -96,6 +97,8 @@ class RunLayout:
 
     # 05_interpret
     val_shifts = property(lambda self: self._folder("metrics") / "val_shifts.csv")
+    test_calibration = property(lambda self: self._folder("metrics") / "test_calibration.csv")
+    gradcam_heat = property(lambda self: self._folder("metrics") / "gradcam_heat.csv")
     # shared
     cache = property(lambda self: self.root / "cache")
     logs = property(lambda self: self.root / "logs")

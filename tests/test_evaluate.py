@@ -304,3 +304,19 @@ def test_explanation_panel(tmp_path):
         "heading: true NORMAL", "heading: true PNEUMONIA"}
     assert len(fig.axes) == 6
     check_figure(fig, tmp_path / "panel.png")
+
+
+def test_calibration_bins_and_the_sentence_that_quotes_them():
+    p = np.r_[np.full(20, 0.45), np.full(30, 0.95), np.full(5, 0.05)]
+    y = np.r_[np.ones(16), np.zeros(4), np.ones(29), np.zeros(1), np.zeros(5)]
+    bins = ev.calibration_bins(y, p)
+    assert list(bins["films"]) == [5, 20, 30]
+    middle = bins.iloc[1]
+    assert (middle["low"], middle["high"]) == pytest.approx((0.4, 0.5))
+    assert middle["observed"] == pytest.approx(0.8) and middle["predicted"] == pytest.approx(0.45)
+    sentence = ev.calibration_sentence(bins)
+    assert "under-confident between P = 0.4 and 0.5 (20 films" in sentence
+    assert "0.9" not in sentence.split("Elsewhere")[0]  # the top bin is on the diagonal
+    calibrated = ev.calibration_bins(np.r_[np.zeros(50), np.ones(50)],
+                                           np.r_[np.full(50, 0.02), np.full(50, 0.98)])
+    assert ev.calibration_sentence(calibrated).startswith("Every bin")

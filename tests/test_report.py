@@ -81,7 +81,7 @@ def test_deck_numbers_are_the_run_metrics_file(run_dir):
         for name, cell in metrics["metrics"].items():
             shown = report.format_ci(cell["value"], cell["ci_low"], cell["ci_high"])
             assert shown in results, (split, name, shown)
-    assert "test (n = 95)" in results and "0.412" in results
+    assert "test (chose nothing), n = 95" in results and "0.412" in results
     assert "carved by patient from the training data" in results
 
 
@@ -95,7 +95,7 @@ def test_deck_names_models_in_full_and_marks_the_chosen_one(run_dir):
     assert "five_block-oversample" in html and "five_block-undersample" in html
     assert 'class="chosen"><td>tiny ← chosen' in html
     text = " ".join(slides(html))
-    assert "12,345 parameters" in text and "class_weight" in text
+    assert "12,345 parameters" in text and "normal films weighted up in the loss" in text
     assert "1 dropped (duplicate of another file)" in text
 
 
@@ -107,7 +107,7 @@ def test_missing_files_give_notes_not_errors(tmp_path):
         if key != "class_balance":  # its slide says the manifests are missing instead
             assert f"figure not produced in this run: figures/{name}.png" in text
     assert "no manifest in this run" in text and "metrics not produced in this run" in text
-    assert len(slides(deck.deck_html(empty))) == 14
+    assert len(slides(deck.deck_html(empty))) == 15
 
 
 def test_deck_shows_an_official_evaluation_only_for_the_shipped_model(tmp_path, run_dir):
@@ -118,13 +118,22 @@ def test_deck_shows_an_official_evaluation_only_for_the_shipped_model(tmp_path, 
     folder.mkdir()
     block = metric_block(0.8, 624, "test")
     (folder / "old.json").write_text(json.dumps({**block, "model_sha256": "ab" * 32}))
+    (folder / "old.json").write_text(json.dumps({**block, "model_sha256": "ab" * 32,
+                                                 "external_half": {**block}}))
     html = deck.deck_html(run_dir, evaluations=folder)
-    assert "awaits its evaluation on the official test split" in html
-    assert "abababab" in html  # named as an earlier model's
     digest = files.sha256(SHIPPED_MODEL_DIR / "model.keras")
-    (folder / "new.json").write_text(json.dumps({**block, "model_sha256": digest}))
+    assert f"awaits its receipt on the official split's locked half" in html
+    assert "abababab" in html  # named as an earlier model's, with its figures
+    assert "previous model (abababab) scored ROC AUC 0.740 (0.710–0.760)" in html
+    (folder / "new.json").write_text(json.dumps({**block, "model_sha256": digest,
+                                                 "external_half": {**block, "n": 315}}))
     html = deck.deck_html(run_dir, evaluations=folder)
-    assert "The shipped model on new films: ROC AUC 0.740" in html
+    assert "on the official split's locked half: ROC AUC 0.740" in html
+    text = " ".join(slides(html))
+    assert "locked half B (judged) 624 0.740 (0.710–0.760)" in text
+    assert "external half A (used in development) 315" in text
+    # The scorecard slide has the receipt's line for the shipped model, and no other.
+    assert text.count("locked half B, 624") == 1
 
 
 def test_deck_rejects_a_missing_run_folder(tmp_path):
@@ -143,7 +152,8 @@ def test_format_ci():
 
 def test_results_markdown(run_dir):
     lines = report.results_markdown(run_dir).splitlines()
-    assert lines[0] == "| metric | val (n = 83) | test (n = 95) |"
+    assert lines[0] == ("| metric | validation (chose epochs, model, threshold), n = 83 | "
+                        "test (chose nothing), n = 95 |")
     assert lines[1] == "|---|---|---|"
     assert lines[2] == "| Accuracy | 0.950 (0.920–0.970) | 0.900 (0.870–0.920) |"
     assert len(lines) == 2 + len(report.METRIC_LABELS)
@@ -321,7 +331,8 @@ def test_the_deck_says_how_the_model_was_trained():
     from pneumo_helpers import deck
 
     plain = deck._architecture(dict(model="five_block", parameters=1000, image_size=112))
-    assert "pretrained" not in plain and "consistency" not in plain
+    assert "without labels" not in plain and "shown twice" not in plain
     full = deck._architecture(dict(model="five_block", parameters=1000, image_size=112,
                                    pretrain_epochs=30, consistency=0.1))
-    assert "pretrained without labels for 30 epochs" in full and "weight 0.1" in full
+    assert "learned without labels, for 30 epochs" in full
+    assert "each film is shown twice" in full
