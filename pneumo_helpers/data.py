@@ -292,7 +292,18 @@ def checksum_file(root: str | Path) -> Path | None:
     root = Path(root)
     found = sorted(root.parent.glob(f"{root.name}.sha256")) + \
         sorted(root.parent.glob(f"{root.name}_*.sha256"))
-    return found[0] if found else None
+    # chest_xray_external.sha256 also matches chest_xray_*: keep lists of this folder's files.
+    return next((path for path in found if _lists_folder(path, root.name)), None)
+
+
+def _lists_folder(sums_file: Path, folder: str) -> bool:
+    """Whether the first entry of a sha256 list lies under ``folder/``."""
+    with open(sums_file, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.strip():
+                rel = line.split(maxsplit=1)[-1].strip().lstrip("*")
+                return rel.split("/", 1)[0] == folder
+    return False
 
 
 def verify_checksums(manifest: pd.DataFrame, root: str | Path,

@@ -297,3 +297,14 @@ def test_checksums_name_a_moved_file_as_a_label_change(tmp_path):
                                                  rf"{moved.name} is listed as chest_xray/train/"
                                                  rf"NORMAL/{moved.name} \(moved"):
         data.verify_checksums(data.build_manifest(root), root)
+
+
+def test_the_checksum_list_is_the_one_of_this_folder(tmp_path):
+    (tmp_path / "chest_xray").mkdir()
+    (tmp_path / "chest_xray_external.sha256").write_text(
+        "ab  chest_xray_external/test/NORMAL/a.jpeg\n")
+    assert data.checksum_file(tmp_path / "chest_xray") is None
+    (tmp_path / "chest_xray_train.sha256").write_text("cd  chest_xray/train/NORMAL/b.jpeg\n")
+    assert data.checksum_file(tmp_path / "chest_xray").name == "chest_xray_train.sha256"
+    assert data.checksum_file(tmp_path / "chest_xray_external").name == \
+        "chest_xray_external.sha256"
