@@ -132,8 +132,9 @@ plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], path=c
 chosen = experiment.choose(results, train_rows, val_rows, cfg)
 print(f'chosen: {chosen.name} (threshold {chosen.threshold:.3f} chosen on validation)')
 Markdown(report.frame_markdown(chosen.metrics.set_index('metric')[['value', 'ci_low', 'ci_high']]
-                               .rename(columns={'value': 'validation', 'ci_low': '95 % CI from',
-                                                'ci_high': 'to'}), index=True))
+                               .rename(index=report.METRIC_LABELS, columns={
+                                   'value': 'validation', 'ci_low': '95 % CI from', 'ci_high': 'to'}),
+                               index=True))
 
 # %% [markdown]
 # ## What this tells us, from this run's numbers

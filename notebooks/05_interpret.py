@@ -201,7 +201,7 @@ plots.crop_curve(shifts.crop_curve(stress), threshold=loaded.threshold, path=cfg
 # (when they exist; not hand-picked), one column each; rows: the film with its P(pneumonia) (a case is a
 # positive when P reaches the validation threshold, not 0.5), LIME's five strongest superpixels
 # (SLIC segments that follow the lung outline; green pushes towards pneumonia, red towards normal),
-# and Grad-CAM on the last convolutional block (warm colours: the regions whose features raised
+# and Grad-CAM on the last block's feature maps (warm colours: the regions whose features raised
 # the score of the class the model predicted).
 
 # %%
@@ -220,9 +220,9 @@ plots.explanation_panel(rows, path=cfg.layout.figure('05_explanations'));
 # %% [markdown]
 # Four films are anecdotes. Over the whole test split: the share of each Grad-CAM map's heat inside
 # the central region (the film without a strip of 15 % of its side on every edge, where the lungs
-# lie), by true class and by whether the call was right. A map spread evenly would put
-# `attention.uniform_share` of its heat there; less than half inside means the map sits on the
-# border strips (neck, shoulders, film edges, markers).
+# lie), by true class and by whether the call was right. A map spread evenly would put about half
+# of its heat there (the exact share is under the table); a map with less than half inside sits
+# mostly on the border strips (neck, shoulders, film edges, markers).
 
 # %%
 maps = explain.GradCam(loaded.model, threshold=loaded.threshold)(pixels['test'])

@@ -70,13 +70,17 @@ def official_evaluation(evaluations: Path | None, model_dir: Path = SHIPPED_MODE
     mine = next((r for r in receipts if r.model_sha256 == digest), None)
     earlier = [dict(sha=r.model_sha256[:8], date=r.date, locked=r.locked.metrics)
                for r in receipts if r.model_sha256 != digest]
+    spread = {}
+    for key, metric in (("earlier_auc", "roc_auc"), ("earlier_spec", "specificity")):
+        values = [e["locked"][metric][0] for e in earlier if metric in e["locked"]]
+        spread[key] = f"{min(values):.3f}–{max(values):.3f}" if values else "n/a"
     if mine is None:
-        return dict(status="awaiting", sha=digest[:8], earlier=earlier)
+        return dict(status="awaiting", sha=digest[:8], earlier=earlier, **spread)
     halves = [("locked half B (judged)", mine.locked), ("external half A (used in "
                                                        "development)", mine.external),
               ("whole split", mine.whole)]
     return dict(status="matches", sha=digest[:8], file=mine.path.name, date=mine.date,
-                threshold=mine.threshold, earlier=earlier, locked=mine.locked.metrics,
+                threshold=mine.threshold, earlier=earlier, locked=mine.locked.metrics, **spread,
                 halves=[dict(name=name, n=block.n, cells={
                     m: _fmt(block.metrics.get(m)) for m in ("roc_auc", "recall", "specificity")})
                     for name, block in halves if block is not None])
@@ -168,12 +172,11 @@ def _findings(summary, results, official, *, crop15, heat_line) -> list[str]:
                    f"{_fmt(b.get('specificity'))}. Published on the whole split: 0.935–0.968 "
                    "from scratch or test-selected, 0.980–0.989 with ImageNet pretraining.")
     elif official["earlier"]:
-        last = official["earlier"][-1]
-        out.append(f"The shipped model {official['sha']} awaits its locked-half receipt. The "
-                   f"previous model ({last['sha']}) scored ROC AUC "
-                   f"{_fmt(last['locked'].get('roc_auc'))} there; published results on the "
-                   "whole split: 0.935–0.968 from scratch or test-selected, 0.980–0.989 with "
-                   "ImageNet pretraining.")
+        out.append(f"The shipped model {official['sha']} awaits its locked-half receipt; "
+                   f"{len(official['earlier'])} earlier shipped models scored ROC AUC "
+                   f"{official['earlier_auc']} there. Published results on the whole split: "
+                   "0.935–0.968 from scratch or test-selected, 0.980–0.989 with ImageNet "
+                   "pretraining.")
     if crop15 is not None:
         out.append(f"Cropping 15 % off each border of the validation films leaves ROC AUC "
                    f"{crop15['roc_auc']:.3f} and specificity {crop15['specificity']:.3f} at the "

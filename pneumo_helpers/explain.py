@@ -276,15 +276,29 @@ class LimeExplainer:
 # --------------------------------------------------------------------------- Grad-CAM
 
 def gradcam_layer(model, layer_name: str | None = None):
-    """The layer Grad-CAM reads: ``layer_name``, else ``"last_conv"``, else the last
-    top-level Conv2D/SeparableConv2D. Raises ValueError naming what to pass otherwise."""
+    """The layer Grad-CAM reads: ``layer_name``; else the feature maps the head's global
+    pooling reads (the last block's rectified output, as Grad-CAM intends: a raw convolution
+    before its normalisation can flip sign, and the map then goes blank); else ``"last_conv"``
+    or the last top-level Conv2D/SeparableConv2D. Raises ValueError naming what to pass."""
     names = [layer.name for layer in model.layers]
     if layer_name is not None:
         if layer_name not in names:
             raise ValueError(f"model {model.name!r} has no layer {layer_name!r}; "
                              f"convolution layers: {_conv_names(model)}")
         return model.get_layer(layer_name)
-    return model.get_layer(last_conv_layer_name(model))
+    pooled = _pooled_features(model)
+    return pooled if pooled is not None else model.get_layer(last_conv_layer_name(model))
+
+
+def _pooled_features(model):
+    """The top-level layer whose 4-D output the first global pooling layer reads, or None."""
+    kinds = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+    for layer in model.layers:
+        if isinstance(layer, kinds):
+            source = layer.input._keras_history[0]
+            if source in model.layers and len(source.output.shape) == 4:
+                return source
+    return None
 
 
 def _conv_names(model) -> list[str]:

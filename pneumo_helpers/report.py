@@ -254,8 +254,9 @@ def test_source(clean: pd.DataFrame, *, is_sample: bool = False) -> str:
         return ("the dataset's official test split (patients also found in training were "
                 "removed from training)")
     if official == 0:
-        return ("test split carved by patient from the training data; the official test split "
-                "was not available")
+        return ("test split carved by patient from the training data, apart from the "
+                "validation patients that chose recipes, models and thresholds (no official "
+                "test split given)")
     return f"a mix: {official:.0%} official test images, the rest carved from training"
 
 

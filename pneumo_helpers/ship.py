@@ -195,8 +195,10 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
         f"{run['split_seed']}): train "
         f"{counts.loc['train', 'NORMAL']} NORMAL / {counts.loc['train', 'PNEUMONIA']} "
         f"PNEUMONIA, validation {counts.loc['val', 'NORMAL']} / "
-        f"{counts.loc['val', 'PNEUMONIA']}. The official test split was not used for "
-        f"anything. Manifest hash {config['manifest_hash']}. Trained in "
+        f"{counts.loc['val', 'PNEUMONIA']}. Validation chose the epochs and the "
+        "validation threshold; half A of the official test split (the external films "
+        "below, when given) chose the recipe and the site threshold; half B was not used. "
+        f"Manifest hash {config['manifest_hash']}. Trained in "
         f"{run['minutes']:.1f} minutes ({config['mean_seconds_per_epoch']:.0f} s per epoch) "
         "on a 2-core CPU by `make train-full`.")
     sections = {"Robustness to acquisition and framing shifts (validation)":

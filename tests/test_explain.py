@@ -269,3 +269,14 @@ def test_pick_cases_takes_the_first_of_each_kind_that_occurs():
     assert pick_cases(y, p, threshold=0.5) == {"true positive": 1, "true negative": 2,
                                                "false positive": 0, "false negative": 3}
     assert list(pick_cases([1, 1], [0.9, 0.9], threshold=0.5)) == ["true positive"]
+
+
+def test_gradcam_reads_the_rectified_maps_the_head_pools():
+    """Not the raw last convolution: before its normalisation its maps can flip sign, and
+    Grad-CAM's ReLU then blanks the map (seen on most PNEUMONIA calls of a full run)."""
+    model = models.build_five_block_cnn(image_size=64)
+    layer = explain.gradcam_layer(model)
+    pool = next(l for l in model.layers if isinstance(l, layers.GlobalAveragePooling2D))
+    assert layer is pool.input._keras_history[0]
+    assert isinstance(layer, (layers.ReLU, layers.Activation)) and layer.name != "last_conv"
+    assert explain.gradcam_layer(model, "last_conv").name == "last_conv"  # still choosable
