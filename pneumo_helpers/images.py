@@ -28,6 +28,8 @@ import contextlib
 import io
 import os
 import stat
+import sys
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -89,6 +91,14 @@ def _read(path: Path) -> bytes:
             raise fail("no such file; check the path") from None
         raise fail(f"cannot be read ({exc.strerror or exc}); check permissions") from None
     if stat.S_ISDIR(info.st_mode):
+        if os.path.islink(path):
+            raise fail("a symbolic link to a folder, not followed; name the folder itself to "
+                       "predict the images in it")
+        try:
+            os.listdir(path)
+        except OSError as exc:
+            raise fail(f"a folder that cannot be read ({exc.strerror or exc}): its images were "
+                       "left out; fix its permissions") from None
         raise fail("is a folder, not an image file")
     if not stat.S_ISREG(info.st_mode):
         kind = "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
@@ -137,12 +147,22 @@ def _check_pixels(path: Path, width: int, height: int) -> None:
                              "X-ray needs; downscale it (or check the file is what it claims)")
 
 
+# How each format's files start: a file that starts so but PIL cannot open is damaged.
+_MAGIC = {b"\x89PNG": "PNG", b"BM": "BMP", b"GIF8": "GIF", b"II*\x00": "TIFF",
+          b"MM\x00*": "TIFF"}
+
+
 def _open(path: Path, data: bytes) -> Image.Image:
     """PIL image of ``data`` (header only; call inside :func:`_strict`), every page's size
     checked against the budget."""
     try:
         img = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
     except Image.UnidentifiedImageError:
+        kind = next((k for m, k in _MAGIC.items() if data.startswith(m)),
+                    "WEBP" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None)
+        if kind:
+            raise _failure(path)(f"a damaged or truncated {kind} file (its header cannot be "
+                                 "read); replace it with the original") from None
         raise _failure(path)(f"not an image in a supported format ({', '.join(PIL_FORMATS)}, "
                              "JPEG or DICOM); convert it to PNG") from None
     pages = getattr(img, "n_frames", 1) if img.format == "TIFF" else 1
@@ -232,8 +252,37 @@ def _decode(path: Path, data: bytes, size: int | None, colour: bool):
     with _strict(path):
         with _open(path, data) as img:
             orientation = img.getexif().get(_ORIENTATION)
+            with _c_library_messages(path) if img.format == "TIFF" else contextlib.nullcontext():
+                img.load()
             gray, chroma = _pil_to_gray(img, colour)
     return _orient(gray, orientation), chroma
+
+
+@contextlib.contextmanager
+def _c_library_messages(path: Path):
+    """Refuse the file when a C library prints on file descriptor 2 during the block: libtiff
+    reports damage there ("Using code not yet in table") and may still return pixels. Run
+    under :data:`_STRICT` (one such decode at a time); nothing reaches the terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failure = None
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        except Exception as exc:  # judged below, once the descriptor is restored
+            failure = exc
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        said = capture.read().decode("utf-8", "replace").strip().splitlines()
+    if said:
+        first = said[0].replace("tempfile.tif: ", "")[:120]  # PIL's name for a buffer
+        raise _failure(path)(f"the TIFF decoder reported damage ({first}); replace it with "
+                             "the original file")
+    if failure is not None:
+        raise failure
 
 
 def _resize(gray: np.ndarray, size: int) -> np.ndarray:
