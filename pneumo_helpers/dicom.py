@@ -48,8 +48,11 @@ def _check_inflated_size(data: bytes, limit: int, fail) -> None:
     if str(meta.get("TransferSyntaxUID", "")) != _DEFLATED:
         return
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    try:
-        size = len(inflater.decompress(data[stream.tell():], limit + 1))
+    pending, size = data[stream.tell():], 0
+    try:  # counted a megabyte at a time: the check itself holds no more than that
+        while pending and size <= limit:
+            size += len(inflater.decompress(pending, 1 << 20))
+            pending = inflater.unconsumed_tail
     except zlib.error:
         raise fail("damaged deflated DICOM data; export it again from the PACS") from None
     if size > limit:

@@ -67,6 +67,8 @@ def check_output(target: str | Path, *, inputs=()) -> Path:
         OutputError: one line naming the path and what to do.
     """
     target = Path(target)
+    if len(os.fsencode(target.name)) > 255:
+        raise OutputError(f"{target}: a file name longer than 255 bytes; shorten it")
     info = _existing(target)
     if info is not None and not info.st_mode & stat.S_IWUSR:
         raise OutputError(f"{target}: is read-only (mode {stat.S_IMODE(info.st_mode):o}); make it "
@@ -79,8 +81,6 @@ def check_output(target: str | Path, *, inputs=()) -> Path:
                 continue
             if (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino):
                 raise OutputError(f"{target}: is an input ({item}); choose another output name")
-    if len(os.fsencode(target.name)) > 255:
-        raise OutputError(f"{target}: a file name longer than 255 bytes; shorten it")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = _temporary(target)

@@ -12,8 +12,9 @@ Three rules hold for every container:
   straight to one channel, with DCT scaling when the target is much smaller); anything
   libjpeg-turbo reports — corrupt data, extraneous bytes, a JPEG kind it does not support —
   refuses the file, with no second, more lenient decoder behind it. The other formats
-  (:data:`PIL_FORMATS`) go through PIL, where any warning PIL or pydicom raises is a refusal
-  too. A damaged film must not get a confident label.
+  (:data:`PIL_FORMATS`) go through PIL, where any warning PIL or pydicom raises, and any
+  line libtiff prints while decoding, is a refusal too. A damaged film must not get a
+  confident label.
 * **One budget, checked before decoding.** The file's size (:data:`MAX_FILE_BYTES`, from
   ``stat``, before a byte is read), then the pixels its header claims (:data:`MAX_PIXELS`:
   every TIFF page, every DICOM frame, a deflated DICOM's inflated size); PNG text chunks are

@@ -141,12 +141,17 @@ class LiteModel:
     ``predict_on_batch`` (float32 ``(B, S, S, C)`` -> ``(B, 1)``).
     """
 
-    def __init__(self, path: Path, *, threads: int | None = None):
+    def __init__(self, path: Path, *, threads: int | None = None,
+                 expected_sha256: str | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
         content = self.path.read_bytes()  # hashed as read: the provenance is what runs
         self.sha256 = hashlib.sha256(content).hexdigest()
+        if expected_sha256 is not None and self.sha256 != expected_sha256:
+            raise ModelError(f"{self.path}: not the export {self.path.with_name('export.json')} "
+                             "records (its sha256 differs); restore it, or make it again "
+                             "with inference.export_litert")
         self._interpreter = Interpreter(model_content=content,
                                         num_threads=threads or min(os.cpu_count() or 1, 4))
         inputs, outputs = (self._interpreter.get_input_details(),
@@ -203,16 +208,17 @@ def export_litert(folder: str | Path, *, tolerance: float = 1e-4) -> Path:
     return target.lite
 
 
-def _export_matches(folder: Path, model_sha256: str) -> bool:
-    """Whether ``export.json`` says ``model.tflite`` was made from the ``model.keras`` of
-    sha256 ``model_sha256`` (the export's own sha256 is checked as it is loaded)."""
+def _export_record(folder: Path, model_sha256: str) -> dict | None:
+    """``export.json`` when it says ``model.tflite`` was made from the ``model.keras`` of
+    sha256 ``model_sha256`` (its ``lite_sha256`` is checked as the export is loaded)."""
     layout = ModelLayout(folder)
     try:
         record = json.loads(layout.export.read_text())
     except (OSError, ValueError):
-        return False
-    return layout.lite.is_file() and isinstance(record, dict) \
+        return None
+    ok = layout.lite.is_file() and isinstance(record, dict) \
         and record.get("model_sha256") == model_sha256
+    return record if ok else None
 
 
 def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> LoadedModel:
@@ -241,17 +247,20 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> Load
     digests = _check_folder(folder, shipped=path == SHIPPED_MODEL_DIR)
     digests["model.keras"] = digests.get("model.keras") or files.sha256(model_file)
     if runtime != "keras":
-        usable = _export_matches(folder, digests["model.keras"])
+        record = _export_record(folder, digests["model.keras"])
+        usable = record is not None
         if usable:
             try:
-                model = LiteModel(ModelLayout(folder).lite)
+                model = LiteModel(ModelLayout(folder).lite,
+                                  expected_sha256=record.get("lite_sha256"))
             except ImportError:
                 usable = False
+            except ModelError:
+                raise
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"{ModelLayout(folder).lite}: not a LiteRT model ({exc}); delete "
                                  "it to use model.keras") from None
         if usable:
-            _check_export_digest(folder, model.sha256)
             digests["model.tflite"] = model.sha256
         if not usable and runtime == "litert":
             raise ModelError(f"{folder}: no LiteRT export matching model.keras (and "
@@ -288,16 +297,6 @@ def _check_folder(folder: Path, *, shipped: bool) -> dict[str, str]:
                              "checked; reinstall the package")
         return {}
     return {**listed, "manifest.json": files.sha256(layout.manifest)}
-
-
-def _check_export_digest(folder: Path, lite_sha256: str) -> None:
-    """Refuse a ``model.tflite`` that is not the file ``export.json`` recorded."""
-    layout = ModelLayout(folder)
-    recorded = json.loads(layout.export.read_text()).get("lite_sha256")
-    if recorded is not None and recorded != lite_sha256:
-        raise ModelError(f"{layout.lite}: not the export {layout.export.name} records (its "
-                         "sha256 differs); restore it, or make it again with "
-                         "inference.export_litert")
 
 
 def _loaded(model, folder: Path, model_file: Path,
