@@ -515,12 +515,22 @@ def _scratch() -> Path:
     except FileExistsError:
         pass
     except OSError:
-        return Path(tempfile.mkdtemp(prefix="pneumo-"))
+        return _throwaway_folder()
     info = os.lstat(scratch)
     if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() \
             and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return scratch
-    return Path(tempfile.mkdtemp(prefix="pneumo-"))
+    return _throwaway_folder()
+
+
+def _throwaway_folder() -> Path:
+    """A new private folder, removed when the command ends."""
+    import atexit
+    import shutil
+
+    folder = Path(tempfile.mkdtemp(prefix="pneumo-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def _private_library_homes() -> None:

@@ -182,6 +182,9 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
     out.manifest.unlink(missing_ok=True)  # written again, last, over the new files
     for name in ModelLayout.SHIPPED:
         shutil.copy(trained.root / name, out.root / name)
+    # Each step below loads the folder, which is checked against its manifest: written as
+    # files are added, and last over the whole folder.
+    out.write_manifest()
     loaded = inference.load_model(out.root, runtime="keras")
     clean = pd.read_csv(work.clean_manifest)
     val_rows = clean[clean["split"] == "val"].reset_index(drop=True)
@@ -214,6 +217,7 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
                                  data_description=description,
                                  model_name="pneumo shipped model", model=loaded.model,
                                  sections=sections)
+    out.write_manifest()  # the card and the site threshold are the model's too
     # The fast runtime of `pneumo predict`, checked against Keras on the bundled sample.
     inference.export_litert(out.root)
     out.write_manifest()  # what pneumo checks the folder against: every file as shipped

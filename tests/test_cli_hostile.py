@@ -348,6 +348,17 @@ def test_2_pneumo_manifest_writes_the_contract_for_a_folder(capsys, shipped_copy
         shipped_copy / "notes.txt")
 
 
+def test_2_calibrate_rewrites_the_manifest_it_checked(capsys, shipped_copy):
+    before = json.loads((shipped_copy / "manifest.json").read_text())["files"]
+    code, _, err = run(capsys, "calibrate", SAMPLE_DIR, "--split", "train", "--n-boot", "0",
+                       "--model", shipped_copy)
+    after = ModelLayout(shipped_copy).check_manifest()
+    assert code == 0, err
+    assert after["site_threshold.json"] != before["site_threshold.json"]
+    assert after["site_threshold.json"] == files.sha256(shipped_copy / "site_threshold.json")
+    assert inference.load_model(shipped_copy).threshold_source == "site"
+
+
 # --- 3. one crafted file never kills the batch ----------------------------------------------------
 
 def test_3_crafted_files_are_rows_and_the_good_films_are_kept(capsys, tmp_path):
