@@ -432,17 +432,13 @@ def _calibrate(args, loaded) -> int:
     table = predict_files(loaded, rows["path"])
     ok = (table["error"] == "").to_numpy()
     if _report_bad(table):
-        print(f"left out {int((~ok).sum())} unreadable file(s) listed above", file=sys.stderr)
+        print(f"left out {int((~ok).sum())} file(s) listed above (unreadable, or not "
+              "chest films)", file=sys.stderr)
     rule = loaded.config.get("threshold_rule") or loaded.threshold_rule or "sens>=0.95"
     site = external.choose_site_threshold(rows[ok].reset_index(drop=True),
                                           table["probability"].to_numpy()[ok], rule=rule,
                                           model_sha256=loaded.sha256, n_boot=args.n_boot)
-    target = site.write(loaded.path)
-    from .runs import ModelLayout
-
-    layout = ModelLayout(loaded.path)
-    if layout.manifest.is_file():  # checked as the model was loaded; now it lists the record
-        layout.write_manifest()
+    target = site.write(loaded.path)  # and the folder's manifest, checked as it was loaded
     fmt = "{:.3f} ({:.3f}-{:.3f})".format
     print(f"site threshold {site.threshold:.3f} ({rule}) on {site.n_films} films "
           f"({site.n_normal} NORMAL, {site.n_pneumonia} PNEUMONIA); there: sensitivity "

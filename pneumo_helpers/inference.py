@@ -203,8 +203,7 @@ def export_litert(folder: str | Path, *, tolerance: float = 1e-4) -> Path:
             model_sha256=files.sha256(target.model), lite_sha256=files.sha256(target.lite),
             format="litert", max_abs_difference=difference,
             checked_on=f"bundled sample ({len(sample)} images)"), indent=2) + "\n")
-    if target.manifest.is_file():  # the folder was checked as it was loaded above
-        target.write_manifest()
+    target.refresh_manifest()  # the folder was checked as it was loaded above
     return target.lite
 
 

@@ -82,6 +82,12 @@ class ModelLayout:
             handle.write(json.dumps({"files": listed}, indent=2) + "\n")
         return self.manifest
 
+    def refresh_manifest(self) -> None:
+        """Write the manifest again if the folder has one: what a step that adds a file to a
+        model folder it loaded (and so checked) does, e.g. a site threshold or an export."""
+        if self.manifest.is_file():
+            self.write_manifest()
+
     def check_manifest(self) -> dict[str, str] | None:
         """``{name: sha256}`` of the folder's manifest, every file checked against it; ``None``
         when the folder has none.
@@ -372,10 +378,11 @@ class SiteThreshold:
     roc_auc: list
 
     def write(self, folder: str | Path) -> Path:
-        target = ModelLayout(folder).site_threshold
-        with atomic_write(target) as handle:
+        layout = ModelLayout(folder)
+        with atomic_write(layout.site_threshold) as handle:
             handle.write(json.dumps(asdict(self), indent=2) + "\n")
-        return target
+        layout.refresh_manifest()
+        return layout.site_threshold
 
     @classmethod
     def read(cls, folder: str | Path) -> "SiteThreshold | None":
