@@ -598,9 +598,9 @@ def _command(args, steps) -> int:
         return _fail(shown(exc), EXIT_USER_ERROR)
     except BrokenPipeError:
         raise
-    except OSError as exc:  # writing the output: disk full, permissions, a read-only folder
-        where = f" {shown(exc.filename)}" if exc.filename else ""
-        return _fail(f"cannot write{where}: {exc.strerror or exc}", EXIT_USER_ERROR)
+    except OSError as exc:  # a folder it cannot list, a full disk while writing the output
+        what = f"{shown(exc.filename)}: " if exc.filename else "cannot write the output: "
+        return _fail(f"{what}{exc.strerror or exc}", EXIT_USER_ERROR)
 
 
 if __name__ == "__main__":

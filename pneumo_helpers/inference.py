@@ -384,10 +384,11 @@ def _search(folder: Path) -> list[Path]:
     """The image files under ``folder``, sorted, hidden files and folders (``.git/``) left
     out; a subfolder that cannot be listed, or a symbolic link to a folder (not followed), is
     returned too, so that it gets a row saying why its images are missing."""
-    found, unlisted = [], []
+    found, unlisted, errors = [], [], []
 
     def refused(exc: OSError):
         unlisted.append(Path(exc.filename))
+        errors.append(exc)
     for root, dirs, names in os.walk(folder, onerror=refused):
         base = Path(root)
         found += [base / d for d in dirs if not d.startswith(".") and (base / d).is_symlink()]
@@ -396,7 +397,8 @@ def _search(folder: Path) -> list[Path]:
         found += [base / n for n in names
                   if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
     if unlisted and unlisted[0] == folder:
-        raise ImageError(f"{folder}: folder cannot be read ({unlisted[0]}); check permissions")
+        raise ImageError(f"{folder}: folder cannot be read ({errors[0].strerror or errors[0]}); "
+                         "check its permissions")
     return sorted(found + unlisted)
 
 
