@@ -85,7 +85,8 @@ def implausible(gray: np.ndarray) -> str | None:
     """
     height, width = gray.shape[:2]
     if min(height, width) < MIN_SIDE:
-        return f"{width} x {height} pixels: too small to be a chest film (at least {MIN_SIDE} a side)"
+        return (f"{width} x {height} pixels: too small to be a chest film (at least {MIN_SIDE} "
+                "a side)")
     if int(gray.max()) - int(gray.min()) == 0:
         return "blank image (a single grey level): not a chest film"
     return None
