@@ -73,11 +73,13 @@ train-full: install
 	$(BIN)/pneumo train --data $(if $(DATA),$(DATA),$(SHARED_DATA)) $(if $(EXTERNAL),--external $(EXTERNAL))
 	$(BIN)/python tools/shipped_reference.py
 
-# Speed figures, printed and written as JSON to benchmarks/results/.
+# Speed figures and the chest-film gate's shares, printed and written as JSON to
+# benchmarks/results/.
 bench: install
 	$(BIN)/python benchmarks/bench_pipeline.py --data $(if $(DATA),$(DATA),$(SHARED_DATA))
 	$(BIN)/python benchmarks/bench_explain.py
 	$(BIN)/python benchmarks/bench_model.py --data $(if $(DATA),$(DATA),$(SHARED_DATA))
+	$(BIN)/python benchmarks/bench_gate.py --data $(dir $(SHARED_DATA))
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable > requirements-lock.txt

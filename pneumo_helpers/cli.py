@@ -9,8 +9,9 @@
 
 ``--model`` picks a saved model folder (default: the model shipped in the package). A user
 error — missing file, unreadable image, empty folder, a file that is not a model — is one line
-on stderr and exit status 2; a batch with some unreadable files still predicts the rest, lists
-the bad ones and exits 1. Not for clinical use.
+on stderr and exit status 2; a batch with some unreadable files (or images that do not look
+like chest films, :mod:`pneumo_helpers.gate`) still predicts the rest, lists the others and
+exits 1; :data:`EXIT_STATUSES` lists every status (``pneumo --help``). Not for clinical use.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import importlib.util
 import os
 import re
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +30,13 @@ from .config import RunConfig, shown_path
 
 __all__ = ["main"]
 
-EXIT_USER_ERROR, EXIT_SOME_FAILED = 2, 1
+EXIT_SOME_FAILED, EXIT_USER_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_STATUSES = f"""exit status:
+  0    every input got a label (or the command did what it says)
+  {EXIT_SOME_FAILED}    some files got no label: listed on stderr, and as rows with an error
+  {EXIT_USER_ERROR}    nothing done: a usage error, a missing or unusable input, model or output
+  {EXIT_INTERNAL}    pneumo itself failed (a bug; set PNEUMO_DEBUG=1 for the traceback)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); no output written"""
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
 
 
@@ -68,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="pneumo", description="Pneumonia detection in pediatric chest X-rays "
-        "(research use only, not for clinical decisions).")
+        "(research use only, not for clinical decisions).", epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, help_text):
@@ -115,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="LIME effort (default: 1,000 samples)")
     explain.add_argument("-o", "--output", required=True, metavar="PNG",
                          help="picture file: .png, .jpg, .svg or .pdf")
+
+    manifest = sub.add_parser("manifest", help="Write a model folder's manifest.json (the "
+                              "sha256 of each of its files), which every command checks the "
+                              "folder against; after changing the folder on purpose.",
+                              description="Write a model folder's manifest.json.")
+    manifest.add_argument("folders", nargs="+", metavar="MODEL_FOLDER")
 
     run = sub.add_parser("run", help="Run the five notebooks in order, each in a fresh "
                          "kernel, into a run folder (needs a checkout of the project).",
@@ -211,6 +226,16 @@ def _run(args) -> int:
     return 0
 
 
+def _manifest(args) -> int:
+    from .runs import ModelLayout
+
+    for folder in map(Path, args.folders):
+        if not (folder / "model.keras").is_file():
+            raise UserError(f"{folder}: no model.keras; not a model folder")
+        print(f"wrote {shown(ModelLayout(folder).write_manifest())}")
+    return 0
+
+
 def _train(args) -> int:
     if not args.card_only and not args.data:
         raise UserError("pneumo train needs --data DIR (a dataset folder in the Kaggle "
@@ -279,18 +304,36 @@ def _report(args) -> int:
     return 0
 
 
-def _labelled_files(folder: Path, split: str) -> list[tuple[Path, int]]:
+#: Fewer images than this of a class and an evaluation's intervals say little.
+FEW_PER_CLASS = 30
+
+
+def _labelled_files(folder: Path, split: str) -> tuple[list[tuple[str, int]], str | None]:
+    """The (file, label) pairs of a labelled folder, and the split they came from (``None``
+    when the class folders sit at its root, where ``--split`` does not apply).
+
+    Raises:
+        UserError: no class folders, or a folder beside them whose images have no label.
+    """
     from .data import CLASSES
     from .inference import collect_images
 
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
-    base = folder if all((folder / c).is_dir() for c in CLASSES) else folder / split
+    at_root = all((folder / c).is_dir() for c in CLASSES)
+    base = folder if at_root else folder / split
     if not all((base / c).is_dir() for c in CLASSES):
         raise UserError(f"{folder}: expected NORMAL/ and PNEUMONIA/ folders, or a Kaggle "
                         f"layout with {split}/NORMAL and {split}/PNEUMONIA")
-    return [(path, label) for label, name in enumerate(CLASSES)
-            for path in collect_images([base / name])]
+    others = sorted(p.name for p in base.iterdir()
+                    if p.is_dir() and not p.name.startswith(".") and p.name not in CLASSES)
+    if others:
+        raise UserError(f"{base / others[0]}: a folder beside NORMAL/ and PNEUMONIA/, whose "
+                        "images have no known label; move it out to evaluate "
+                        f"({len(others)} such folder(s): {', '.join(others[:5])})")
+    pairs = [(path, label) for label, name in enumerate(CLASSES)
+             for path in collect_images([base / name])]
+    return pairs, (None if at_root else split)
 
 
 def _report_bad(table) -> int:
@@ -300,20 +343,20 @@ def _report_bad(table) -> int:
     return EXIT_SOME_FAILED if len(bad) else 0
 
 
-def _output_path(text: str, *, suffixes=None) -> Path:
-    """Where to write: a file path whose folder is created; never an existing folder."""
+def _output_path(text: str, *, suffixes=None, inputs=()) -> Path:
+    """Where to write, checked before any work (:func:`pneumo_helpers.files.check_output`:
+    a regular file or a new name in a writable folder, never one of ``inputs``)."""
+    from .files import OutputError, check_output
+
     path = Path(text).expanduser()
-    if path.is_dir():
-        raise UserError(f"{text}: is a folder; give a file name, e.g. {Path(text) / 'out.csv'}")
-    if suffixes and path.suffix.lower() not in suffixes:
+    if suffixes and path.suffix.lower() not in suffixes and not path.is_dir():
         kind = path.suffix or "a file without a suffix"
         raise UserError(f"{text}: cannot write a picture as {kind}; use "
                         f"{', '.join(suffixes)}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{text}: cannot create its folder ({exc.strerror or exc})") from None
-    return path
+        return check_output(path, inputs=inputs)
+    except OutputError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _csv_ready(table):
@@ -328,8 +371,11 @@ def _csv_ready(table):
 def _predict(args, loaded) -> int:
     from .inference import collect_images, predict_files
 
-    output = _output_path(args.output) if args.output else None
-    table = predict_files(loaded, collect_images(args.inputs), batch_size=args.batch_size)
+    inputs = collect_images(args.inputs)
+    output = _output_path(args.output, inputs=inputs) if args.output else None
+    if output is None and sys.stdout is None:  # started with stdout closed (`>&-`)
+        raise UserError("standard output is closed; give -o FILE to write the table")
+    table = predict_files(loaded, inputs, batch_size=args.batch_size)
     csv = _csv_ready(table)
     if output:
         from .files import atomic_write
@@ -339,6 +385,7 @@ def _predict(args, loaded) -> int:
         print(f"wrote {len(table)} rows to {shown(output)} ({loaded.threshold_note()})")
     else:
         csv.to_csv(sys.stdout, index=False, float_format="%.4f")
+        sys.stdout.flush()  # a closed or full stdout fails here, not silently at exit
     return _report_bad(table)
 
 
@@ -347,22 +394,30 @@ def _evaluate(args, loaded) -> int:
     from .data import patient_id
     from .inference import predict_files
 
-    output = _output_path(args.output)
-    files = _labelled_files(Path(args.data), args.split)
-    table = predict_files(loaded, [f for f, _ in files])
-    table["y"] = [label for _, label in files]
+    pairs, split = _labelled_files(Path(args.data), args.split)
+    output = _output_path(args.output, inputs=[f for f, _ in pairs])
+    table = predict_files(loaded, [f for f, _ in pairs])
+    table["y"] = [label for _, label in pairs]
     ok = table[table["error"] == ""]
     if ok["y"].nunique() < 2:
         raise UserError(f"{args.data}: need readable images of both classes to evaluate")
+    fewest = int(ok["y"].value_counts().min())
+    warning = (f"only {fewest} readable image(s) of a class (fewer than {FEW_PER_CLASS}): the "
+               "metrics and their intervals say little; evaluate on more films"
+               if fewest < FEW_PER_CLASS else None)
     metrics = evaluate.evaluate(ok["y"], ok["probability"], threshold=loaded.threshold,
                                 groups=[patient_id(Path(f).name) for f in ok["file"]],
                                 n_boot=args.n_boot)
+    extra = {"warning": warning} if warning else {}
     evaluate.to_report(metrics, threshold=loaded.threshold, rule=loaded.threshold_rule,
-                       split=args.split, model=shown(loaded.path), data=shown(args.data),
-                       model_sha256=loaded.sha256,
-                       threshold_source=loaded.threshold_source).write(output)
+                       split=split, model=shown(loaded.path), data=shown(args.data),
+                       threshold_source=loaded.threshold_source, **loaded.provenance(),
+                       images_given=len(table), images_left_out=len(table) - len(ok),
+                       **extra).write(output)
     print(metrics.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"{loaded.threshold_note()}; {len(ok)} images; wrote {shown(output)}")
+    if warning:
+        print(f"pneumo: warning: {warning}", file=sys.stderr)
     return _report_bad(table)
 
 
@@ -377,12 +432,13 @@ def _calibrate(args, loaded) -> int:
     table = predict_files(loaded, rows["path"])
     ok = (table["error"] == "").to_numpy()
     if _report_bad(table):
-        print(f"left out {int((~ok).sum())} unreadable file(s) listed above", file=sys.stderr)
+        print(f"left out {int((~ok).sum())} file(s) listed above (unreadable, or not "
+              "chest films)", file=sys.stderr)
     rule = loaded.config.get("threshold_rule") or loaded.threshold_rule or "sens>=0.95"
     site = external.choose_site_threshold(rows[ok].reset_index(drop=True),
                                           table["probability"].to_numpy()[ok], rule=rule,
                                           model_sha256=loaded.sha256, n_boot=args.n_boot)
-    target = site.write(loaded.path)
+    target = site.write(loaded.path)  # and the folder's manifest, checked as it was loaded
     fmt = "{:.3f} ({:.3f}-{:.3f})".format
     print(f"site threshold {site.threshold:.3f} ({rule}) on {site.n_films} films "
           f"({site.n_normal} NORMAL, {site.n_pneumonia} PNEUMONIA); there: sensitivity "
@@ -400,7 +456,7 @@ def _explain(args, loaded) -> int:
     from .images import read_gray
 
     plots.style()
-    output = _output_path(args.output, suffixes=PICTURE_SUFFIXES)
+    output = _output_path(args.output, suffixes=PICTURE_SUFFIXES, inputs=[args.image])
     pixels = read_gray(args.image, size=loaded.image_size, film=True)
     probability = float(loaded.predict(pixels[None])[0])
     image = pixels.astype("float32") / 255.0  # what the explainers take: [0, 1]
@@ -445,23 +501,80 @@ def _without_library_noise():
                     print(line, file=sys.stderr)
 
 
+def _scratch() -> Path:
+    """This user's private folder for library caches: ``$TMPDIR/pneumo-<uid>``, used only if
+    it is a real folder (not a link) owned by this user and closed to others; anyone can make
+    that name in a shared /tmp first, so otherwise a new private folder is made."""
+    scratch = Path(tempfile.gettempdir()) / f"pneumo-{os.getuid()}"
+    try:
+        os.mkdir(scratch, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return _throwaway_folder()
+    info = os.lstat(scratch)
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() \
+            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return scratch
+    return _throwaway_folder()
+
+
+def _throwaway_folder() -> Path:
+    """A new private folder, removed when the command ends."""
+    import atexit
+    import shutil
+
+    folder = Path(tempfile.mkdtemp(prefix="pneumo-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def _private_library_homes() -> None:
     """Keras writes ~/.keras/keras.json and matplotlib a font cache on first import; a command
-    run on a few files should leave the home folder alone. Both go to a temporary folder
-    unless the user chose theirs."""
-    scratch = Path(tempfile.gettempdir()) / f"pneumo-{os.getuid()}"
+    run on a few files should leave the home folder alone. Both go to a private temporary
+    folder (:func:`_scratch`) unless the user chose theirs."""
+    if all(variable in os.environ for variable in ("KERAS_HOME", "MPLCONFIGDIR")):
+        return
+    scratch = _scratch()
     for variable, sub in (("KERAS_HOME", "keras"), ("MPLCONFIGDIR", "matplotlib")):
         if variable not in os.environ:
+            (scratch / sub).mkdir(exist_ok=True)
             os.environ[variable] = str(scratch / sub)
-            (scratch / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _fail(message: str, status: int) -> int:
+    """Print one ``pneumo: error:`` line (if stderr is open at all) and return ``status``."""
+    with contextlib.suppress(Exception):
+        print(f"pneumo: error: {message}", file=sys.stderr, flush=True)
+    return status
 
 
 def main(argv=None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a name the locale cannot spell is escaped
+        if hasattr(stream, "reconfigure"):   # (LC_ALL=C without UTF-8 mode: ASCII streams)
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     steps = {"run": _run, "train": _train, "report": _report}
-    if args.command not in steps:  # a user's quick command leaves the home folder alone
-        _private_library_homes()
+    try:
+        if args.command not in steps:  # a user's quick command leaves the home folder alone
+            _private_library_homes()
+        return _command(args, steps)
+    except KeyboardInterrupt:
+        return _fail("interrupted; nothing written", EXIT_INTERRUPTED)
+    except BrokenPipeError:  # `pneumo predict ... | head`: the reader left before the end
+        with contextlib.suppress(OSError):  # no second error when Python flushes at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        return _fail("standard output was closed before the table was written whole",
+                     EXIT_USER_ERROR)
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if os.environ.get("PNEUMO_DEBUG"):
+            raise
+        return _fail(f"pneumo failed ({type(exc).__name__}: {shown(exc)}); please report it "
+                     "(PNEUMO_DEBUG=1 shows the traceback)", EXIT_INTERNAL)
+
+
+def _command(args, steps) -> int:
     from .data import DatasetError
     from .external import ExternalError
     from .images import ImageError
@@ -472,6 +585,8 @@ def main(argv=None) -> int:
         with _without_library_noise():
             if args.command in steps:  # long work: progress on stdout as it happens
                 return steps[args.command](args)
+            if args.command == "manifest":
+                return _manifest(args)
             # Explanations need the Keras model (gradients, LIME on the model); predictions
             # take the LiteRT export when the model folder holds a matching one.
             loaded = load_model(args.model,
@@ -480,12 +595,12 @@ def main(argv=None) -> int:
                     "calibrate": _calibrate}[args.command](args, loaded)
     except (UserError, ImageError, ModelError, DatasetError, NotebookError,
             ExternalError) as exc:
-        print(f"pneumo: error: {shown(exc)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except OSError as exc:  # writing the output: disk full, permissions, a read-only folder
-        where = f" {shown(exc.filename)}" if exc.filename else ""
-        print(f"pneumo: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return _fail(shown(exc), EXIT_USER_ERROR)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # a folder it cannot list, a full disk while writing the output
+        what = f"{shown(exc.filename)}: " if exc.filename else "cannot write the output: "
+        return _fail(f"{what}{exc.strerror or exc}", EXIT_USER_ERROR)
 
 
 if __name__ == "__main__":

@@ -1,180 +1,289 @@
 """Reading one image file into the array every other module works with.
 
 Chest X-rays arrive as 8-bit grayscale or RGB JPEGs (Kaggle), 16-bit PNGs (hospital exports),
-RGBA PNGs (screenshots), palette images or DICOM files straight from the scanner (with the
-optional extra ``pip install "pneumo[dicom]"``, which brings pydicom). All of them become one thing here: a ``uint8``
-grayscale array, optionally resized to a square. X-rays carry no colour, so keeping one channel
-costs nothing and makes caches and models three times smaller.
+RGBA PNGs (screenshots), palette images, TIFF, or DICOM files straight from the scanner (with
+the optional extra ``pip install "pneumo[dicom]"``, which brings pydicom; see
+:mod:`pneumo_helpers.dicom`). All of them become one thing here: a ``uint8`` grayscale array,
+upright as a viewer shows it (EXIF orientation applied), optionally resized to a square.
 
-Speed matters here: ``pneumo predict`` and every cold cache go through :func:`read_gray`. JPEGs
-take a fast path through simplejpeg (libjpeg-turbo decoding straight to one channel, with DCT
-scaling when the target is much smaller) and every resize uses ``cv2.INTER_AREA``; the decoded
-pixels are identical to PIL's and OpenCV's. simplejpeg is strict: data libjpeg calls corrupt
-(a file cut short with an end marker appended, damaged entropy data) is an error for that file,
-where PIL and OpenCV fill the missing part with grey and carry on — a damaged film must not get
-a confident label. Everything else (PNG, 16-bit, RGBA, palette, TIFF) and JPEGs simplejpeg does
-not support (12-bit, arithmetic coding) go through PIL.
+Three rules hold for every container:
 
-Images larger than :data:`MAX_PIXELS` are refused from their header, before any pixel is
-decoded: a 74-byte PNG can claim 100,000 x 100,000 pixels.
-
-Errors are raised as :class:`ImageError` naming the file and what to do, never as a PIL or
-TensorFlow traceback.
+* **One strict decoder per format.** JPEGs go through simplejpeg (libjpeg-turbo, decoding
+  straight to one channel, with DCT scaling when the target is much smaller); anything
+  libjpeg-turbo reports — corrupt data, extraneous bytes, a JPEG kind it does not support —
+  refuses the file, with no second, more lenient decoder behind it. The other formats
+  (:data:`PIL_FORMATS`) go through PIL, where any warning PIL or pydicom raises, and any
+  line libtiff prints while decoding, is a refusal too. A damaged film must not get a
+  confident label.
+* **One budget, checked before decoding.** The file's size (:data:`MAX_FILE_BYTES`, from
+  ``stat``, before a byte is read), then the pixels its header claims (:data:`MAX_PIXELS`:
+  every TIFF page, every DICOM frame, a deflated DICOM's inflated size); PNG text chunks are
+  bounded by PIL's own limits, whose errors are refusals.
+* **Errors are** :class:`ImageError`, one line naming the file and what to do, never a
+  decoder's traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import stat
+import sys
+import tempfile
+import threading
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import simplejpeg
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-__all__ = ["ImageError", "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "read_gray", "describe",
-           "implausible"]
+from . import dicom
+from .gate import MIN_SIDE, film_reason, implausible
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
+__all__ = ["ImageError", "IMAGE_SUFFIXES", "PIL_FORMATS", "MAX_PIXELS", "MAX_FILE_BYTES",
+           "MAX_PAGES", "MIN_SIDE", "read_gray", "describe", "implausible"]
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                  ".dcm", ".dicom"}
+#: What PIL may open: the raster formats above. Its other plugins (EPS calls Ghostscript,
+#: and a dozen rarely-audited parsers) are never reached.
+PIL_FORMATS = ("PNG", "BMP", "GIF", "WEBP", "TIFF")
 
 # Larger than any detector (a 43 x 43 cm plate at 0.1 mm is 4,300 px a side: 18 Mpx).
 MAX_PIXELS = 64_000_000
-# Smaller than this a side, or of one grey level, an image cannot be a chest film.
-MIN_SIDE = 32
+# Two bytes for each pixel of the budget, twice over: room for an uncompressed 16-bit image
+# with its metadata; a larger file is refused before it is read.
+MAX_FILE_BYTES = 4 * MAX_PIXELS
+MAX_PAGES = 16  # a TIFF or DICOM with more pages than this is a stack, not a film
+_ORIENTATION = 0x0112  # the EXIF tag viewers rotate by
 
 
 class ImageError(ValueError):
-    """A file that cannot be used as an image; the message names the file and the fix."""
+    """A file that cannot be used as an image; the message names the file and the fix.
+
+    Attributes:
+        path: the file, or ``None``. reason: the message without the file name.
+    """
+
+    def __init__(self, message: str, *, path=None, reason: str | None = None):
+        super().__init__(message)
+        self.path, self.reason = path, reason or message
 
 
-_JPEG_START = b"\xff\xd8\xff"
+def _failure(path: Path):
+    """``fail(reason) -> ImageError`` for one file."""
+    return lambda reason: ImageError(f"{path}: {reason}", path=path, reason=reason)
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of a regular file within :data:`MAX_FILE_BYTES`, checked before reading."""
+    fail = _failure(path)
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            raise fail("a symbolic link that loops back on itself; fix the link") from None
+        if os.path.lexists(path):
+            raise fail("a symbolic link to a missing file; fix the link") from None
+        if isinstance(exc, FileNotFoundError):
+            raise fail("no such file; check the path") from None
+        raise fail(f"cannot be read ({exc.strerror or exc}); check permissions") from None
+    if stat.S_ISDIR(info.st_mode):
+        if os.path.islink(path):
+            raise fail("a symbolic link to a folder, not followed; name the folder itself to "
+                       "predict the images in it")
+        try:
+            os.listdir(path)
+        except OSError as exc:
+            raise fail(f"a folder that cannot be read ({exc.strerror or exc}): its images were "
+                       "left out; fix its permissions") from None
+        raise fail("is a folder, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+        raise fail(f"{kind}, not a regular file; copy the image into a file first")
+    if info.st_size == 0:
+        raise fail("empty file (0 bytes); re-copy or re-download it")
+    if info.st_size > MAX_FILE_BYTES:
+        raise fail(f"{info.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} an X-ray file "
+                   "needs; check the file is what it claims, or downscale it")
+    try:
+        return path.read_bytes()
+    except OSError as exc:  # permission, an I/O error of the disk
+        raise fail(f"cannot be read ({exc.strerror or exc}); check permissions and the copy"
+                   ) from None
+
+
+# Warnings are process-wide state: the decoders that raise them (PIL, pydicom) run one at a
+# time, while simplejpeg (which reports through exceptions) keeps decoding in parallel.
+_STRICT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _strict(path: Path):
+    """Run a PIL or pydicom decode where any warning, or any error, refuses the file."""
+    fail = _failure(path)
+    with _STRICT, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except ImageError:
+            raise
+        except Image.DecompressionBombError:
+            raise fail("claims more pixels than PIL allows (a decompression bomb or a huge "
+                       "scan); downscale it") from None
+        except Exception as exc:  # a damaged file makes decoders raise almost anything
+            raise fail(f"corrupt, truncated or crafted image ({type(exc).__name__}: "
+                       f"{str(exc)[:120]}); replace it with the original file") from None
+    if caught:
+        raise fail(f"the decoder warned: {str(caught[0].message)[:120]}; the file is damaged or "
+                   "unusual — replace it with the original")
 
 
 def _check_pixels(path: Path, width: int, height: int) -> None:
     if width * height > MAX_PIXELS:
-        raise ImageError(f"{path}: {width} x {height} pixels, more than the {MAX_PIXELS:,} an "
-                         "X-ray needs; downscale it (or check the file is what it claims)")
+        raise _failure(path)(f"{width} x {height} pixels, more than the {MAX_PIXELS:,} an "
+                             "X-ray needs; downscale it (or check the file is what it claims)")
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise ImageError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image file")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file (0 bytes); re-copy or re-download it")
+# How each format's files start: a file that starts so but PIL cannot open is damaged.
+_MAGIC = {b"\x89PNG": "PNG", b"BM": "BMP", b"GIF8": "GIF", b"II*\x00": "TIFF",
+          b"MM\x00*": "TIFF"}
 
 
-def _open(path: Path, data: bytes | None = None) -> Image.Image:
-    """PIL image of ``path`` (header only), from ``data`` when the bytes are already read."""
-    path = Path(path)
-    if data is None:
-        _check_file(path)
+def _open(path: Path, data: bytes) -> Image.Image:
+    """PIL image of ``data`` (header only; call inside :func:`_strict`), every page's size
+    checked against the budget."""
     try:
-        img = Image.open(io.BytesIO(data) if data is not None else path)
-    except Image.DecompressionBombError:
-        raise ImageError(f"{path}: claims more pixels than PIL allows (a decompression bomb "
-                         "or a huge scan); downscale it") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image PIL can read (is it really a JPEG/PNG?); "
-                         "remove it or replace it with the original") from None
-    except OSError as exc:
-        raise ImageError(f"{path}: unreadable ({exc}); check permissions and the copy") from None
-    _check_pixels(path, *img.size)
+        img = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
+    except Image.UnidentifiedImageError:
+        kind = next((k for m, k in _MAGIC.items() if data.startswith(m)),
+                    "WEBP" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None)
+        if kind:
+            raise _failure(path)(f"a damaged or truncated {kind} file (its header cannot be "
+                                 "read); replace it with the original") from None
+        raise _failure(path)(f"not an image in a supported format ({', '.join(PIL_FORMATS)}, "
+                             "JPEG or DICOM); convert it to PNG") from None
+    pages = getattr(img, "n_frames", 1) if img.format == "TIFF" else 1
+    if pages > MAX_PAGES:
+        raise _failure(path)(f"TIFF with {pages} pages; export the single X-ray page")
+    for page in range(pages):
+        img.seek(page)
+        _check_pixels(path, *img.size)
+    img.seek(0)
     return img
 
 
-def _is_dicom(data: bytes) -> bool:
-    # A DICOM file (Part 10) has a 128-byte preamble, then the magic "DICM".
-    return data[128:132] == b"DICM"
+def _orient(gray: np.ndarray, orientation) -> np.ndarray:
+    """``gray`` turned as EXIF ``orientation`` (1..8) tells a viewer to show it."""
+    turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+             5: lambda a: a.T, 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].T,
+             8: lambda a: np.rot90(a, 1)}
+    turn = turns.get(orientation)
+    return np.ascontiguousarray(turn(gray)) if turn else gray
 
 
-def _dicom(path: Path, data: bytes, *, pixels: bool = True):
-    """The pydicom dataset of a DICOM file (header only unless ``pixels``)."""
+def _chroma(rgb: np.ndarray) -> float:
+    """Mean spread between the colour channels of uint8 ``(H, W, 3)``, in grey levels: 0 for
+    a grey picture stored as RGB, tens for a colour photo."""
+    small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA).astype(np.int16)
+    return float(np.mean(small.max(axis=-1) - small.min(axis=-1)))
+
+
+def _decode_jpeg(path: Path, data: bytes, size: int | None, colour: bool):
+    """(gray, chroma) of a JPEG through simplejpeg; every libjpeg-turbo complaint refuses it."""
+    fail = _failure(path)
     try:
-        import pydicom
-    except ImportError:
-        raise ImageError(f"{path}: DICOM file, and pydicom is not installed; install the "
-                         "optional extra: pip install \"pneumo[dicom]\"") from None
-    try:
-        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not pixels)
-    except Exception as exc:  # pydicom raises many types for damaged files
-        raise ImageError(f"{path}: damaged DICOM file ({type(exc).__name__}: {exc}); "
-                         "export it again from the PACS") from None
-
-
-def _dicom_to_gray(path: Path, data: bytes) -> np.ndarray:
-    """DICOM -> uint8 gray: modality LUT, the file's own window (VOI LUT) if it has one, the
-    stored range stretched to 0..255, and MONOCHROME1 (white = low values) inverted."""
-    ds = _dicom(path, data)  # first: it says how to install pydicom when it is missing
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-    if "PixelData" not in ds:
-        raise ImageError(f"{path}: DICOM file without an image (no PixelData); "
-                         "it may be a report or structured document")
-    try:
-        arr = ds.pixel_array
-    except Exception as exc:  # compressed transfer syntax without a decoder, bad length, ...
-        raise ImageError(f"{path}: cannot decode the DICOM pixels ({exc}); for compressed "
-                         "files install a decoder: pip install pylibjpeg pylibjpeg-libjpeg"
-                         ) from None
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise ImageError(f"{path}: DICOM with {frames} frames; export the single X-ray "
-                         "frame to predict on it")
-    if int(ds.get("SamplesPerPixel", 1)) == 3:  # secondary capture in colour
-        arr = arr.astype(np.float32).mean(axis=-1)
-    else:
-        arr = apply_voi_lut(apply_modality_lut(arr, ds), ds)
-    arr = np.asarray(arr, dtype=np.float32)
-    lo, hi = float(arr.min()), float(arr.max())
-    gray = np.round((arr - lo) / (hi - lo) * 255.0) if hi > lo else np.zeros_like(arr)
-    if ds.get("PhotometricInterpretation") == "MONOCHROME1":
-        gray = 255.0 - gray
-    return gray.astype(np.uint8)
-
-
-def _to_gray(img: Image.Image) -> np.ndarray:
-    """Any PIL mode -> uint8 grayscale, scaling high-bit-depth images to their own range."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit exports often use 10-12 bits of the range: stretch min..max to 0..255.
-        arr = np.asarray(img, dtype=np.float32)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        return np.round(scaled).astype(np.uint8)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        # Drop alpha: an X-ray screenshot's transparency carries no anatomy.
-        img = img.convert("RGBA").convert("RGB")
-    if img.mode != "L":
-        img = img.convert("L")
-    return np.asarray(img, dtype=np.uint8)
-
-
-def _decode_jpeg(path: Path, data: bytes, size: int | None) -> np.ndarray | None:
-    """simplejpeg decode to one channel, or None to let PIL handle a JPEG it does not support.
-
-    Raises:
-        ImageError: corrupt or truncated data, or too many pixels.
-    """
-    try:
-        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-    except ValueError:
-        return None
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError as exc:
+        raise fail(f"a JPEG libjpeg-turbo cannot read ({exc}); the file is damaged or of an "
+                   "unusual kind (12-bit, lossless) — convert it to PNG") from None
     _check_pixels(path, width, height)
     # DCT scaling by 1/2, 1/4 or 1/8 only (the largest that still leaves at least size pixels
     # a side): libjpeg's other factors (7/8, 3/4...) interpolate, and would change the pixels
-    # models were trained on. EXIF orientation is ignored, as PIL does.
+    # models were trained on.
     scale = max((s for s in (1, 2, 4, 8) if min(height, width) // s >= size), default=1) \
         if size else 1
-    minimum = dict(min_height=-(-height // scale), min_width=-(-width // scale))
     try:
-        return simplejpeg.decode_jpeg(data, colorspace="GRAY", **minimum)[:, :, 0]
+        gray = simplejpeg.decode_jpeg(data, colorspace="GRAY", min_height=-(-height // scale),
+                                      min_width=-(-width // scale))[:, :, 0]
+        chroma = 0.0
+        if colour and colorspace not in ("Gray", "GRAY"):
+            chroma = _chroma(simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=1,
+                                                    min_width=1))
     except ValueError as exc:
-        message = str(exc)
-        if "orrupt" in message or "remature" in message or "truncated" in message.lower():
-            raise ImageError(f"{path}: corrupt or truncated JPEG data ({message}); the file is damaged — "
-                             "replace it with the original") from None
-        return None  # 12-bit, arithmetic coding, CMYK...: PIL's turn
+        raise fail(f"corrupt or truncated JPEG data ({exc}); the file is damaged — replace it "
+                   "with the original") from None
+    if b"Exif\x00\x00" in data[:65536]:
+        with _strict(path), Image.open(io.BytesIO(data), formats=["JPEG"]) as img:
+            gray = _orient(gray, img.getexif().get(_ORIENTATION))
+    return gray, chroma
+
+
+def _pil_to_gray(img: Image.Image, colour: bool):
+    """(gray, chroma) of any PIL mode, scaling high-bit-depth images to their own range."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit exports often use 10-12 bits of the range: stretch min..max to 0..255.
+        arr = np.asarray(img, dtype=np.float32)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("pixels that are not finite numbers")
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return np.round(scaled).astype(np.uint8), 0.0
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Drop alpha: an X-ray screenshot's transparency carries no anatomy.
+        img = img.convert("RGBA").convert("RGB")
+    chroma = 0.0
+    if colour and img.mode not in ("L", "1"):
+        chroma = _chroma(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    gray = img if img.mode == "L" else img.convert("L")
+    return np.asarray(gray, dtype=np.uint8), chroma
+
+
+def _decode(path: Path, data: bytes, size: int | None, colour: bool):
+    """(gray uint8 (H, W) upright, chroma) of a file's bytes; chroma is 0 unless ``colour``."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return _decode_jpeg(path, data, size, colour)
+    if dicom.is_dicom(data):
+        with _strict(path):
+            return dicom.to_gray(data, max_pixels=MAX_PIXELS, limit=MAX_FILE_BYTES,
+                                 fail=_failure(path)), 0.0
+    with _strict(path):
+        with _open(path, data) as img:
+            orientation = img.getexif().get(_ORIENTATION)
+            with _c_library_messages(path) if img.format == "TIFF" else contextlib.nullcontext():
+                img.load()
+            gray, chroma = _pil_to_gray(img, colour)
+    return _orient(gray, orientation), chroma
+
+
+@contextlib.contextmanager
+def _c_library_messages(path: Path):
+    """Refuse the file when a C library prints on file descriptor 2 during the block: libtiff
+    reports damage there ("Using code not yet in table") and may still return pixels. Run
+    under :data:`_STRICT` (one such decode at a time); nothing reaches the terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failure = None
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        except Exception as exc:  # judged below, once the descriptor is restored
+            failure = exc
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        said = capture.read().decode("utf-8", "replace").strip().splitlines()
+    if said:
+        first = said[0].replace("tempfile.tif: ", "")[:120]  # PIL's name for a buffer
+        raise _failure(path)(f"the TIFF decoder reported damage ({first}); replace it with "
+                             "the original file")
+    if failure is not None:
+        raise failure
 
 
 def _resize(gray: np.ndarray, size: int) -> np.ndarray:
@@ -191,36 +300,19 @@ def read_gray(path: str | Path, size: int | None = None, *, film: bool = False) 
     the aspect ratio (Kaggle's X-rays are not square; the models take squares).
 
     Args:
-        film: also refuse, as decoded and before resizing, what cannot be a chest film (see
-            :func:`implausible`): what ``pneumo`` does before it gives any label.
+        film: also refuse, as decoded and before resizing, what does not look like a chest
+            film (see :func:`pneumo_helpers.gate.film_reason`): what ``pneumo`` does before it
+            gives any label.
 
     Raises:
         ImageError: missing, unreadable, empty, truncated, corrupt, too large or non-image
-            file; with ``film``, an image that cannot be a chest film.
+            file; with ``film``, an image that does not look like a chest film.
     """
     path = Path(path)
-    _check_file(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:  # permission, a FIFO, an I/O error of the disk
-        raise ImageError(f"{path}: cannot be read ({exc.strerror or exc}); check permissions "
-                         "and that it is a regular file") from None
-    gray = _decode_jpeg(path, data, size) if data.startswith(_JPEG_START) else None
-    if gray is None and _is_dicom(data):
-        gray = _dicom_to_gray(path, data)
-    if gray is None:
-        img = _open(path, data)
-        try:
-            with img:
-                if size is not None and img.format == "JPEG":
-                    img.draft("L", (size, size))
-                gray = _to_gray(img)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(f"{path}: corrupt or truncated image ({exc}); "
-                             "replace it with the original file") from None
-    reason = implausible(gray) if film else None
+    gray, chroma = _decode(path, _read(path), size, film)
+    reason = film_reason(gray, chroma) if film else None
     if reason:
-        raise ImageError(f"{path}: {reason}")
+        raise _failure(path)(reason)
     if size is not None and gray.shape != (size, size):
         gray = _resize(gray, size)
     return gray
@@ -233,32 +325,15 @@ def describe(path: str | Path) -> dict:
         ImageError: as :func:`read_gray`.
     """
     path = Path(path)
-    _check_file(path)
-    with open(path, "rb") as handle:
-        head = handle.read(132)
-    if _is_dicom(head):
-        ds = _dicom(path, path.read_bytes(), pixels=False)
+    data = _read(path)
+    if dicom.is_dicom(data):
+        with _strict(path):
+            ds = dicom.header(data, limit=MAX_FILE_BYTES, fail=_failure(path))
         return dict(width=int(ds.get("Columns", 0)), height=int(ds.get("Rows", 0)),
                     mode=f"{ds.get('PhotometricInterpretation', '?')}/"
                          f"{ds.get('BitsStored', '?')}-bit", format="DICOM")
-    img = _open(path)
-    with img:
-        return dict(width=img.width, height=img.height, mode=img.mode, format=img.format)
-
-
-def implausible(gray: np.ndarray) -> str | None:
-    """Why a decoded image cannot be a chest film, or ``None`` when it could be one.
-
-    A model called on a 1 x 1 image or a blank frame still returns a probability — often a
-    confident one. Such input is refused instead: fewer than :data:`MIN_SIDE` pixels a side, or
-    a single grey level.
-
-    Args:
-        gray: uint8 ``(H, W)`` as decoded, before resizing.
-    """
-    height, width = gray.shape[:2]
-    if min(height, width) < MIN_SIDE:
-        return f"{width} x {height} pixels: too small to be a chest film (at least {MIN_SIDE} a side)"
-    if int(gray.max()) - int(gray.min()) == 0:
-        return "blank image (a single grey level): not a chest film"
-    return None
+    with _strict(path):
+        img = Image.open(io.BytesIO(data), formats=("JPEG", *PIL_FORMATS))
+        with img:
+            _check_pixels(path, *img.size)
+            return dict(width=img.width, height=img.height, mode=img.mode, format=img.format)

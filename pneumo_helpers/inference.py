@@ -8,6 +8,7 @@ plus ``config.json`` (image size, channels, …) and, once chosen on validation,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import deque
@@ -48,6 +49,8 @@ class LoadedModel:
             ``site`` is its record (:class:`pneumo_helpers.runs.SiteThreshold`).
         path: where it was loaded from. config: the training config, if any.
         runtime: "keras" or "litert" (see :func:`load_model`).
+        digests: sha256 of the files loaded, by name (``model.keras``, ``model.tflite``,
+            ``manifest.json``), hashed when they were read.
     """
 
     model: object
@@ -60,6 +63,7 @@ class LoadedModel:
     runtime: str = "keras"
     threshold_source: str = "validation"
     site: SiteThreshold | None = None
+    digests: dict = field(default_factory=dict)
 
     def label(self, probability) -> np.ndarray:
         """``"PNEUMONIA"`` or ``"NORMAL"`` per P(PNEUMONIA) (N,), at :attr:`threshold`; the one
@@ -78,9 +82,18 @@ class LoadedModel:
 
     @property
     def sha256(self) -> str | None:
-        """sha256 of the model file: names the exact model an evaluation belongs to."""
-        model_file = ModelLayout(self.path).model if self.path else None
-        return files.sha256(model_file) if model_file and model_file.is_file() else None
+        """sha256 of ``model.keras`` as loaded: names the model an evaluation belongs to."""
+        return self.digests.get("model.keras")
+
+    def provenance(self) -> dict[str, str]:
+        """What ran, for a report: the runtime, the file it read and that file's sha256 (taken
+        from the bytes loaded), ``model.keras``'s sha256 and the folder manifest's, if any."""
+        ran = "model.tflite" if self.runtime == "litert" else "model.keras"
+        out = {"model_sha256": self.sha256, "runtime": self.runtime, "ran_file": ran,
+               "ran_sha256": self.digests.get(ran)}
+        if "manifest.json" in self.digests:
+            out["manifest_sha256"] = self.digests["manifest.json"]
+        return {k: v for k, v in out.items() if v is not None}
 
     def predict(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """P(PNEUMONIA) float (N,) of uint8 gray images (N, S, S).
@@ -128,11 +141,18 @@ class LiteModel:
     ``predict_on_batch`` (float32 ``(B, S, S, C)`` -> ``(B, 1)``).
     """
 
-    def __init__(self, path: Path, *, threads: int | None = None):
+    def __init__(self, path: Path, *, threads: int | None = None,
+                 expected_sha256: str | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
-        self._interpreter = Interpreter(model_path=str(path),
+        content = self.path.read_bytes()  # hashed as read: the provenance is what runs
+        self.sha256 = hashlib.sha256(content).hexdigest()
+        if expected_sha256 is not None and self.sha256 != expected_sha256:
+            raise ModelError(f"{self.path}: not the export {self.path.with_name('export.json')} "
+                             "records (its sha256 differs); restore it, or make it again "
+                             "with inference.export_litert")
+        self._interpreter = Interpreter(model_content=content,
                                         num_threads=threads or min(os.cpu_count() or 1, 4))
         inputs, outputs = (self._interpreter.get_input_details(),
                            self._interpreter.get_output_details())
@@ -178,20 +198,26 @@ def export_litert(folder: str | Path, *, tolerance: float = 1e-4) -> Path:
         target.lite.unlink()
         raise ModelError(f"LiteRT export of {folder} differs from Keras by {difference:.2e} "
                          f"(> {tolerance}); not kept")
-    target.export.write_text(json.dumps(dict(
-        model_sha256=files.sha256(target.model), format="litert", max_abs_difference=
-        difference, checked_on=f"bundled sample ({len(sample)} images)"), indent=2) + "\n")
+    with files.atomic_write(target.export) as handle:
+        handle.write(json.dumps(dict(
+            model_sha256=files.sha256(target.model), lite_sha256=files.sha256(target.lite),
+            format="litert", max_abs_difference=difference,
+            checked_on=f"bundled sample ({len(sample)} images)"), indent=2) + "\n")
+    target.refresh_manifest()  # the folder was checked as it was loaded above
     return target.lite
 
 
-def _export_matches(folder: Path, model_file: Path) -> bool:
+def _export_record(folder: Path, model_sha256: str) -> dict | None:
+    """``export.json`` when it says ``model.tflite`` was made from the ``model.keras`` of
+    sha256 ``model_sha256`` (its ``lite_sha256`` is checked as the export is loaded)."""
     layout = ModelLayout(folder)
     try:
         record = json.loads(layout.export.read_text())
     except (OSError, ValueError):
-        return False
-    return layout.lite.is_file() and isinstance(record, dict) \
-        and record.get("model_sha256") == files.sha256(model_file)
+        return None
+    ok = layout.lite.is_file() and isinstance(record, dict) \
+        and record.get("model_sha256") == model_sha256
+    return record if ok else None
 
 
 def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> LoadedModel:
@@ -217,22 +243,30 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> Load
         raise ModelError(f"no model at {model_file}{hint}; pass a folder holding model.keras "
                          "or a .keras file")
     folder = model_file.parent
+    digests = _check_folder(folder, shipped=path == SHIPPED_MODEL_DIR)
+    digests["model.keras"] = digests.get("model.keras") or files.sha256(model_file)
     if runtime != "keras":
-        usable = _export_matches(folder, model_file)
+        record = _export_record(folder, digests["model.keras"])
+        usable = record is not None
         if usable:
             try:
-                model = LiteModel(ModelLayout(folder).lite)
+                model = LiteModel(ModelLayout(folder).lite,
+                                  expected_sha256=record.get("lite_sha256"))
             except ImportError:
                 usable = False
+            except ModelError:
+                raise
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"{ModelLayout(folder).lite}: not a LiteRT model ({exc}); delete "
                                  "it to use model.keras") from None
+        if usable:
+            digests["model.tflite"] = model.sha256
         if not usable and runtime == "litert":
             raise ModelError(f"{folder}: no LiteRT export matching model.keras (and "
                              "ai_edge_litert installed); make one with "
                              "inference.export_litert")
         if usable:
-            return _loaded(model, folder, model_file)
+            return _loaded(model, folder, model_file, digests)
     import keras
 
     from . import models
@@ -244,10 +278,28 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> Load
         raise ModelError(f"{model_file} is not a Keras model file Keras can load "
                          f"({type(exc).__name__}); pass a .keras file saved by model.save") \
             from None
-    return _loaded(model, folder, model_file)
+    return _loaded(model, folder, model_file, digests)
 
 
-def _loaded(model, folder: Path, model_file: Path) -> LoadedModel:
+def _check_folder(folder: Path, *, shipped: bool) -> dict[str, str]:
+    """The sha256 of the folder's files by name, every one checked against its manifest
+    (:meth:`pneumo_helpers.runs.ModelLayout.check_manifest`), with the manifest's own;
+    ``{}`` for a folder without one, except the shipped model, which must have one."""
+    layout = ModelLayout(folder)
+    try:
+        listed = layout.check_manifest()
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    if listed is None:
+        if shipped:
+            raise ModelError(f"{layout.manifest}: missing, so the shipped model cannot be "
+                             "checked; reinstall the package")
+        return {}
+    return {**listed, "manifest.json": files.sha256(layout.manifest)}
+
+
+def _loaded(model, folder: Path, model_file: Path,
+            digests: dict | None = None) -> LoadedModel:
     layout = ModelLayout(folder)
     config = _read_json(layout.config)
     try:
@@ -267,7 +319,8 @@ def _loaded(model, folder: Path, model_file: Path) -> LoadedModel:
         site = SiteThreshold.read(folder)
     except ValueError as exc:
         raise ModelError(str(exc)) from None
-    if site is not None and site.model_sha256 == files.sha256(model_file):
+    keras_sha256 = (digests or {}).get("model.keras") or files.sha256(model_file)
+    if site is not None and site.model_sha256 == keras_sha256:
         threshold, rule, source = site.threshold, site.rule, "site"
     else:  # a record made for another model file does not apply
         site, rule = None, metrics.rule
@@ -275,7 +328,7 @@ def _loaded(model, folder: Path, model_file: Path) -> LoadedModel:
                        threshold=float(threshold), threshold_rule=rule,
                        path=folder, config=config,
                        runtime="litert" if isinstance(model, LiteModel) else "keras",
-                       threshold_source=source, site=site)
+                       threshold_source=source, site=site, digests=dict(digests or {}))
 
 
 def _check_contract(model, model_file: Path) -> tuple[int, int]:
@@ -327,11 +380,35 @@ def _read_json(path: Path) -> dict:
     return value
 
 
+def _search(folder: Path) -> list[Path]:
+    """The image files under ``folder``, sorted, hidden files and folders (``.git/``) left
+    out; a subfolder that cannot be listed, or a symbolic link to a folder (not followed), is
+    returned too, so that it gets a row saying why its images are missing."""
+    found, unlisted, errors = [], [], []
+
+    def refused(exc: OSError):
+        unlisted.append(Path(exc.filename))
+        errors.append(exc)
+    for root, dirs, names in os.walk(folder, onerror=refused):
+        base = Path(root)
+        found += [base / d for d in dirs if not d.startswith(".") and (base / d).is_symlink()]
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and not (base / d).is_symlink())
+        found += [base / n for n in names
+                  if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    if unlisted and unlisted[0] == folder:
+        raise ImageError(f"{folder}: folder cannot be read ({errors[0].strerror or errors[0]}); "
+                         "check its permissions")
+    return sorted(found + unlisted)
+
+
 def collect_images(inputs) -> list[str]:
     """Image files named in ``inputs`` (files, or folders searched recursively).
 
     A file named directly is kept as written (``./-scan.jpeg`` stays that, not ``-scan.jpeg``);
-    files found in a folder come sorted, as paths under it.
+    files found in a folder come sorted, as paths under it (see :func:`_search`: hidden files
+    and folders are left out; a subfolder that cannot be read is listed, and gets an error
+    row when predicted).
 
     Raises:
         ImageError: a path that does not exist, or a folder holding no image files.
@@ -340,13 +417,12 @@ def collect_images(inputs) -> list[str]:
     for text in map(os.fspath, inputs):
         item = Path(text)
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*")
-                           if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            found = _search(item)
             if not found:
                 raise ImageError(f"{item}: folder holds no image files "
                                  f"({', '.join(sorted(IMAGE_SUFFIXES))})")
             files += [os.fspath(p) for p in found]
-        elif item.exists():
+        elif item.exists() or item.is_symlink():
             files.append(text)
         else:
             raise ImageError(f"{item}: no such file or folder")
@@ -375,9 +451,12 @@ def predict_files(loaded: LoadedModel, files, *, batch_size: int = 64,
         try:
             return read_gray(files[i], size=loaded.image_size, film=True)
         except ImageError as exc:
-            reason = str(exc).split(": ", 1)[-1]
-        except (OSError, MemoryError) as exc:  # one file never stops the batch
+            reason = exc.reason
+        except (OSError, MemoryError) as exc:
             reason = f"cannot be read ({type(exc).__name__}: {exc})"
+        except Exception as exc:  # one file never stops the batch, whatever it does
+            reason = (f"pneumo failed on this file ({type(exc).__name__}: {str(exc)[:120]}); "
+                      "no label — please report it")
         errors[i] = reason
         return None
 

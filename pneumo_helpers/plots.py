@@ -16,6 +16,7 @@ import pandas as pd
 import seaborn as sns
 
 from .labels import CLASSES
+from .files import atomic_write
 
 CLASS_COLORS = dict(zip(CLASSES, ("#4C72B0", "#DD8452")))
 DPI = 80        # figure size in notebooks
@@ -45,8 +46,9 @@ def save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
     """
     if path is not None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=SAVE_DPI, bbox_inches="tight")
+        with atomic_write(path, "wb") as handle:  # a reader never sees half a picture
+            fig.savefig(handle, format=path.suffix.lstrip(".").lower() or "png", dpi=SAVE_DPI,
+                        bbox_inches="tight")
     return fig
 
 
@@ -172,7 +174,7 @@ def image_panel(image: np.ndarray, *, title: str = "", path=None) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(4.2, 4.5), dpi=DPI)
     ax.imshow(np.squeeze(image), cmap="gray" if np.ndim(np.squeeze(image)) == 2 else None,
               vmin=0, vmax=1)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, parse_math=False)  # a file name's "$" is text, not maths
     ax.axis("off")
     fig.tight_layout()
     return save(fig, path)

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from .files import atomic_write
+from .files import atomic_write, sha256
 
 __all__ = ["RunLayout", "ModelLayout", "ChosenModel", "Estimate", "MetricsReport",
            "SiteThreshold"]
@@ -58,8 +58,69 @@ class ModelLayout:
     external_metrics = property(lambda self: self.root / "external_metrics.json")
     val_predictions = property(lambda self: self.root / "val_predictions.csv")
     card = property(lambda self: self.root / "MODEL_CARD.md")
+    #: The sha256 of every other file of the folder: what :func:`pneumo_helpers.inference.
+    #: load_model` checks the folder against, written last by whatever ships the model.
+    manifest = property(lambda self: self.root / "manifest.json")
     #: What a shipped model folder holds besides its card and export.
     SHIPPED = ("model.keras", "config.json", "history.csv", "val_metrics.json")
+
+    def _listed(self) -> list[str]:
+        """Names of the folder's regular files, hidden ones and the manifest excepted."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_file()
+                      and p.name != self.manifest.name and not p.name.startswith("."))
+
+    def write_manifest(self) -> Path:
+        """Write ``manifest.json``: ``{"files": {name: sha256}}`` of every file in the folder.
+
+        Call it after the last file of a model is written (``pneumo train``'s card and export,
+        ``pneumo calibrate``): from then on :meth:`check_manifest` refuses the folder if any
+        file is changed, removed or added. From a shell:
+        ``pneumo manifest FOLDER``.
+        """
+        listed = {name: sha256(self.root / name) for name in self._listed()}
+        with atomic_write(self.manifest) as handle:
+            handle.write(json.dumps({"files": listed}, indent=2) + "\n")
+        return self.manifest
+
+    def refresh_manifest(self) -> None:
+        """Write the manifest again if the folder has one: what a step that adds a file to a
+        model folder it loaded (and so checked) does, e.g. a site threshold or an export."""
+        if self.manifest.is_file():
+            self.write_manifest()
+
+    def check_manifest(self) -> dict[str, str] | None:
+        """``{name: sha256}`` of the folder's manifest, every file checked against it; ``None``
+        when the folder has none.
+
+        Raises:
+            ValueError: one line naming the file: changed, missing, not listed, or a
+                malformed manifest.
+        """
+        path = self.manifest
+        if not path.is_file():
+            return None
+        again = ("; restore the model folder as shipped, or, if the change is yours, write "
+                 f"the manifest again: pneumo manifest {self.root}")
+        try:
+            listed = json.loads(path.read_text(encoding="utf-8"))["files"]
+            ok = isinstance(listed, dict) and all(
+                isinstance(k, str) and "/" not in k and isinstance(v, str) and len(v) == 64
+                for k, v in listed.items())
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{path}: not a model manifest ({{\"files\": {{name: sha256}}}})"
+                             + again)
+        for name in self._listed():
+            if name not in listed:
+                raise ValueError(f"{self.root / name}: not listed in {path.name}" + again)
+        for name, digest in listed.items():
+            if not (self.root / name).is_file():
+                raise ValueError(f"{self.root / name}: listed in {path.name} but missing" + again)
+            if sha256(self.root / name) != digest:
+                raise ValueError(f"{self.root / name}: differs from the file {path.name} lists "
+                                 "(changed or replaced since the model was shipped)" + again)
+        return listed
 
 
 @dataclass(frozen=True)
@@ -317,10 +378,11 @@ class SiteThreshold:
     roc_auc: list
 
     def write(self, folder: str | Path) -> Path:
-        target = ModelLayout(folder).site_threshold
-        with atomic_write(target) as handle:
+        layout = ModelLayout(folder)
+        with atomic_write(layout.site_threshold) as handle:
             handle.write(json.dumps(asdict(self), indent=2) + "\n")
-        return target
+        layout.refresh_manifest()
+        return layout.site_threshold
 
     @classmethod
     def read(cls, folder: str | Path) -> "SiteThreshold | None":
@@ -342,3 +404,4 @@ class SiteThreshold:
             raise ValueError(f"{path}: threshold {record.threshold!r} is not in (0, 1); re-run "
                              "pneumo calibrate or remove it")
         return record
+

@@ -8,7 +8,7 @@ test carve-out (the official test split is held out elsewhere); then
 epochs, seeds, threshold rule: one source of settings for notebooks and the shipped model),
 once per seed, and :func:`pneumo_helpers.experiment.average_candidates` joining the members
 into one model that averages their probabilities; then the model folder is copied into
-``pneumo_helpers/shipped_model/`` with its card, which
+``pneumo_helpers/shipped_model/`` with its card (and, last, its ``manifest.json``), which
 adds the stress tests of :mod:`pneumo_helpers.shifts` on validation and, when
 ``tools/sweep.py`` has run, the recipe's spread over seeds. Training happens in the run folder
 (default ``runs/train-full/``), so an interrupted run resumes when started again.
@@ -179,8 +179,12 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
     out.export.unlink(missing_ok=True)
     out.site_threshold.unlink(missing_ok=True)
     out.external_metrics.unlink(missing_ok=True)
+    out.manifest.unlink(missing_ok=True)  # written again, last, over the new files
     for name in ModelLayout.SHIPPED:
         shutil.copy(trained.root / name, out.root / name)
+    # Each step below loads the folder, which is checked against its manifest: written as
+    # files are added, and last over the whole folder.
+    out.write_manifest()
     loaded = inference.load_model(out.root, runtime="keras")
     clean = pd.read_csv(work.clean_manifest)
     val_rows = clean[clean["split"] == "val"].reset_index(drop=True)
@@ -215,6 +219,8 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
                                  data_description=description,
                                  model_name="pneumo shipped model", model=loaded.model,
                                  sections=sections)
+    out.write_manifest()  # the card and the site threshold are the model's too
     # The fast runtime of `pneumo predict`, checked against Keras on the bundled sample.
     inference.export_litert(out.root)
+    out.write_manifest()  # what pneumo checks the folder against: every file as shipped
     return card

@@ -29,11 +29,13 @@ def model_dir(tmp_path_factory):
 def images(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
+    film = next((SAMPLE_DIR / "test" / "NORMAL").glob("*.jpeg"))
     for name in ("a.jpeg", "b.jpeg"):
-        shutil.copy(next((SAMPLE_DIR / "test" / "NORMAL").glob("*.jpeg")), folder / name)
-    rgba = np.random.default_rng(0).integers(0, 255, (50, 40, 4), dtype=np.uint8)
-    Image.fromarray(rgba).save(folder / "c.png")
-    Image.fromarray(np.arange(2000, dtype=np.uint16).reshape(40, 50) * 30).save(folder / "d.png")
+        shutil.copy(film, folder / name)
+    gray = np.asarray(Image.open(film).convert("L").resize((40, 50)))
+    alpha = np.random.default_rng(0).integers(0, 255, gray.shape, dtype=np.uint8)
+    Image.fromarray(np.dstack([gray, gray, gray, alpha])).save(folder / "c.png")  # RGBA
+    Image.fromarray(gray.astype(np.uint16) * 200).save(folder / "d.png")  # 16-bit
     return folder
 
 
@@ -127,7 +129,9 @@ def test_predict_reads_dicom_like_the_same_pixels_as_png(capsys, model_dir, tmp_
     pytest.importorskip("pydicom")
     from test_images import _write_dicom
 
-    pixels = np.random.default_rng(1).integers(0, 256, (48, 48)).astype(np.uint8)
+    from pneumo_helpers.images import read_gray
+
+    pixels = read_gray(next((SAMPLE_DIR / "test" / "NORMAL").glob("*.jpeg")), size=48)
     pixels[0, 0], pixels[0, 1] = 0, 255  # full range: the DICOM min-max stretch is exact
     folder = tmp_path / "scans"
     folder.mkdir()

@@ -17,6 +17,7 @@ import pytest
 
 from pneumo_helpers import files, inference
 from pneumo_helpers.config import SAMPLE_DIR
+from pneumo_helpers.runs import ModelLayout
 
 REFERENCE = Path(__file__).parent / "data" / "shipped_model_reference.json"
 TOLERANCE = 1e-3
@@ -77,6 +78,7 @@ def test_auto_runtime_is_the_litert_export_while_it_matches(tmp_path):
     shutil.copytree(inference.SHIPPED_MODEL_DIR, copy)
     record = json.loads((copy / "export.json").read_text())
     (copy / "export.json").write_text(json.dumps({**record, "model_sha256": "0" * 64}))
+    ModelLayout(copy).write_manifest()  # a change of the owner's, not a tampered file
     assert inference.load_model(copy).runtime == "keras"  # stale export: Keras
     with pytest.raises(inference.ModelError, match="no LiteRT export matching"):
         inference.load_model(copy, runtime="litert")
