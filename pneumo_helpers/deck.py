@@ -92,6 +92,13 @@ def _architecture(config: dict) -> str:
     kwargs = config.get("model_kwargs") or {}
     if config.get("model") == "baseline":
         return "Baseline CNN: three plain convolution blocks and a dense head."
+    if config.get("stages"):  # experiment._fit_two_stages: an ImageNet backbone
+        return (f"{config.get('model')} (keras.applications, ImageNet weights) under global "
+                "average pooling and one sigmoid output, the gray film repeated to three "
+                "channels and put through the backbone's own preprocessing; the head trained "
+                "first, then the top layers at a lower learning rate; "
+                f"{config.get('parameters', 0):,} parameters, "
+                f"{config.get('image_size', '?')} px.")
     filters = kwargs.get("filters", (16, 32, 64, 128, 256))
     return (f"Five-block CNN: per-image standardisation, five convolution blocks "
             f"({'-'.join(map(str, filters))} filters; stride-2 stem, separable convolutions "
@@ -191,7 +198,7 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
             rows=[dict(metric=m, cells=list(r)) for m, r in zip(table.index,
                                                                 table.itertuples(index=False))]),
         prevalence=prevalence, baseline_cnn=baseline_cnn, shifts=shifts_table,
-        official=official, published=PUBLISHED,
+        official=official, published=PUBLISHED, transfer_cost=report.transfer_cost(),
         figures={key: _figure(layout, name) for key, name in FIGURES.items()},
         figure_names={key: f"figures/{layout.figure(name).name}"
                       for key, name in FIGURES.items()},

@@ -236,3 +236,29 @@ def test_pneumo_train_refuses_a_backbone_without_weights_in_one_line(tmp_path, m
 def test_the_cli_knows_every_builder():
     assert set(cli.ARCHITECTURES) == set(experiment.BUILDERS)
     assert set(experiment.TRANSFER) == set(models.BACKBONES) < set(experiment.BUILDERS)
+
+
+def test_the_card_and_deck_line_quotes_the_benchmark(tmp_path):
+    from pneumo_helpers import report
+
+    record = dict(image_size=224, batch_size=32, timed_steps=5, n_train=4448, n_val=742,
+                  machine=dict(cpus=2),
+                  backbones=[dict(backbone="DenseNet121", head_epoch_seconds=135.4,
+                                  fine_tune_epoch_seconds=160.6)])
+    (tmp_path / "transfer.json").write_text(json.dumps(record))
+    line = report.transfer_cost(tmp_path / "transfer.json")
+    assert "\n" not in line
+    assert "4,448 training and 742 validation films at 224 px on this machine's 2 CPU" in line
+    assert "DenseNet121 135 s (head) and 161 s (top layers fine-tuned)" in line
+    assert "quality on new films could not be measured here" in line
+    assert report.transfer_cost(tmp_path / "missing.json") is None
+    assert report.transfer_cost() is not None  # the project's own benchmarks/results file
+
+
+def test_the_deck_describes_a_transfer_model():
+    from pneumo_helpers import deck
+
+    text = deck._architecture(dict(model="DenseNet121", parameters=7_038_785, image_size=224,
+                                   stages=dict(head=8, fine_tune=7)))
+    assert text.startswith("DenseNet121 (keras.applications, ImageNet weights)")
+    assert "7,038,785 parameters, 224 px" in text
