@@ -28,7 +28,7 @@ from .config import RunConfig
 from .data import manifest_hash
 from .runs import ChosenModel, MetricsReport, ModelLayout
 
-__all__ = ["BUILDERS", "TRANSFER", "FINE_TUNE", "CANDIDATES", "Comparison", "candidate_pairs",
+__all__ = ["BUILDERS", "TRANSFER", "FINE_TUNE", "Comparison", "candidate_pairs",
            "comparison_table", "TIE", "CHOICE_RULE", "CandidateResult", "run_candidate",
            "average_candidates", "compare_candidates", "choose", "interpreted_model", "compare",
            "read_candidates", "pick_best", "findings", "learning_checks"]
@@ -40,9 +40,6 @@ BUILDERS = {"baseline": models.build_baseline_cnn, "five_block": models.build_fi
 TRANSFER = tuple(models.BACKBONES)
 # Stage 2 of a transfer model: what models.unfreeze_top opens and at which learning rate.
 FINE_TUNE = dict(n_layers=20, learning_rate=1e-5)
-# What 04 compares by default: (architecture, rebalancing strategy); see candidate_pairs.
-CANDIDATES = (("baseline", "class_weight"), ("five_block", "none"), ("five_block", "undersample"),
-              ("five_block", "oversample"), ("five_block", "class_weight"))
 # Validation ROC AUCs closer than this are a tie, broken by the Brier score (see pick_best).
 TIE = 0.005
 CHOICE_RULE = f"best validation ROC AUC; among those within {TIE} of it, lowest Brier score"

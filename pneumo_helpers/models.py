@@ -19,9 +19,12 @@ download them there the way Keras does otherwise, and when neither works raise
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import os
+import socket
 from pathlib import Path
 from typing import Callable
 
@@ -459,13 +462,22 @@ def imagenet_weights_available(backbone: str) -> bool:
     return path.is_file() and _md5(path) == BACKBONES[backbone].md5
 
 
-def _download(backbone: str) -> None:
+def _download(backbone: str, *, timeout: float = 30.0) -> None:
     """Fetch ``backbone``'s ImageNet weights into :func:`keras_cache_dir` as Keras does
     (``keras.utils.get_file``, hash-checked; a file there that fails the check is fetched
-    again). Raises whatever the fetch raises (no network: an ``Exception`` from urllib)."""
+    again). ``timeout``: seconds a connection may stall (urllib's default is to wait forever
+    behind a firewall that drops packets). Keras' "Downloading data from ..." and progress
+    bar are not shown, so that a failed fetch leaves only the caller's one line. Raises
+    whatever the fetch raises (no network: Keras' ``Exception("URL fetch failure ...")``)."""
     spec = _backbone_spec(backbone)
-    keras.utils.get_file(spec.weights_file, spec.url, cache_subdir="models",
-                         cache_dir=str(keras_cache_dir()), file_hash=spec.md5)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            keras.utils.get_file(spec.weights_file, spec.url, cache_subdir="models",
+                                 cache_dir=str(keras_cache_dir()), file_hash=spec.md5)
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _home_relative(path: Path) -> str:
@@ -580,8 +592,8 @@ def build_transfer_model(*, backbone: str = "EfficientNetB0", image_size: int = 
         base = spec.constructor(include_top=False, weights=resolved, input_tensor=x,
                                 input_shape=(image_size, image_size, 3))
     except Exception as err:  # a corrupt file fails deep inside h5py/Keras in many ways
-        raise WeightsUnavailable(f"could not load weights {weights!r} into {backbone}: {err}",
-                                 remedy="") from err
+        raise WeightsUnavailable(f"could not load weights {weights!r} into {backbone}: "
+                                 + " ".join(str(err).split()), remedy="") from err
     base.trainable = False
     x = layers.GlobalAveragePooling2D(name=_HEAD_SIDE)(base.output)
     x = layers.Dropout(dropout, name="dropout")(x)

@@ -206,7 +206,9 @@ def test_a_weights_file_in_the_cache_makes_the_candidate_train_and_compete(tmp_p
 def test_candidates_come_from_the_config_and_the_environment(tmp_path, monkeypatch):
     cfg = RunConfig(run_dir=str(tmp_path))
     pairs = experiment.candidate_pairs(cfg)
-    assert pairs[:5] == list(experiment.CANDIDATES)
+    assert pairs[:5] == [("baseline", "class_weight"), ("five_block", "none"),
+                         ("five_block", "undersample"), ("five_block", "oversample"),
+                         ("five_block", "class_weight")]
     assert pairs[5:] == [(b, "class_weight") for b in models.BACKBONES]
     monkeypatch.setenv("PNEUMO_CANDIDATES", "five_block-oversample, DenseNet121")
     monkeypatch.setenv("PNEUMO_DOWNLOAD_WEIGHTS", "1")
