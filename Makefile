@@ -80,6 +80,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_explain.py
 	$(BIN)/python benchmarks/bench_model.py --data $(if $(DATA),$(DATA),$(SHARED_DATA))
 	$(BIN)/python benchmarks/bench_gate.py --data $(dir $(SHARED_DATA))
+	$(BIN)/python benchmarks/bench_transfer.py
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable > requirements-lock.txt

@@ -1,7 +1,7 @@
 # %% [markdown]
-# # 04 · Model: baseline vs five-block CNN, four rebalancing strategies, one choice
+# # 04 · Model: baseline vs five-block CNN vs ImageNet backbones, four rebalancing strategies, one choice
 #
-# We train a small baseline CNN and the five-block CNN, compare the four rebalancing strategies on the **patient-level validation split**, and choose the final configuration on validation only — by ROC AUC, with calibration (Brier score) breaking near-ties. The test split is not touched here. Every model folder holds `model.keras`, its `config.json` (settings, seed, library versions, manifest hash, timings), its history and its validation metrics.
+# We train a small baseline CNN and the five-block CNN, compare the four rebalancing strategies and three ImageNet backbones fine-tuned on these films on the **patient-level validation split**, and choose the final configuration on validation only — by ROC AUC, with calibration (Brier score) breaking near-ties. The test split is not touched here. Every model folder holds `model.keras`, its `config.json` (settings, seed, library versions, manifest hash, timings), its history and its validation metrics.
 
 # %% tags=["parameters"]
 # Parameters (papermill injects them); None: $PNEUMO_<NAME>, else the bundled sample.
@@ -34,6 +34,16 @@ print(f'train {len(train_rows)} images, validation {len(val_rows)} images')
 #   separable convolutions from block 2 on, global average pooling and dropout; each image's
 #   contrast is standardised inside the model, so exposure differences between devices matter less.
 # - Rebalancing: `none`, `undersample`, `oversample`, `class_weight` (see 03).
+# - **EfficientNetB0, ResNet50V2, DenseNet121**: `keras.applications` backbones with their
+#   ImageNet weights under the same small head, trained in two stages — the head on the frozen
+#   backbone, then the backbone's top layers too at a hundredth of the learning rate. The grey
+#   film is repeated into three channels and put through the backbone's own preprocessing inside
+#   the model, so 05's Grad-CAM and LIME and the LiteRT export take them like any other model.
+#   Their weights come from Keras' cache (`~/.keras/models`, or `$KERAS_HOME/models`), downloaded
+#   there when the machine can; otherwise the candidate is **skipped** with one line saying why and
+#   the comparison goes on without it. What they cost on two CPU cores: `docs/transfer.md`.
+#
+# The list is `cfg.candidates` (`PNEUMO_CANDIDATES`, e.g. `five_block-oversample,DenseNet121`).
 #
 # All train on the same cached, augmented input stream with the same seed, with early stopping on
 # validation ROC AUC and the best epoch kept. In full runs the five-block candidates first share
@@ -92,11 +102,15 @@ for line in experiment.learning_checks(table, floor=cfg.min_val_auc):
 
 # %% [markdown]
 # ## Comparison on validation
+# One row per candidate; a skipped one has no numbers (—), and the line under the table says
+# why and what to do.
 
 # %%
-wide = table.pivot_table(index='model', columns='metric', values='value')
-Markdown(report.frame_markdown(wide[['roc_auc', 'pr_auc', 'brier', 'accuracy', 'recall',
-                                     'specificity']], index=True))
+comparison = experiment.comparison_table(results)
+display(Markdown(report.frame_markdown(comparison.drop(columns='status'), index=True)))
+for name, status in comparison['status'].items():
+    if status != 'trained':
+        print(f'{name}: {status}')
 
 # %% [markdown]
 # The same comparison as a chart: each dot is a candidate's validation value, each bar its 95%
@@ -115,12 +129,6 @@ plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], path=c
 # below takes the best point estimate and, among candidates within 0.005 of it, the best
 # calibrated (Brier score), which separates candidates more clearly than ROC AUC once all of them
 # rank images almost perfectly.
-
-# %% [markdown]
-# ## Not compared: transfer learning
-# `models.build_transfer_model` puts a pretrained backbone (EfficientNetB0) under the same head,
-# but only with ImageNet weights already on the machine: nothing is downloaded at run time, and
-# the project's aim is a model trained from scratch on these films.
 
 # %% [markdown]
 # ## The choice

@@ -38,6 +38,8 @@ EXIT_STATUSES = f"""exit status:
   {EXIT_INTERNAL}    pneumo itself failed (a bug; set PNEUMO_DEBUG=1 for the traceback)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); no output written"""
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
+# experiment.BUILDERS' keys, spelled out so that --help does not import Keras.
+ARCHITECTURES = ("five_block", "baseline", "EfficientNetB0", "ResNet50V2", "DenseNet121")
 
 
 class UserError(Exception):
@@ -161,6 +163,10 @@ def _parser() -> argparse.ArgumentParser:
                        "package's shipped_model/)")
     train.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=None,
                        help="training seed (default: the profile's)")
+    train.add_argument("--architecture", choices=ARCHITECTURES, default=None,
+                       help="the model: five_block (default, the shipped recipe), baseline, or "
+                       "an ImageNet backbone fine-tuned in two stages (its weights from "
+                       "Keras' cache, downloaded there if missing; docs/transfer.md)")
     train.add_argument("--distribution", choices=["mirrored", "jax"], default=None,
                        help="data-parallel training: mirrored = every GPU of this machine "
                        "(tf.distribute.MirroredStrategy); jax = one process per machine, "
@@ -247,8 +253,10 @@ def _train(args) -> int:
 
     out = Path(args.out) if args.out else None
     cfg = RunConfig.from_params(data_dir=args.data, profile="full", test_fraction=0.0,
-                                run_dir=args.run_dir or "runs/train-full", seed=args.seed)
+                                run_dir=args.run_dir or "runs/train-full", seed=args.seed,
+                                architecture=args.architecture)
     if not args.card_only:
+        _check_weights(cfg.architecture, download=cfg.download_weights)
         ship.train_shipped(cfg, distribution=args.distribution,
                            report=lambda line: print(line, flush=True))
     if data_parallel:
@@ -262,6 +270,18 @@ def _train(args) -> int:
                            external_dir=args.external)
     print(f"shipped model, card and LiteRT export written to {shown(shown_path(card.parent))}")
     return 0
+
+
+def _check_weights(architecture: str, *, download: bool) -> None:
+    """Before any data is read: an ImageNet backbone's weights are here or fetched, else one
+    line saying what to do."""
+    if architecture not in ("five_block", "baseline"):
+        from . import models
+
+        try:
+            models.imagenet_weights(architecture, download=download)
+        except models.WeightsUnavailable as err:
+            raise UserError(err.line("choose another --architecture")) from None
 
 
 def _join_data_parallel(args) -> None:

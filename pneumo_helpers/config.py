@@ -16,16 +16,23 @@ from pathlib import Path
 
 from .runs import RunLayout
 
-__all__ = ["RunConfig", "PROFILES", "project_root", "shown_path", "SAMPLE_DIR"]
+__all__ = ["RunConfig", "PROFILES", "CANDIDATES", "project_root", "shown_path", "SAMPLE_DIR"]
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
+
+# What 04 compares, in both profiles: "architecture-strategy", or an architecture alone (then
+# with the run's `balance`). The ImageNet backbones are skipped, with one line saying why, on
+# a machine that has not got their weights and cannot download them (docs/transfer.md).
+CANDIDATES = ("baseline-class_weight", "five_block-none", "five_block-undersample",
+              "five_block-oversample", "five_block-class_weight",
+              "EfficientNetB0", "ResNet50V2", "DenseNet121")
 
 # Settings that differ between a quick run on the bundled sample and a run on the real data.
 PROFILES: dict[str, dict] = {
     "sample": dict(image_size=64, batch_size=32, epochs=4, compare_epochs=4, val_fraction=0.2,
                    test_fraction=0.2, lime_samples=300, min_val_auc=0.85, min_test_auc=0.9,
                    balance="class_weight", augment="mild", consistency=0.0, pretrain_epochs=0,
-                   ensemble_seeds=()),
+                   ensemble_seeds=(), candidates=CANDIDATES),
     # Also the shipped model's recipe (`pneumo train`, with test_fraction=0). Five-block CNN at
     # 112 px. Oversampling: the strategies tie on validation in 04's full runs (ROC AUC
     # 0.993-0.995, overlapping intervals; the Brier tie-break winner changes between runs), so
@@ -43,7 +50,7 @@ PROFILES: dict[str, dict] = {
     "full": dict(image_size=112, batch_size=64, epochs=15, compare_epochs=6, val_fraction=0.15,
                  test_fraction=0.15, lime_samples=1000, min_val_auc=0.95, min_test_auc=0.9,
                  balance="oversample", augment="framing-acq", consistency=0.1,
-                 pretrain_epochs=30, ensemble_seeds=()),
+                 pretrain_epochs=30, ensemble_seeds=(), candidates=CANDIDATES),
 }
 
 
@@ -89,7 +96,15 @@ class RunConfig:
         batch_size: images per training batch.
         epochs: maximum training epochs of the final model (early stopping may end sooner).
         compare_epochs: maximum epochs of each configuration compared in 04.
-        architecture: the final model's builder, a key of ``experiment.BUILDERS``.
+        architecture: the final model's builder, a key of ``experiment.BUILDERS`` (the CNNs
+            ``five_block`` and ``baseline``, or an ImageNet backbone: ``EfficientNetB0``,
+            ``ResNet50V2``, ``DenseNet121``).
+        candidates: what 04 compares (``PNEUMO_CANDIDATES="five_block-oversample,DenseNet121"``):
+            ``architecture-strategy`` entries, or an architecture alone for ``balance``
+            (``experiment.candidate_pairs``).
+        download_weights: fetch an ImageNet backbone's weights into Keras' cache when they are
+            not there (as ``keras.applications`` does); ``False``
+            (``PNEUMO_DOWNLOAD_WEIGHTS=0``, set by the tests): use only cached weights.
         balance: the final model's rebalancing: ``"none"``, ``"undersample"``,
             ``"oversample"`` or ``"class_weight"`` (04 compares them all).
         augment: a recipe of ``generators.AUGMENTATIONS`` for every training of the run.
@@ -134,6 +149,8 @@ class RunConfig:
     epochs: int | None = None
     compare_epochs: int | None = None
     architecture: str = "five_block"
+    candidates: tuple[str, ...] | None = None
+    download_weights: bool = True
     balance: str | None = None
     augment: str | None = None
     consistency: float | None = None

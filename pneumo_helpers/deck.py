@@ -105,6 +105,13 @@ def _architecture(config: dict) -> str:
     kwargs = config.get("model_kwargs") or {}
     if config.get("model") == "baseline":
         return "Baseline CNN: three plain convolution blocks and a dense head."
+    if config.get("stages"):  # experiment._fit_two_stages: an ImageNet backbone
+        return (f"{config.get('model')} (keras.applications, ImageNet weights) under global "
+                "average pooling and one sigmoid output, the gray film repeated to three "
+                "channels and put through the backbone's own preprocessing; the head trained "
+                "first, then the top layers at a lower learning rate; "
+                f"{config.get('parameters', 0):,} parameters, "
+                f"{config.get('image_size', '?')} px.")
     filters = kwargs.get("filters", (16, 32, 64, 128, 256))
     return (f"A convolutional network trained from scratch: five blocks "
             f"({'-'.join(map(str, filters))} filters), each reading the film at a coarser "
@@ -268,6 +275,7 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
                                                                 table.itertuples(index=False))]),
         prevalence=prevalence, shifts=shifts_table, calibration=calibration, heat=heat,
         official=official, published=PUBLISHED, sweep=_sweep_ranges(),
+        transfer_cost=report.transfer_cost(),
         figures={key: _figure(layout, name) for key, name in FIGURES.items()},
         figure_names={key: f"figures/{layout.figure(name).name}"
                       for key, name in FIGURES.items()},

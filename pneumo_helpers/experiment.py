@@ -28,14 +28,18 @@ from .config import RunConfig
 from .data import manifest_hash
 from .runs import ChosenModel, MetricsReport, ModelLayout
 
-__all__ = ["BUILDERS", "CANDIDATES", "TIE", "CHOICE_RULE", "CandidateResult", "run_candidate",
+__all__ = ["BUILDERS", "TRANSFER", "FINE_TUNE", "Comparison", "candidate_pairs",
+           "comparison_table", "TIE", "CHOICE_RULE", "CandidateResult", "run_candidate",
            "average_candidates", "compare_candidates", "choose", "interpreted_model", "compare",
            "read_candidates", "pick_best", "findings", "learning_checks"]
 
-BUILDERS = {"baseline": models.build_baseline_cnn, "five_block": models.build_five_block_cnn}
-# What 04 compares: (architecture, rebalancing strategy).
-CANDIDATES = (("baseline", "class_weight"), ("five_block", "none"), ("five_block", "undersample"),
-              ("five_block", "oversample"), ("five_block", "class_weight"))
+BUILDERS = {"baseline": models.build_baseline_cnn, "five_block": models.build_five_block_cnn,
+            "EfficientNetB0": models.build_efficientnetb0, "ResNet50V2": models.build_resnet50v2,
+            "DenseNet121": models.build_densenet121}
+# The architectures that start from ImageNet weights and train in two stages.
+TRANSFER = tuple(models.BACKBONES)
+# Stage 2 of a transfer model: what models.unfreeze_top opens and at which learning rate.
+FINE_TUNE = dict(n_layers=20, learning_rate=1e-5)
 # Validation ROC AUCs closer than this are a tie, broken by the Brier score (see pick_best).
 TIE = 0.005
 CHOICE_RULE = f"best validation ROC AUC; among those within {TIE} of it, lowest Brier score"
@@ -67,6 +71,9 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
         train_rows, val_rows: manifest rows (``path``, ``label``, ``patient``, ``sha256``).
         out_dir: the model folder (an interrupted training there resumes).
         model: a key of :data:`BUILDERS`. strategy: a :data:`balance.STRATEGIES` entry.
+            A :data:`TRANSFER` model trains in two stages (:func:`_fit_two_stages`) and raises
+            :class:`pneumo_helpers.models.WeightsUnavailable` before any training when its
+            ImageNet weights can be neither found nor downloaded.
         image_size: pixels a side; batch_size; epochs: upper bound (early stopping on
             validation ROC AUC). seed: every random choice. augment: see
             :func:`generators.make_dataset`.
@@ -154,9 +161,9 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
         _pretrain(net, train_rows, out_dir=out_dir, epochs=pretrain_epochs, augment=augment_used,
                   config=config, common=common, verbose=verbose)
         train.set_seed(seed)  # the same supervised training whether pretrained now or reused
-    history = train.train_model(net, fit_train, fit_val, out_dir=out_dir, epochs=epochs,
-                                class_weight=chosen.class_weight, config=config,
-                                verbose=verbose)
+    fit = _fit_two_stages if model in TRANSFER else train.train_model
+    history = fit(net, fit_train, fit_val, out_dir=out_dir, epochs=epochs,
+                  class_weight=chosen.class_weight, config=config, verbose=verbose)
     with distribute.one_device():  # after a JAX training: this process alone, every row
         if data_parallel:  # the best epoch's weights, placed on this process only
             import keras
@@ -210,6 +217,54 @@ def _pretrain(net, train_rows: pd.DataFrame, *, out_dir: Path, epochs: int, augm
     net.set_weights(encoder.get_weights())
     out_dir.mkdir(parents=True, exist_ok=True)
     pretrained.to_csv(ModelLayout(out_dir).pretrain_history, index=False)
+
+
+def _fit_two_stages(net, fit_train, fit_val, *, out_dir: Path, epochs: int, class_weight,
+                    config: dict, verbose) -> pd.DataFrame:
+    """Transfer learning's two stages, as :func:`pneumo_helpers.train.train_model` (same
+    arguments, same files in ``out_dir``).
+
+    Stage 1 trains the head on the frozen backbone for ``epochs - epochs // 2`` epochs in
+    ``out_dir/head/``; stage 2 opens the backbone's top layers (:data:`FINE_TUNE`, through
+    :func:`pneumo_helpers.models.unfreeze_top`) and trains at the lower learning rate for the
+    other ``epochs // 2`` in ``out_dir``, starting from stage 1's best epoch, and keeps its own
+    best epoch. With ``epochs=1`` only the head trains. An interrupted stage 2 resumes without
+    repeating stage 1.
+
+    Returns:
+        Both stages' epochs, numbered on, with a ``stage`` column (``head``, ``fine-tune``);
+        ``config.json`` counts both (``stages``: epochs of each).
+    """
+    fine_epochs = epochs // 2
+    common = dict(class_weight=class_weight, verbose=verbose)
+    if not fine_epochs:
+        return train.train_model(net, fit_train, fit_val, out_dir=out_dir, epochs=epochs,
+                                 config=dict(config, stages=dict(head=epochs)),
+                                 **common).assign(stage="head")
+    head_dir = out_dir / "head"
+    if train.resumable(out_dir):  # stage 2 was under way: its backup restores the weights
+        head = pd.read_csv(ModelLayout(head_dir).history_csv)
+    else:
+        head = train.train_model(net, fit_train, fit_val, out_dir=head_dir,
+                                 epochs=epochs - fine_epochs, config=config, **common)
+    models.unfreeze_top(net, **FINE_TUNE)
+    fine = train.train_model(net, fit_train, fit_val, out_dir=out_dir, epochs=fine_epochs,
+                             config=dict(config, fine_tune=FINE_TUNE), **common)
+    ModelLayout(head_dir).model.unlink(missing_ok=True)  # stage 2 starts from it; now spent
+    history = pd.concat([head.assign(stage="head"),
+                         fine.assign(stage="fine-tune", epoch=fine["epoch"] + len(head))],
+                        ignore_index=True)
+    files = ModelLayout(out_dir)
+    history.to_csv(files.history_csv, index=False)
+    history.to_json(files.history_json, orient="records", indent=2)
+    record = json.loads(files.config.read_text())
+    seconds = [round(float(s), 3) for s in history.get("epoch_seconds", [])]
+    record.update(epochs_max=epochs, epochs_run=len(history),
+                  stages=dict(head=len(head), fine_tune=len(fine)), seconds_per_epoch=seconds,
+                  mean_seconds_per_epoch=round(sum(seconds) / len(seconds), 3) if seconds
+                  else None)
+    files.config.write_text(json.dumps(record, indent=2, default=str))
+    return history
 
 
 def _validate(net, val_rows: pd.DataFrame, val_ds, *, out_dir: Path, name: str,
@@ -295,25 +350,59 @@ def recipe(cfg: RunConfig, *, model: str | None = None, strategy: str | None = N
                 image_size=cfg.image_size, batch_size=cfg.batch_size,
                 augment=generators.AUGMENTATIONS[cfg.augment], consistency=cfg.consistency,
                 pretrain_epochs=cfg.pretrain_epochs if model == "five_block" else 0,
-                threshold_rule=cfg.threshold_rule, cache_dir=cfg.layout.cache)
+                threshold_rule=cfg.threshold_rule, cache_dir=cfg.layout.cache,
+                model_kwargs=dict(download=cfg.download_weights) if model in TRANSFER else None)
+
+
+def candidate_pairs(cfg: RunConfig) -> list[tuple[str, str]]:
+    """``cfg.candidates`` as ``(architecture, strategy)`` pairs: an entry
+    ``"architecture-strategy"`` (``"five_block-oversample"``) or an architecture alone
+    (``"DenseNet121"``: with ``cfg.balance``). Raises ``ValueError`` naming a bad entry."""
+    pairs = []
+    for entry in cfg.candidates:
+        model, _, strategy = entry.partition("-")
+        strategy = strategy or cfg.balance
+        if model not in BUILDERS or strategy not in balance.STRATEGIES:
+            raise ValueError(f"candidate {entry!r}: expected ARCHITECTURE or "
+                             f"ARCHITECTURE-STRATEGY with an architecture of {sorted(BUILDERS)} "
+                             f"and a strategy of {sorted(balance.STRATEGIES)}")
+        pairs.append((model, strategy))
+    return pairs
+
+
+class Comparison(list):
+    """The trained candidates of :func:`compare_candidates` (a list of
+    :class:`CandidateResult`), and ``skipped``: ``{name: the one line saying why}`` for the
+    transfer candidates whose weights this machine could not get."""
+
+    def __init__(self, results=(), skipped: dict[str, str] | None = None):
+        super().__init__(results)
+        self.skipped = dict(skipped or {})
 
 
 def compare_candidates(train_rows: pd.DataFrame, val_rows: pd.DataFrame, cfg: RunConfig, *,
-                       candidates=CANDIDATES, n_boot: int = 200,
-                       report=print) -> list[CandidateResult]:
+                       candidates=None, n_boot: int = 200, report=print) -> Comparison:
     """Train every candidate for ``cfg.compare_epochs`` into ``models/<arch>-<strategy>/``.
 
     The comparison step of 04: same cached, augmented stream, same seed, early stopping on
-    validation ROC AUC; an interrupted run resumes. ``report`` gets one line per candidate
-    (epochs, seconds per epoch, validation ROC AUC); ``n_boot`` bootstrap resamples give the
-    intervals (few: only the chosen model's are reported).
+    validation ROC AUC; an interrupted run resumes. ``candidates``: ``(architecture,
+    strategy)`` pairs; default :func:`candidate_pairs` of ``cfg``. ``report`` gets one line per
+    candidate (epochs, seconds per epoch, validation ROC AUC; for a transfer candidate without
+    weights, ``skipped: <why>``, and the series goes on); ``n_boot`` bootstrap resamples give
+    the intervals (few: only the chosen model's are reported).
     """
-    results = []
-    for model, strategy in candidates:
-        result = run_candidate(train_rows, val_rows, seed=cfg.seed, n_boot=n_boot, verbose=0,
-                               out_dir=cfg.layout.model(f"{model}-{strategy}").root,
-                               **recipe(cfg, model=model, strategy=strategy,
-                                        epochs=cfg.compare_epochs))
+    results = Comparison()
+    for model, strategy in (candidates or candidate_pairs(cfg)):
+        name = f"{model}-{strategy}"
+        try:
+            result = run_candidate(train_rows, val_rows, seed=cfg.seed, n_boot=n_boot,
+                                   verbose=0, out_dir=cfg.layout.model(name).root,
+                                   **recipe(cfg, model=model, strategy=strategy,
+                                            epochs=cfg.compare_epochs))
+        except models.WeightsUnavailable as err:
+            results.skipped[name] = str(err)
+            report(f"{name:26s} skipped: {err}")
+            continue
         results.append(result)
         auc = result.metrics.set_index("metric").loc["roc_auc", "value"]
         report(f"{result.name:26s} {len(result.history)} epochs, "
@@ -352,6 +441,22 @@ def interpreted_model(cfg: RunConfig):
         return inference.load_model(runtime="keras")
     name = cfg.model or ChosenModel.read(cfg.layout).model
     return inference.load_model(cfg.layout.model(name).root, runtime="keras")
+
+
+def comparison_table(results: Comparison,
+                     metrics=("roc_auc", "pr_auc", "brier", "accuracy", "recall",
+                              "specificity")) -> pd.DataFrame:
+    """04's table: one row per candidate, trained or skipped, in the order compared.
+
+    Columns ``metrics`` (validation values; empty for a skipped candidate) and ``status``:
+    ``trained``, or ``skipped: <the one line saying why>``.
+    """
+    wide = compare(results).pivot_table(index="model", columns="metric", values="value")
+    wide = wide.reindex(columns=list(metrics))
+    wide = wide.reindex([r.name for r in results] + list(results.skipped))
+    wide.index.name, wide.columns.name = "model", None
+    return wide.assign(status=["trained"] * len(results)
+                       + [f"skipped: {why}" for why in results.skipped.values()])
 
 
 def compare(results: list[CandidateResult]) -> pd.DataFrame:

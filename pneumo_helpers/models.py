@@ -11,15 +11,20 @@ model less sensitive to exposure differences between X-ray devices. Only ``keras
 ``keras.ops`` are used, so the models run on any Keras 3 backend, and the custom layers are
 registered so ``keras.models.load_model`` restores them without extra arguments.
 
-Transfer models never download anything: ImageNet weights are used only when Keras already has
-them in its cache folder; otherwise :class:`WeightsUnavailable` says what to do.
+Transfer models (:func:`build_transfer_model`: EfficientNetB0, ResNet50V2, DenseNet121 from
+``keras.applications``) take their ImageNet weights from Keras' cache folder when it holds them,
+download them there the way Keras does otherwise, and when neither works raise
+:class:`WeightsUnavailable` with one line saying why and what to do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import os
+import socket
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +41,11 @@ __all__ = [
     "build_five_block_cnn",
     "build_baseline_cnn",
     "build_transfer_model",
+    "build_efficientnetb0",
+    "build_resnet50v2",
+    "build_densenet121",
+    "transfer_backbone",
+    "imagenet_weights",
     "average_models",
     "ensemble_members",
     "compile_binary",
@@ -50,7 +60,20 @@ LAST_CONV = "last_conv"
 
 
 class WeightsUnavailable(RuntimeError):
-    """Pretrained weights were asked for but are not on this machine (and nothing is downloaded)."""
+    """Pretrained weights were asked for but could be neither found nor downloaded.
+
+    ``str(err)`` is one line ending with what to do in a run of the notebooks (drop the
+    backbone from ``PNEUMO_CANDIDATES``); :meth:`line` ends it with another remedy.
+    """
+
+    def __init__(self, message: str, remedy: str = "drop it from PNEUMO_CANDIDATES"):
+        self.message, self.remedy = message, remedy
+        super().__init__(self.line())
+
+    def line(self, remedy: str | None = None) -> str:
+        """The message, ending with ``remedy`` (default: the one given when raised)."""
+        return f"{self.message}, or {remedy or self.remedy}" if remedy or self.remedy \
+            else self.message
 
 
 @keras.saving.register_keras_serializable(package="pneumo")
@@ -129,21 +152,30 @@ class _Backbone:
     constructor: Callable
     preprocess: Callable  # the application's own preprocess_input, inputs in [0, 255]
     weights_file: str  # file name of the ImageNet "notop" weights in ~/.keras/models
-    md5: str  # hash keras.applications checks; a mismatch there would trigger a download
+    md5: str  # the hash keras.applications checks the file against
+    url: str  # where keras.applications downloads it from
+    feature_layer: str  # the last activation of the backbone: what Grad-CAM weighs
 
 
+_KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 BACKBONES: dict[str, _Backbone] = {
     "EfficientNetB0": _Backbone(keras.applications.EfficientNetB0,
                                 keras.applications.efficientnet.preprocess_input,
-                                "efficientnetb0_notop.h5", "50bc09e76180e00e4465e1a485ddc09d"),
+                                "efficientnetb0_notop.h5", "50bc09e76180e00e4465e1a485ddc09d",
+                                "https://storage.googleapis.com/keras-applications/"
+                                "efficientnetb0_notop.h5", "top_activation"),
+    "ResNet50V2": _Backbone(keras.applications.ResNet50V2,
+                            keras.applications.resnet_v2.preprocess_input,
+                            "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                            "fac2f116257151a9d068a22e544a4917",
+                            _KERAS_WEIGHTS + "resnet/"
+                            "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", "post_relu"),
     "DenseNet121": _Backbone(keras.applications.DenseNet121,
                              keras.applications.densenet.preprocess_input,
                              "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                             "30ee3e1110167f948a6b9946edeeb738"),
-    "ResNet50": _Backbone(keras.applications.ResNet50,
-                          keras.applications.resnet50.preprocess_input,
-                          "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                          "4d473c1dd8becc155b73f8504c6f6626"),
+                             "30ee3e1110167f948a6b9946edeeb738",
+                             _KERAS_WEIGHTS + "densenet/"
+                             "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", "relu"),
 }
 
 
@@ -158,8 +190,8 @@ class BackbonePreprocessing(layers.Layer):
     """Map images in ``[0, 1]`` to what an ImageNet backbone expects, inside the model.
 
     Scales to ``[0, 255]`` and applies the application's own ``preprocess_input`` (identity for
-    EfficientNet, which rescales internally; "torch" normalisation for DenseNet; "caffe" BGR
-    mean-subtraction for ResNet50). Keeping it in the model means a saved model takes the same
+    EfficientNet, which rescales internally; "tf" scaling to ``[-1, 1]`` for ResNet50V2;
+    "torch" normalisation for DenseNet). Keeping it in the model means a saved model takes the same
     ``[0, 1]`` input as every other model of the project.
 
     Input/output: ``float (B, H, W, 3)``.
@@ -382,13 +414,17 @@ def output_layer(model: keras.Model):
 def last_conv_layer_name(model: keras.Model) -> str:
     """Name of the layer whose feature maps Grad-CAM should use.
 
-    ``"last_conv"`` for :func:`build_five_block_cnn`; otherwise the last top-level
-    ``Conv2D``/``SeparableConv2D`` (e.g. the baseline). Raises ``ValueError`` when the model
-    has none at top level (transfer models nest their convs inside the backbone).
+    ``"last_conv"`` for :func:`build_five_block_cnn`; the backbone's last activation for
+    :func:`build_transfer_model` (e.g. ``"relu"`` after DenseNet121's last BatchNorm);
+    otherwise the last top-level ``Conv2D``/``SeparableConv2D`` (e.g. the baseline). Raises
+    ``ValueError`` when the model has none at top level.
     """
     names = [layer.name for layer in model.layers]
     if LAST_CONV in names:
         return LAST_CONV
+    backbone = transfer_backbone(model)
+    if backbone is not None:
+        return BACKBONES[backbone].feature_layer
     convs = [layer.name for layer in model.layers
              if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D))]
     if not convs:
@@ -426,114 +462,199 @@ def imagenet_weights_available(backbone: str) -> bool:
     return path.is_file() and _md5(path) == BACKBONES[backbone].md5
 
 
-def _resolve_weights(backbone: str, weights) -> str | None:
-    """``weights`` as ``keras.applications`` takes it, or WeightsUnavailable; never downloads."""
+def _download(backbone: str, *, timeout: float = 30.0) -> None:
+    """Fetch ``backbone``'s ImageNet weights into :func:`keras_cache_dir` as Keras does
+    (``keras.utils.get_file``, hash-checked; a file there that fails the check is fetched
+    again). ``timeout``: seconds a connection may stall (urllib's default is to wait forever
+    behind a firewall that drops packets). Keras' "Downloading data from ..." and progress
+    bar are not shown, so that a failed fetch leaves only the caller's one line. Raises
+    whatever the fetch raises (no network: Keras' ``Exception("URL fetch failure ...")``)."""
+    spec = _backbone_spec(backbone)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            keras.utils.get_file(spec.weights_file, spec.url, cache_subdir="models",
+                                 cache_dir=str(keras_cache_dir()), file_hash=spec.md5)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _home_relative(path: Path) -> str:
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+
+
+def imagenet_weights(backbone: str, *, download: bool = True) -> Path:
+    """The ImageNet no-top weights file of ``backbone`` in Keras' cache, fetched if needed.
+
+    Args:
+        backbone: a key of :data:`BACKBONES`.
+        download: fetch the file (:func:`_download`) when the cache lacks it or holds an
+            incomplete copy; ``False``: only what is cached (tests, CI:
+            ``PNEUMO_DOWNLOAD_WEIGHTS=0``).
+
+    Returns:
+        The path of the file, its md5 checked.
+
+    Raises:
+        WeightsUnavailable: one line, e.g. "no ImageNet weights for DenseNet121 in
+            ~/.keras/models and no network: place densenet121_..._notop.h5 there, or drop it
+            from PNEUMO_CANDIDATES".
+    """
+    path = _imagenet_weights_path(backbone)
+    if imagenet_weights_available(backbone):
+        return path
+    partial = path.is_file()
+    why = "downloads are off (PNEUMO_DOWNLOAD_WEIGHTS=0)"
+    if download:
+        try:
+            _download(backbone)
+        except Exception:  # noqa: BLE001 - urllib, DNS, proxies, hash: all mean "not fetched"
+            why = "no network"
+        if imagenet_weights_available(backbone):
+            return path
+    state = " (the file there is incomplete)" if partial else ""
+    raise WeightsUnavailable(f"no ImageNet weights for {backbone} in "
+                             f"{_home_relative(path.parent)}{state} and {why}: place "
+                             f"{path.name} there")
+
+
+def _resolve_weights(backbone: str, weights, download: bool) -> str | None:
+    """``weights`` as ``keras.applications`` takes it, or :class:`WeightsUnavailable`."""
     if weights is None:
         return None
     if weights == "imagenet":
-        if not imagenet_weights_available(backbone):
-            path = _imagenet_weights_path(backbone)
-            state = "are incomplete or corrupt in" if path.is_file() else "are not in"
-            raise WeightsUnavailable(
-                f"ImageNet weights for {backbone} {state} {path.parent} and this machine is "
-                "offline; pass weights=path or skip transfer learning")
+        path = imagenet_weights(backbone, download=download)
         if backbone != "EfficientNetB0":
-            return str(_imagenet_weights_path(backbone))  # a local file: no download possible
+            return str(path)  # a checked local file: Keras loads it, nothing is fetched
         # EfficientNet adds an input rescaling only for weights="imagenet", so it must go through
         # Keras' cache lookup; make sure Keras reads the folder just verified.
         if _writable_or_tmp(keras.src.backend.config.keras_home()) != keras_cache_dir():
             raise WeightsUnavailable(
                 f"KERAS_HOME changed after Keras was imported, so Keras would look for the "
-                f"{backbone} weights elsewhere and try to download them; set it before starting")
+                f"{backbone} weights elsewhere and try to download them; set it before starting",
+                remedy="")
         return "imagenet"
     path = Path(weights).expanduser()
     if not path.is_file():
         raise WeightsUnavailable(
             f"weights file {path} for {backbone} does not exist; pass an existing file, "
-            "weights='imagenet' (if cached) or weights=None")
+            "weights='imagenet' or weights=None", remedy="")
     return str(path)
+
+
+# The layers build_transfer_model puts around the backbone's own.
+_INPUT_SIDE, _HEAD_SIDE = "backbone_preprocessing", "gap"
 
 
 def build_transfer_model(*, backbone: str = "EfficientNetB0", image_size: int = 224,
                          channels: int = 1, weights: str | None = "imagenet",
-                         dropout: float = 0.2, learning_rate: float = 1e-3) -> keras.Model:
-    """A frozen ImageNet backbone with a small sigmoid head (stage 1 of transfer learning).
+                         download: bool = True, dropout: float = 0.2,
+                         learning_rate: float = 1e-3, consistency: float = 0.0) -> keras.Model:
+    """An ImageNet backbone, frozen, under a small sigmoid head (stage 1 of transfer learning).
 
-    Grayscale input is repeated to 3 channels and mapped to the backbone's own preprocessing
-    inside the model, so it takes the same ``[0, 1]`` images as the other models. The backbone
-    is frozen and always runs in inference mode (``training=False``), so its BatchNormalization
-    statistics stay the ImageNet ones even after :func:`unfreeze_top`.
+    ``image (B, S, S, channels)`` in ``[0, 1]`` -> gray repeated to 3 channels (``gray_to_rgb``)
+    -> the backbone's own ``preprocess_input`` (:class:`BackbonePreprocessing`) -> the
+    ``keras.applications`` backbone without its classifier -> global average pooling (``gap``)
+    -> dropout -> ``Dense(1, sigmoid)``. The backbone's layers are built into this model (not
+    nested), so Grad-CAM can read their feature maps (:func:`last_conv_layer_name`). Every
+    backbone layer starts frozen; :func:`unfreeze_top` is stage 2. Frozen BatchNormalization
+    layers run in inference mode, so their ImageNet statistics are kept.
 
     Args:
-        backbone: one of :data:`BACKBONES` (``"EfficientNetB0"``, ``"DenseNet121"``,
-            ``"ResNet50"``).
+        backbone: a key of :data:`BACKBONES`.
         image_size: side of the square input, in pixels (at least 32).
         channels: 1 (grayscale) or 3.
-        weights: ``"imagenet"`` (only if already in :func:`keras_cache_dir` ``/models``;
-            nothing is downloaded), a path to a no-top weights file of the same backbone
-            (for EfficientNetB0, one saved from a backbone built here: the ImageNet file
-            itself needs ``"imagenet"``, which adds a matching input rescaling), or ``None``
-            (random initialisation, for tests).
+        weights: ``"imagenet"`` (Keras' cache, downloaded there if missing and ``download``),
+            a path to a no-top weights file of the same backbone (for EfficientNetB0, one saved
+            from a backbone built here: the ImageNet file itself needs ``"imagenet"``, which
+            adds a matching input rescaling), or ``None`` (random initialisation, for tests).
+        download: see :func:`imagenet_weights`.
         dropout: dropout rate before the output layer.
         learning_rate: Adam learning rate of the head.
+        consistency: see :func:`build_five_block_cnn`.
 
     Returns:
-        A compiled ``keras.Model``: ``float32 (B, image_size, image_size, channels)`` in
-        ``[0, 1]`` -> ``P(PNEUMONIA)`` ``float32 (B, 1)``.
+        A compiled ``keras.Model`` named ``transfer_<backbone>``: ``float32 (B, image_size,
+        image_size, channels)`` in ``[0, 1]`` -> ``P(PNEUMONIA)`` ``float32 (B, 1)``.
 
     Raises:
-        WeightsUnavailable: weights were asked for but are not on this machine.
+        WeightsUnavailable: the weights could be neither found nor fetched.
     """
     spec = _backbone_spec(backbone)
     _check_input(image_size, channels, 32)
-    resolved = _resolve_weights(backbone, weights)
-    try:
-        base = spec.constructor(include_top=False, weights=resolved,
-                                input_shape=(image_size, image_size, 3))
-    except Exception as err:  # a corrupt file fails deep inside h5py/Keras in many ways
-        raise WeightsUnavailable(f"could not load weights {weights!r} into {backbone}: {err}"
-                                 ) from err
-    base.trainable = False
-
+    resolved = _resolve_weights(backbone, weights, download)
     inputs = keras.Input((image_size, image_size, channels), name="image")
     x = layers.Concatenate(name="gray_to_rgb")([inputs] * 3) if channels == 1 else inputs
-    x = BackbonePreprocessing(backbone, name="backbone_preprocessing")(x)
-    x = base(x, training=False)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = BackbonePreprocessing(backbone, name=_INPUT_SIDE)(x)
+    try:
+        base = spec.constructor(include_top=False, weights=resolved, input_tensor=x,
+                                input_shape=(image_size, image_size, 3))
+    except Exception as err:  # a corrupt file fails deep inside h5py/Keras in many ways
+        raise WeightsUnavailable(f"could not load weights {weights!r} into {backbone}: "
+                                 + " ".join(str(err).split()), remedy="") from err
+    base.trainable = False
+    x = layers.GlobalAveragePooling2D(name=_HEAD_SIDE)(base.output)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
-    model = keras.Model(inputs, outputs, name=f"transfer_{backbone.lower()}")
-    return compile_binary(model, learning_rate)
+    return _finish(inputs, outputs, name=f"transfer_{backbone.lower()}",
+                   learning_rate=learning_rate, consistency=consistency)
 
 
-def _backbone_of(model: keras.Model) -> keras.Model:
-    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if len(nested) != 1:
+def build_efficientnetb0(**kwargs) -> keras.Model:
+    """:func:`build_transfer_model` on EfficientNetB0 (4.0 M backbone weights)."""
+    return build_transfer_model(backbone="EfficientNetB0", **kwargs)
+
+
+def build_resnet50v2(**kwargs) -> keras.Model:
+    """:func:`build_transfer_model` on ResNet50V2 (23.6 M backbone weights)."""
+    return build_transfer_model(backbone="ResNet50V2", **kwargs)
+
+
+def build_densenet121(**kwargs) -> keras.Model:
+    """:func:`build_transfer_model` on DenseNet121 (7.0 M backbone weights), the chest X-ray
+    community's usual backbone (CheXNet)."""
+    return build_transfer_model(backbone="DenseNet121", **kwargs)
+
+
+def transfer_backbone(model: keras.Model) -> str | None:
+    """The :data:`BACKBONES` key of a model from :func:`build_transfer_model`, else ``None``."""
+    found = [layer.backbone for layer in model.layers
+             if isinstance(layer, BackbonePreprocessing)]
+    return found[0] if found else None
+
+
+def _backbone_layers(model: keras.Model) -> list:
+    """The backbone's layers of a transfer model, in order (those between its preprocessing
+    and its pooling: every backbone layer depends on the first and feeds the second)."""
+    if transfer_backbone(model) is None:
         raise ValueError(f"model {model.name!r} is not a transfer model from "
-                         "build_transfer_model (expected exactly one nested backbone)")
-    return nested[0]
+                         "build_transfer_model")
+    names = [layer.name for layer in model.layers]
+    return model.layers[names.index(_INPUT_SIDE) + 1:names.index(_HEAD_SIDE)]
 
 
 def unfreeze_top(model: keras.Model, n_layers: int = 20,
                  learning_rate: float = 1e-5) -> keras.Model:
     """Fine-tuning stage: make the top ``n_layers`` non-BatchNorm backbone layers trainable.
 
-    The last ``n_layers`` layers of the backbone that are not BatchNormalization become
-    trainable; everything below stays frozen. BatchNormalization layers stay frozen (and run
-    in inference mode): updating their statistics from small X-ray batches would overwrite the
-    ImageNet statistics the pretrained weights depend on and wreck the features in a few steps.
-    The model is recompiled at a low ``learning_rate`` so the pretrained weights move gently.
+    The last ``n_layers`` layers of the backbone that are not BatchNormalization (20: about
+    the last block or two of each backbone) become trainable; everything below stays frozen.
+    BatchNormalization layers stay frozen (and so run in inference mode): updating their
+    statistics from small X-ray batches would overwrite the ImageNet statistics the
+    pretrained weights depend on. The model is recompiled at a low ``learning_rate`` so the
+    pretrained weights move gently.
 
     Returns the same model, recompiled.
     """
     if n_layers < 0:
         raise ValueError(f"n_layers must be >= 0, got {n_layers}")
-    base = _backbone_of(model)
-    base.trainable = True
-    candidates = [layer for layer in base.layers
+    backbone = _backbone_layers(model)
+    candidates = [layer for layer in backbone
                   if not isinstance(layer, layers.BatchNormalization)]
     chosen = {id(layer) for layer in candidates[max(0, len(candidates) - n_layers):]
               } if n_layers else set()
-    for layer in base.layers:
+    for layer in backbone:
         layer.trainable = id(layer) in chosen
     return compile_binary(model, learning_rate)

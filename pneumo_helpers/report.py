@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import SAMPLE_DIR
+from .config import SAMPLE_DIR, project_root
 from .data import CLASSES
 from .runs import ChosenModel, Estimate, MetricsReport, ModelLayout, RunLayout
 
@@ -133,7 +133,7 @@ def frame_markdown(frame: pd.DataFrame, *, digits: int = 3, index: bool = False)
 
     def text(value):
         if isinstance(value, float):
-            return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+            return "—" if math.isnan(value) else f"{value:.{digits}f}"
         return str(value)
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(text(v) for v in row) + " |"
@@ -410,4 +410,30 @@ def replace_readme_block(readme, text: str) -> Path:
     readme.write_text(new)
     return readme
 
+
+# Written by benchmarks/bench_transfer.py; the model card and the deck quote it.
+TRANSFER_BENCH = Path("benchmarks") / "results" / "transfer.json"
+
+
+def transfer_cost(path: str | Path | None = None) -> str | None:
+    """One sentence for the model card and the deck: what a transfer candidate costs per
+    epoch on this machine, and that its quality on new films was not measured here.
+
+    ``path``: the JSON of ``benchmarks/bench_transfer.py`` (default: the project's
+    :data:`TRANSFER_BENCH`); ``None`` when it has not been written.
+    """
+    path = Path(path) if path else project_root() / TRANSFER_BENCH
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    costs = ", ".join(f"{b['backbone']} {b['head_epoch_seconds']:.0f} s (head) and "
+                      f"{b['fine_tune_epoch_seconds']:.0f} s (top layers fine-tuned)"
+                      for b in record["backbones"])
+    return (f"A transfer candidate (an ImageNet backbone, `docs/transfer.md`) costs per epoch "
+            f"of {record['n_train']:,} training and {record['n_val']:,} validation films at "
+            f"{record['image_size']} px on this machine's {record['machine']['cpus']} CPU "
+            f"cores: {costs} (measured with random weights, extrapolated from "
+            f"{record['timed_steps']} batches of {record['batch_size']} films). Its quality "
+            "on new films could not be measured here: this machine has not got the ImageNet "
+            "weights and cannot download them.")
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, distribute, experiment, external, generators, inference, shifts, train
+from . import (data, distribute, experiment, external, generators, inference, report, shifts,
+               train)
 from .config import RunConfig, project_root, shown_path
 from .runs import MetricsReport, ModelLayout, RunLayout
 
@@ -215,6 +216,9 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
     summary = project_root() / SWEEP_SUMMARY
     if summary.is_file():
         sections["Recipe choice across seeds"] = _sweep_section(summary)
+    cost = report.transfer_cost()
+    if cost:
+        sections["ImageNet backbones (not compared here)"] = cost
     card = train.save_model_card(out.root, config=config, val_metrics=metrics,
                                  data_description=description,
                                  model_name="pneumo shipped model", model=loaded.model,

@@ -1,0 +1,264 @@
+"""Transfer candidates end to end, with random or stand-in weights: nothing is downloaded.
+
+Each ImageNet backbone trains its two stages on a few sample films at 32 px (the smallest
+size ``keras.applications`` takes without the classifier), saves, loads, exports to LiteRT and
+explains; a missing-weights candidate is skipped with one line; a weights file placed in the
+Keras cache makes the candidate train and compete in 04's comparison.
+"""
+
+import dataclasses
+import hashlib
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from pneumo_helpers import cli, data, experiment, explain, inference, models
+from pneumo_helpers.config import SAMPLE_DIR, RunConfig
+from pneumo_helpers.runs import ModelLayout, RunLayout
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def films():
+    """(train rows, val rows): 8 training films per class and 16 validation films."""
+    rows = data.build_manifest(SAMPLE_DIR)
+    return (rows[rows["split"] == "train"].groupby("label").head(8).reset_index(drop=True),
+            rows[rows["split"] == "val"].groupby("label").head(8).reset_index(drop=True))
+
+
+@pytest.fixture(scope="module", params=list(models.BACKBONES))
+def trained(request, films, tmp_path_factory):
+    """One backbone, random weights, trained one epoch per stage: (backbone, result)."""
+    train_rows, val_rows = films
+    out = tmp_path_factory.mktemp(request.param)
+    result = experiment.run_candidate(train_rows, val_rows, out_dir=out, model=request.param,
+                                      model_kwargs=dict(weights=None), epochs=2,
+                                      image_size=SIZE, batch_size=8, n_boot=10, verbose=0)
+    return request.param, result
+
+
+def test_two_stages_train_the_head_then_the_top_at_the_lower_rate(trained):
+    backbone, result = trained
+    history = result.history
+    assert list(history["stage"]) == ["head", "fine-tune"]
+    assert list(history["epoch"]) == [0, 1]
+    assert history["learning_rate"].iloc[0] == pytest.approx(1e-3)
+    assert history["learning_rate"].iloc[1] == pytest.approx(experiment.FINE_TUNE["learning_rate"])
+    config = json.loads(ModelLayout(result.out_dir).config.read_text())
+    assert config["stages"] == {"head": 1, "fine_tune": 1} and config["epochs_run"] == 2
+    assert config["model"] == backbone and len(config["seconds_per_epoch"]) == 2
+    saved = pd.read_csv(ModelLayout(result.out_dir).history_csv)
+    assert list(saved["stage"]) == ["head", "fine-tune"]
+    assert not ModelLayout(result.out_dir / "head").model.exists()  # spent once stage 2 ran
+
+
+def test_the_saved_model_loads_takes_gray_films_and_exports_to_litert(trained):
+    backbone, result = trained
+    loaded = inference.load_model(result.out_dir, runtime="keras")
+    assert loaded.image_size == SIZE and models.transfer_backbone(loaded.model) == backbone
+    assert loaded.model.input_shape == (None, SIZE, SIZE, 1)
+    p = loaded.predict(np.random.default_rng(0).integers(0, 255, (3, SIZE, SIZE), np.uint8))
+    assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))
+    # export_litert refuses (ModelError) an export further than 1e-4 from Keras on the sample.
+    inference.export_litert(result.out_dir)
+    record = json.loads(ModelLayout(result.out_dir).export.read_text())
+    assert record["max_abs_difference"] <= 1e-4
+    assert inference.load_model(result.out_dir, runtime="auto").runtime == "litert"
+
+
+def test_grad_cam_reads_the_backbone_last_activation(trained):
+    backbone, result = trained
+    model = inference.load_model(result.out_dir, runtime="keras").model
+    cam = explain.GradCam(model)
+    assert cam.layer.name == models.BACKBONES[backbone].feature_layer
+    assert cam.layer.output.shape[1:3] == (1, 1)  # 32 px / 32: the backbone's last maps
+    maps = cam(np.random.default_rng(1).random((2, SIZE, SIZE)).astype("float32"))
+    assert maps.shape == (2, SIZE, SIZE) and np.isfinite(maps).all() and maps.max() <= 1
+
+
+def test_lime_explains_a_transfer_model(trained):
+    _, result = trained
+    model = inference.load_model(result.out_dir, runtime="keras").model
+    image = np.random.default_rng(2).random((SIZE, SIZE)).astype("float32")
+    explanation = explain.LimeExplainer(model, num_samples=20, n_segments=8).explain(image)
+    assert explanation.segments.shape == (SIZE, SIZE)
+
+
+def _offline(calls):
+    def fail(backbone):
+        calls.append(backbone)
+        raise OSError("Name or service not known")
+    return fail
+
+
+def test_missing_weights_and_no_network_give_the_issue_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(models, "_download", _offline(calls))
+    with pytest.raises(models.WeightsUnavailable) as err:
+        models.build_densenet121(image_size=SIZE)
+    assert calls == ["DenseNet121"]  # a download was tried, and failed
+    assert str(err.value) == (
+        "no ImageNet weights for DenseNet121 in ~/.keras/models and no network: place "
+        "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5 there, or drop it from "
+        "PNEUMO_CANDIDATES")
+
+
+def test_a_downloaded_file_is_used_where_keras_caches_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    spec = models.BACKBONES["ResNet50V2"]
+
+    def fetch(backbone):  # what keras.utils.get_file leaves behind
+        (tmp_path / "models").mkdir(exist_ok=True)
+        (tmp_path / "models" / spec.weights_file).write_bytes(b"weights")
+
+    monkeypatch.setattr(models, "_download", fetch)
+    monkeypatch.setitem(models.BACKBONES, "ResNet50V2",
+                        dataclasses.replace(spec, md5=hashlib.md5(b"weights").hexdigest()))
+    assert models.imagenet_weights("ResNet50V2") == tmp_path / "models" / spec.weights_file
+
+
+def test_urls_and_hashes_are_keras_own():
+    from keras.src.applications import densenet, efficientnet, resnet
+
+    assert models.BACKBONES["DenseNet121"].url == densenet.DENSENET121_WEIGHT_PATH_NO_TOP
+    assert models.BACKBONES["EfficientNetB0"].url == (efficientnet.BASE_WEIGHTS_PATH
+                                                      + "efficientnetb0_notop.h5")
+    assert models.BACKBONES["EfficientNetB0"].md5 == efficientnet.WEIGHTS_HASHES["b0"][1]
+    assert models.BACKBONES["ResNet50V2"].url == (resnet.BASE_WEIGHTS_PATH
+                                                  + models.BACKBONES["ResNet50V2"].weights_file)
+    assert models.BACKBONES["ResNet50V2"].md5 == resnet.WEIGHTS_HASHES["resnet50v2"][1]
+
+
+def _config(tmp_path, **kwargs):
+    """A run on tiny films whose comparison trains each candidate for one epoch."""
+    return RunConfig(**{**dict(run_dir=str(tmp_path / "run"), image_size=SIZE, batch_size=8,
+                               compare_epochs=1, epochs=1), **kwargs})
+
+
+def test_a_candidate_without_weights_is_skipped_and_the_series_goes_on(tmp_path, films,
+                                                                       monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty"))
+    train_rows, val_rows = films
+    cfg = _config(tmp_path, candidates=("DenseNet121", "baseline-class_weight"),
+                  download_weights=False)
+    lines = []
+    results = experiment.compare_candidates(train_rows, val_rows, cfg, n_boot=10,
+                                            report=lines.append)
+    assert [r.name for r in results] == ["baseline-class_weight"]
+    assert list(results.skipped) == ["DenseNet121-class_weight"]
+    assert lines[0].startswith("DenseNet121-class_weight   skipped: no ImageNet weights for "
+                               "DenseNet121 in ")
+    assert lines[0].endswith("and downloads are off (PNEUMO_DOWNLOAD_WEIGHTS=0): place "
+                             "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5 there, "
+                             "or drop it from PNEUMO_CANDIDATES")
+    table = experiment.comparison_table(results)
+    assert list(table.index) == ["baseline-class_weight", "DenseNet121-class_weight"]
+    assert table.loc["baseline-class_weight", "status"] == "trained"
+    why = results.skipped["DenseNet121-class_weight"]
+    assert table.loc["DenseNet121-class_weight", "status"] == f"skipped: {why}"
+    assert table.loc["DenseNet121-class_weight"].drop("status").isna().all()
+    assert experiment.choose(results, train_rows, val_rows, cfg).name == "baseline-class_weight"
+    assert not (tmp_path / "run" / "models" / "DenseNet121-class_weight" / "model.keras").exists()
+
+
+def test_a_weights_file_in_the_cache_makes_the_candidate_train_and_compete(tmp_path, films,
+                                                                           monkeypatch):
+    """The stand-in for ImageNet's file: a DenseNet121 with random weights saved as HDF5
+    under the file name Keras caches, with its hash as the expected one."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    spec = models.BACKBONES["DenseNet121"]
+    cached = tmp_path / "keras" / "models" / spec.weights_file
+    cached.parent.mkdir(parents=True)
+    keras.utils.set_random_seed(5)
+    stand_in = keras.applications.DenseNet121(include_top=False, weights=None,
+                                              input_shape=(SIZE, SIZE, 3))
+    stand_in.save(cached)
+    monkeypatch.setitem(models.BACKBONES, "DenseNet121",
+                        dataclasses.replace(spec, md5=models._md5(cached)))
+    calls = []
+    monkeypatch.setattr(models, "_download", _offline(calls))
+    train_rows, val_rows = films
+    cfg = _config(tmp_path, candidates=("baseline-class_weight", "DenseNet121-oversample"))
+    results = experiment.compare_candidates(train_rows, val_rows, cfg, n_boot=10,
+                                            report=lambda line: None)
+    assert calls == [] and not results.skipped
+    assert [r.name for r in results] == ["baseline-class_weight", "DenseNet121-oversample"]
+    # Its frozen first convolution holds the cached file's weights, not a fresh draw.
+    model = inference.load_model(results[1].out_dir, runtime="keras").model
+    np.testing.assert_array_equal(model.get_layer("conv1_conv").get_weights()[0],
+                                  stand_in.get_layer("conv1_conv").get_weights()[0])
+    table = experiment.compare(results)
+    assert set(table["model"]) == {"baseline-class_weight", "DenseNet121-oversample"}
+    assert experiment.pick_best(table) in set(table["model"])
+    checks = experiment.learning_checks(table, floor=0.0)
+    assert [line.split(":")[0] for line in checks] == ["DenseNet121", "baseline"]
+    assert (experiment.comparison_table(results)["status"] == "trained").all()
+
+
+def test_candidates_come_from_the_config_and_the_environment(tmp_path, monkeypatch):
+    cfg = RunConfig(run_dir=str(tmp_path))
+    pairs = experiment.candidate_pairs(cfg)
+    assert pairs[:5] == [("baseline", "class_weight"), ("five_block", "none"),
+                         ("five_block", "undersample"), ("five_block", "oversample"),
+                         ("five_block", "class_weight")]
+    assert pairs[5:] == [(b, "class_weight") for b in models.BACKBONES]
+    monkeypatch.setenv("PNEUMO_CANDIDATES", "five_block-oversample, DenseNet121")
+    monkeypatch.setenv("PNEUMO_DOWNLOAD_WEIGHTS", "1")
+    cfg = RunConfig.from_params(run_dir=str(tmp_path), profile="full")
+    assert experiment.candidate_pairs(cfg) == [("five_block", "oversample"),
+                                               ("DenseNet121", "oversample")]
+    assert experiment.recipe(cfg, model="DenseNet121")["model_kwargs"] == {"download": True}
+    assert experiment.recipe(cfg, model="DenseNet121")["pretrain_epochs"] == 0
+    assert experiment.recipe(cfg)["model_kwargs"] is None
+    with pytest.raises(ValueError, match="candidate 'VGG16-none'"):
+        experiment.candidate_pairs(RunConfig(run_dir=str(tmp_path), candidates=("VGG16-none",)))
+
+
+def test_pneumo_train_refuses_a_backbone_without_weights_in_one_line(tmp_path, monkeypatch,
+                                                                      capfd):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty"))
+    code = cli.main(["train", "--data", str(SAMPLE_DIR), "--architecture", "ResNet50V2",
+                     "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "out")])
+    out, err = capfd.readouterr()
+    assert code == cli.EXIT_USER_ERROR and out == ""
+    assert err.strip().count("\n") == 0
+    assert err.startswith("pneumo: error: no ImageNet weights for ResNet50V2 in ")
+    assert err.strip().endswith("there, or choose another --architecture")
+    assert not RunLayout(tmp_path / "run").clean_manifest.exists()  # refused before any work
+
+
+def test_the_cli_knows_every_builder():
+    assert set(cli.ARCHITECTURES) == set(experiment.BUILDERS)
+    assert set(experiment.TRANSFER) == set(models.BACKBONES) < set(experiment.BUILDERS)
+
+
+def test_the_card_and_deck_line_quotes_the_benchmark(tmp_path):
+    from pneumo_helpers import report
+
+    record = dict(image_size=224, batch_size=32, timed_steps=5, n_train=4448, n_val=742,
+                  machine=dict(cpus=2),
+                  backbones=[dict(backbone="DenseNet121", head_epoch_seconds=135.4,
+                                  fine_tune_epoch_seconds=160.6)])
+    (tmp_path / "transfer.json").write_text(json.dumps(record))
+    line = report.transfer_cost(tmp_path / "transfer.json")
+    assert "\n" not in line
+    assert "4,448 training and 742 validation films at 224 px on this machine's 2 CPU" in line
+    assert "DenseNet121 135 s (head) and 161 s (top layers fine-tuned)" in line
+    assert "quality on new films could not be measured here" in line
+    assert report.transfer_cost(tmp_path / "missing.json") is None
+    assert report.transfer_cost() is not None  # the project's own benchmarks/results file
+
+
+def test_the_deck_describes_a_transfer_model():
+    from pneumo_helpers import deck
+
+    text = deck._architecture(dict(model="DenseNet121", parameters=7_038_785, image_size=224,
+                                   stages=dict(head=8, fine_tune=7)))
+    assert text.startswith("DenseNet121 (keras.applications, ImageNet weights)")
+    assert "7,038,785 parameters, 224 px" in text
