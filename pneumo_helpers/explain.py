@@ -291,9 +291,10 @@ def gradcam_layer(model, layer_name: str | None = None):
 
 
 def _pooled_features(model):
-    """The top-level layer whose 4-D output the first global pooling layer reads, or None."""
+    """The top-level layer whose 4-D output the head's global pooling (the last one: a
+    backbone's squeeze-and-excite blocks pool too) reads, or None."""
     kinds = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
-    for layer in model.layers:
+    for layer in reversed(model.layers):
         if isinstance(layer, kinds):
             source = layer.input._keras_history[0]
             if source in model.layers and len(source.output.shape) == 4:
