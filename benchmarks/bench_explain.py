@@ -83,7 +83,7 @@ def plain_lime(model, image: np.ndarray, num_samples: int) -> float:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/explain.json"))
-    parser.add_argument("--image-size", type=int, default=PROFILES["full"]["image_size"])
+    parser.add_argument("--image-size", type=int, default=PROFILES["full"]["recipe"].image_size)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32, help="images in the LIME batch")
     parser.add_argument("--skip-plain-lime", action="store_true")

@@ -56,7 +56,7 @@ def _median_rate(fn, n_items: int, repeats: int) -> tuple[float, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/chest_xray")
-    parser.add_argument("--image-size", type=int, default=PROFILES["full"]["image_size"])
+    parser.add_argument("--image-size", type=int, default=PROFILES["full"]["recipe"].image_size)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--predict-files", type=int, default=624)
     parser.add_argument("--repeats", type=int, default=3)

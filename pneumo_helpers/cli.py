@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from .config import RunConfig, shown_path
+from .recipe import THRESHOLD_RULE
 
 __all__ = ["main"]
 
@@ -252,9 +253,8 @@ def _train(args) -> int:
     from . import ship
 
     out = Path(args.out) if args.out else None
-    cfg = RunConfig.from_params(data_dir=args.data, profile="full", test_fraction=0.0,
-                                run_dir=args.run_dir or "runs/train-full", seed=args.seed,
-                                architecture=args.architecture)
+    cfg = ship.shipping_config(args.data, run_dir=args.run_dir, seed=args.seed,
+                               architecture=args.architecture)
     if not args.card_only:
         _check_weights(cfg.architecture, download=cfg.download_weights)
         ship.train_shipped(cfg, distribution=args.distribution,
@@ -454,7 +454,7 @@ def _calibrate(args, loaded) -> int:
     if _report_bad(table):
         print(f"left out {int((~ok).sum())} file(s) listed above (unreadable, or not "
               "chest films)", file=sys.stderr)
-    rule = loaded.config.get("threshold_rule") or loaded.threshold_rule or "sens>=0.95"
+    rule = loaded.config.get("threshold_rule") or loaded.threshold_rule or THRESHOLD_RULE
     site = external.choose_site_threshold(rows[ok].reset_index(drop=True),
                                           table["probability"].to_numpy()[ok], rule=rule,
                                           model_sha256=loaded.sha256, n_boot=args.n_boot)

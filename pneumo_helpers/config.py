@@ -14,9 +14,10 @@ import os
 import typing
 from pathlib import Path
 
+from .recipe import Recipe
 from .runs import RunLayout
 
-__all__ = ["RunConfig", "PROFILES", "CANDIDATES", "project_root", "shown_path", "SAMPLE_DIR"]
+__all__ = ["RunConfig", "PROFILES", "SAMPLE_RECIPE", "CANDIDATES", "project_root", "shown_path", "SAMPLE_DIR"]
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data" / "chest_xray"
 
@@ -27,31 +28,23 @@ CANDIDATES = ("baseline-class_weight", "five_block-none", "five_block-undersampl
               "five_block-oversample", "five_block-class_weight",
               "EfficientNetB0", "ResNet50V2", "DenseNet121")
 
-# Settings that differ between a quick run on the bundled sample and a run on the real data.
+#: The recipe of a quick run on the bundled sample (CI): small, one view, no pretraining.
+SAMPLE_RECIPE = Recipe(image_size=64, batch_size=32, epochs=4, balance="class_weight",
+                       augment="mild", consistency=0.0, pretrain_epochs=0)
+
+# What differs between a quick run on the bundled sample and a run on the real data. `recipe`
+# is how the final model of a run trains; the full profile's is also the shipped model's
+# (`pneumo train`). Why each part of it: docs/generalisation.md.
 PROFILES: dict[str, dict] = {
-    "sample": dict(image_size=64, batch_size=32, epochs=4, compare_epochs=4, val_fraction=0.2,
-                   test_fraction=0.2, lime_samples=300, min_val_auc=0.85, min_test_auc=0.9,
-                   balance="class_weight", augment="mild", consistency=0.0, pretrain_epochs=0,
-                   ensemble_seeds=(), candidates=CANDIDATES),
-    # Also the shipped model's recipe (`pneumo train`, with test_fraction=0). Five-block CNN at
-    # 112 px. Oversampling: the strategies tie on validation in 04's full runs (ROC AUC
-    # 0.993-0.995, overlapping intervals; the Brier tie-break winner changes between runs), so
-    # it is kept on a reason: it trains on every image, where undersampling drops two thirds of
-    # the pneumonia images. Framing and acquisition augmentation with a consistency term
-    # between two draws of each film: see generators.AUGMENTATIONS["framing-acq"]; across three
-    # seeds it held framing robustness and gained under CLAHE and an unsharp mask, where the
-    # same augmentation without the term lost framing robustness (docs/generalisation.md).
-    # Contrastive pretraining of the encoder (30 epochs, pneumo_helpers.pretrain) before each
-    # training: across three seeds it raised specificity under blur, half resolution and
-    # zoom-out beyond the seeds' spread, and under border crops on average, at about 2x the
-    # training time.
-    # One seed: on new films the three-seed average was within one seed's spread of a single
-    # member, at three times the training and inference cost (docs/generalisation.md).
-    "full": dict(image_size=112, batch_size=64, epochs=15, compare_epochs=6, val_fraction=0.15,
-                 test_fraction=0.15, lime_samples=1000, min_val_auc=0.95, min_test_auc=0.9,
-                 balance="oversample", augment="framing-acq", consistency=0.1,
-                 pretrain_epochs=30, ensemble_seeds=(), candidates=CANDIDATES),
+    "sample": dict(recipe=SAMPLE_RECIPE, compare_epochs=4, val_fraction=0.2, test_fraction=0.2,
+                   lime_samples=300, min_val_auc=0.85, min_test_auc=0.9, ensemble_seeds=(),
+                   candidates=CANDIDATES),
+    "full": dict(recipe=Recipe(), compare_epochs=6, val_fraction=0.15, test_fraction=0.15,
+                 lime_samples=1000, min_val_auc=0.95, min_test_auc=0.9, ensemble_seeds=(),
+                 candidates=CANDIDATES),
 }
+#: RunConfig fields that override the profile's recipe (``PNEUMO_EPOCHS=2``, ...).
+_RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(Recipe))
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -86,6 +79,10 @@ def shown_path(path: str | Path) -> str:
 @dataclasses.dataclass
 class RunConfig:
     """Everything a run needs to know, with defaults that work on the bundled sample.
+
+    The training fields (``image_size`` ... ``download_weights``, ``seed``) override the
+    profile's :class:`~pneumo_helpers.recipe.Recipe`; left ``None`` they take its value.
+    :attr:`recipe` is the result, what every training of the run is given.
 
     Attributes:
         data_dir: dataset folder in the Kaggle layout, or ``None`` to locate one (see
@@ -148,9 +145,9 @@ class RunConfig:
     batch_size: int | None = None
     epochs: int | None = None
     compare_epochs: int | None = None
-    architecture: str = "five_block"
+    architecture: str | None = None
     candidates: tuple[str, ...] | None = None
-    download_weights: bool = True
+    download_weights: bool | None = None
     balance: str | None = None
     augment: str | None = None
     consistency: float | None = None
@@ -158,10 +155,10 @@ class RunConfig:
     val_fraction: float | None = None
     test_fraction: float | None = None
     lime_samples: int | None = None
-    threshold_rule: str = "sens>=0.95"
+    threshold_rule: str | None = None
     min_val_auc: float | None = None
     min_test_auc: float | None = None
-    seed: int = 42
+    seed: int | None = None
     ensemble_seeds: tuple[int, ...] | None = None
     split_seed: int = 42
     ignore_unknown_folders: bool = False
@@ -172,8 +169,9 @@ class RunConfig:
     def __post_init__(self):
         if self.profile not in PROFILES:
             raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {self.profile!r}")
-        for key, value in PROFILES[self.profile].items():
-            if getattr(self, key) is None:
+        profile = PROFILES[self.profile]
+        for key, value in {**profile["recipe"].to_dict(), **profile}.items():
+            if key != "recipe" and getattr(self, key) is None:
                 setattr(self, key, value)
         if self.run_dir is None:
             self.run_dir = str(project_root() / "runs" / self.profile)
@@ -206,6 +204,11 @@ class RunConfig:
                 values[name] = value
         values.setdefault("profile", "full" if values.get("data_dir") else "sample")
         return cls(**values)
+
+    @property
+    def recipe(self) -> Recipe:
+        """How the run's final model trains: the profile's recipe with this config's values."""
+        return Recipe(**{name: getattr(self, name) for name in _RECIPE_FIELDS})
 
     @property
     def layout(self) -> RunLayout:

@@ -22,6 +22,7 @@ from sklearn import metrics as skm
 
 from .balance import encode_labels
 from .data import CLASSES
+from .recipe import THRESHOLD_RULE
 from .runs import Estimate, MetricsReport
 
 __all__ = ["METRICS", "THRESHOLD_RULES", "DEFAULT_RULE", "predict_proba", "choose_threshold",
@@ -35,7 +36,7 @@ THRESHOLD_RULES = ("youden", "sens>=X (e.g. sens>=0.95)", "f1", "0.5")
 # pneumonias on validation. Youden's J balances the two errors on *this* distribution; on the
 # official test split published models lose specificity, not sensitivity (normal films called
 # pneumonia), so the highest threshold a screening sensitivity allows travels better.
-DEFAULT_RULE = "sens>=0.95"
+DEFAULT_RULE = THRESHOLD_RULE
 
 
 # --------------------------------------------------------------------------- inputs
@@ -106,7 +107,7 @@ def pneumonia_column(output) -> np.ndarray:
 
 # --------------------------------------------------------------------------- thresholds
 
-def choose_threshold(y_true, y_prob, *, rule: str = "youden") -> float:
+def choose_threshold(y_true, y_prob, *, rule: str = DEFAULT_RULE) -> float:
     """The decision threshold on P(PNEUMONIA) chosen by ``rule`` (usually on validation data).
 
     Rules:

@@ -25,11 +25,13 @@ import pandas as pd
 
 from . import balance, distribute, evaluate, files, generators, models, pretrain, train
 from .config import RunConfig
+from .recipe import Recipe
 from .data import manifest_hash
 from .runs import ChosenModel, MetricsReport, ModelLayout
 
 __all__ = ["BUILDERS", "TRANSFER", "FINE_TUNE", "Comparison", "candidate_pairs",
            "comparison_table", "TIE", "CHOICE_RULE", "CandidateResult", "run_candidate",
+           "candidate_recipe",
            "average_candidates", "compare_candidates", "choose", "interpreted_model", "compare",
            "read_candidates", "pick_best", "findings", "learning_checks"]
 
@@ -57,59 +59,46 @@ class CandidateResult:
     config: dict
 
 
-def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, name=None,
-                  model: str = "five_block", strategy: str = "class_weight",
-                  image_size: int = 128, batch_size: int = 64, epochs: int = 10,
-                  seed: int = 42, augment: generators.Augment | bool | None = None,
-                  threshold_rule: str = evaluate.DEFAULT_RULE, n_boot: int = 1000, cache_dir=None,
-                  model_kwargs: dict | None = None, consistency: float = 0.0,
-                  pretrain_epochs: int = 0, pretrain_seed: int | None = None,
-                  distribution: str | None = None, verbose="auto") -> CandidateResult:
-    """Train one configuration and evaluate it on validation.
+def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, recipe: Recipe, *,
+                  out_dir, name: str | None = None, n_boot: int = 1000, cache_dir=None,
+                  distribution: str | None = None, model_kwargs: dict | None = None,
+                  verbose="auto") -> CandidateResult:
+    """Train ``recipe`` and evaluate it on validation.
 
     Args:
         train_rows, val_rows: manifest rows (``path``, ``label``, ``patient``, ``sha256``).
-        out_dir: the model folder (an interrupted training there resumes).
-        model: a key of :data:`BUILDERS`. strategy: a :data:`balance.STRATEGIES` entry.
-            A :data:`TRANSFER` model trains in two stages (:func:`_fit_two_stages`) and raises
+        recipe: how to train (:class:`pneumo_helpers.recipe.Recipe`). A :data:`TRANSFER`
+            architecture trains in two stages (:func:`_fit_two_stages`) and raises
             :class:`pneumo_helpers.models.WeightsUnavailable` before any training when its
-            ImageNet weights can be neither found nor downloaded.
-        image_size: pixels a side; batch_size; epochs: upper bound (early stopping on
-            validation ROC AUC). seed: every random choice. augment: see
-            :func:`generators.make_dataset`.
-        threshold_rule: how :func:`evaluate.choose_threshold` picks the operating point on
-            validation. n_boot: bootstrap resamples for the intervals.
+            ImageNet weights can be neither found nor downloaded. With two views
+            (``recipe.consistency``) under a ``distribution``, ``batch_size`` must be a
+            multiple of the replica count. Pretraining (``recipe.pretrain_epochs``) runs on
+            one device and is reused from ``cache_dir`` when the same films, architecture,
+            augmentation and seed were pretrained before.
+        out_dir: the model folder (an interrupted training there resumes). name: default
+            ``recipe.name``. n_boot: bootstrap resamples for the intervals.
         cache_dir: decoded-image cache shared by every candidate.
-        model_kwargs: extra keyword arguments of the builder (e.g. ``dropout``).
-        consistency: weight of a consistency term between two augmented views of each
-            training film (:class:`pneumo_helpers.models.ViewConsistency`; the stream then
-            holds both views, ``generators.make_dataset(views=2)``: about twice the time per
-            epoch; with a ``distribution``, ``batch_size`` must be a multiple of the replica
-            count); 0 (default): plain cross-entropy on one view.
-        pretrain_epochs: epochs of self-supervised contrastive pretraining of the encoder
-            on the training films, labels unused (:func:`pneumo_helpers.pretrain.pretrain`),
-            before the supervised training; its history goes to ``pretrain_history.csv``.
-            Skipped when an interrupted training resumes (its weights come from the backup).
-            Five-block CNN, with augmentation. It runs on one device (with a
-            ``distribution``: in every process alike) and its weights are then copied into the
-            distributed model. 0 (default): none.
-        pretrain_seed: the seed of the pretraining (initial weights and views); ``None``
-            (default): ``seed``. Candidates that differ only in ``seed`` but share a
-            ``pretrain_seed`` (and a ``cache_dir``) fine-tune one pretraining: the seeds of an
-            averaged model then pay for it once.
         distribution: ``None`` (one device); ``"mirrored"`` (``tf.distribute``: every GPU
             of the machine; the model is built in its scope); or ``"jax"``: the processes of a
             JAX data-parallel training, every one running this with the same arguments once
             :func:`pneumo_helpers.distribute.init_data_parallel` has joined them (``pneumo
-            train --distribution jax``). Either way the same code trains; ``batch_size`` is
-            the global batch, split between the devices. With ``"jax"`` every batch is whole
-            (:func:`~pneumo_helpers.distribute.whole_batches`), each process writes to its
-            own folder (the chief's is ``out_dir``) and the validation afterwards runs on one
-            device, on every row.
+            train --distribution jax``). ``batch_size`` is the global batch. With ``"jax"``
+            every batch is whole (:func:`~pneumo_helpers.distribute.whole_batches`), each
+            process writes to its own folder (the chief's is ``out_dir``) and the validation
+            afterwards runs on one device, on every row.
+        model_kwargs: extra builder arguments, not part of a recipe (tests: ``weights=None``
+            for a backbone with random weights).
     """
+    model, strategy, image_size = recipe.architecture, recipe.balance, recipe.image_size
+    batch_size, epochs, seed, consistency = (recipe.batch_size, recipe.epochs, recipe.seed,
+                                             recipe.consistency)
+    pretrain_epochs, threshold_rule = recipe.pretrain_epochs, recipe.threshold_rule
+    if model in TRANSFER:
+        model_kwargs = dict(download=recipe.download_weights, **(model_kwargs or {}))
     if model not in BUILDERS:
         raise ValueError(f"model must be one of {sorted(BUILDERS)}, got {model!r}")
-    name = name or f"{model}-{strategy}"
+    name = name or recipe.name
+    augment_used = generators.AUGMENTATIONS[recipe.augment]
     out_dir = Path(out_dir)
     data_parallel = distribution == "jax"
     if data_parallel:
@@ -130,7 +119,7 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
     train.set_seed(seed)
     chosen = balance.rebalance(train_rows["label"], strategy, seed=seed)
     common = dict(image_size=image_size, batch_size=batch_size, seed=seed, cache_dir=cache_dir)
-    train_ds = generators.make_dataset(train_rows, training=True, augment=augment,
+    train_ds = generators.make_dataset(train_rows, training=True, augment=augment_used,
                                        indices=chosen.indices, views=views, **common)
     val_ds = generators.make_dataset(val_rows, training=False, **common)
     fit_train, fit_val = train_ds, val_ds
@@ -145,15 +134,11 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
     net = distribute.build_in_scope(BUILDERS[model], None if data_parallel else distribution,
                                     image_size=image_size, channels=1,
                                     consistency=consistency, **(model_kwargs or {}))
-    augment_used = augment if isinstance(augment, generators.Augment) else (
-        None if augment is False else generators.Augment())
     config = dict(name=name, model=model, balance=strategy, image_size=image_size, channels=1,
                   batch_size=batch_size, epochs=epochs, seed=seed,
                   augment=dataclasses.asdict(augment_used) if augment_used else None,
                   model_kwargs=model_kwargs or {}, consistency=consistency,
-                  pretrain_epochs=pretrain_epochs,
-                  pretrain_seed=(seed if pretrain_seed is None else pretrain_seed)
-                  if pretrain_epochs else None,
+                  pretrain_epochs=pretrain_epochs, recipe=recipe.to_dict(),
                   distribution=distribution, threshold_rule=threshold_rule,
                   manifest_hash=manifest_hash(pd.concat([train_rows, val_rows])),
                   n_train=len(train_rows), n_val=len(val_rows))
@@ -176,16 +161,14 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, *, out_dir, 
 def _pretrain(net, train_rows: pd.DataFrame, *, out_dir: Path, epochs: int, augment,
               config: dict, common: dict, verbose) -> None:
     """``run_candidate``'s contrastive pretraining, copied into ``net``; reused from the cache
-    folder when the same films, architecture, augmentation and pretraining seed were pretrained
-    before (the candidates of 04, and the seeds of an averaged model given one
-    ``pretrain_seed``, differ only after it).
+    folder when the same films, architecture, augmentation and seed were pretrained before
+    (04's candidates differ only after it).
 
-    It trains an encoder of its own, built on this device alone under the pretraining seed:
-    its result depends on that seed only (not on the candidate's, nor on which candidate ran
-    first), and the NT-Xent loss needs every view of a batch in one place under a distribution.
-    With the candidate's own seed that encoder starts from the weights ``net`` starts from.
+    It trains an encoder of its own, built on this device alone under the seed, so its result
+    does not depend on which candidate ran first, and the NT-Xent loss sees every view of a
+    batch in one place under a distribution.
     """
-    seed = config["pretrain_seed"]
+    seed = config["seed"]
     recipe = {key: config[key] for key in ("model", "image_size", "batch_size", "augment",
                                            "model_kwargs", "pretrain_epochs")}
     weights, history = (pretrain.cached(common["cache_dir"], dict(
@@ -316,7 +299,6 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
                          "rows are averaged here")
     config = dict(name=name, members=[m.name for m in members],
                   seeds=[m.config["seed"] for m in members],
-                  pretrain_seeds=[m.config.get("pretrain_seed") for m in members],
                   **{key: first.get(key) for key in shared},
                   mean_seconds_per_epoch=float(sum(m.config["mean_seconds_per_epoch"]
                                                    for m in members) / len(members)))
@@ -336,22 +318,17 @@ def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *
                          seed=first["seed"])
 
 
-def recipe(cfg: RunConfig, *, model: str | None = None, strategy: str | None = None,
-           epochs: int | None = None) -> dict:
-    """The training recipe of ``cfg`` as :func:`run_candidate` keyword arguments: everything
-    but the seed, the model folder, the bootstrap and how much it prints.
-
-    ``model``, ``strategy``, ``epochs``: override ``cfg.architecture``, ``cfg.balance`` and
-    ``cfg.epochs`` (04 compares candidates). The baseline stays the textbook baseline:
-    contrastive pretraining needs the five-block CNN's pooled features.
-    """
-    model = model or cfg.architecture
-    return dict(model=model, strategy=strategy or cfg.balance, epochs=epochs or cfg.epochs,
-                image_size=cfg.image_size, batch_size=cfg.batch_size,
-                augment=generators.AUGMENTATIONS[cfg.augment], consistency=cfg.consistency,
-                pretrain_epochs=cfg.pretrain_epochs if model == "five_block" else 0,
-                threshold_rule=cfg.threshold_rule, cache_dir=cfg.layout.cache,
-                model_kwargs=dict(download=cfg.download_weights) if model in TRANSFER else None)
+def candidate_recipe(cfg: RunConfig, *, model: str | None = None,
+                     strategy: str | None = None, epochs: int | None = None) -> Recipe:
+    """The run's recipe (``cfg.recipe``) for one of 04's candidates: ``model``, ``strategy``
+    and ``epochs`` replace the architecture, balance and epochs. The baseline stays the
+    textbook baseline and the ImageNet backbones start from their weights: contrastive
+    pretraining is the five-block CNN's."""
+    recipe = cfg.recipe.replace(**{key: value for key, value in dict(
+        architecture=model, balance=strategy, epochs=epochs).items() if value is not None})
+    if recipe.architecture != "five_block":
+        recipe = recipe.replace(pretrain_epochs=0)
+    return recipe
 
 
 def candidate_pairs(cfg: RunConfig) -> list[tuple[str, str]]:
@@ -395,10 +372,10 @@ def compare_candidates(train_rows: pd.DataFrame, val_rows: pd.DataFrame, cfg: Ru
     for model, strategy in (candidates or candidate_pairs(cfg)):
         name = f"{model}-{strategy}"
         try:
-            result = run_candidate(train_rows, val_rows, seed=cfg.seed, n_boot=n_boot,
-                                   verbose=0, out_dir=cfg.layout.model(name).root,
-                                   **recipe(cfg, model=model, strategy=strategy,
-                                            epochs=cfg.compare_epochs))
+            result = run_candidate(train_rows, val_rows, candidate_recipe(
+                cfg, model=model, strategy=strategy, epochs=cfg.compare_epochs),
+                n_boot=n_boot, verbose=0, out_dir=cfg.layout.model(name).root,
+                cache_dir=cfg.layout.cache)
         except models.WeightsUnavailable as err:
             results.skipped[name] = str(err)
             report(f"{name:26s} skipped: {err}")
@@ -418,11 +395,10 @@ def choose(results: list[CandidateResult], train_rows: pd.DataFrame, val_rows: p
     best = pick_best(compare(results))
     chosen = next(r for r in results if r.name == best)
     if cfg.epochs > cfg.compare_epochs:
-        chosen = run_candidate(train_rows, val_rows, seed=cfg.seed, n_boot=n_boot, verbose=0,
-                               name=f"{best}-final",
-                               out_dir=cfg.layout.model(f"{best}-final").root,
-                               **recipe(cfg, model=chosen.config["model"],
-                                        strategy=chosen.config["balance"]))
+        chosen = run_candidate(train_rows, val_rows, candidate_recipe(
+            cfg, model=chosen.config["model"], strategy=chosen.config["balance"]),
+            n_boot=n_boot, verbose=0, name=f"{best}-final",
+            out_dir=cfg.layout.model(f"{best}-final").root, cache_dir=cfg.layout.cache)
     ChosenModel(model=chosen.name, rule=CHOICE_RULE).write(cfg.layout)
     return chosen
 

@@ -309,6 +309,10 @@ def _loaded(model, folder: Path, model_file: Path,
         raise ModelError(f"{exc}; restore it from the model's training run or remove it to "
                          "use the threshold 0.5") from None
     size, channels = _check_contract(model, model_file)
+    recorded = config.get("image_size")
+    if recorded is not None and recorded != size:  # films would be resized for another model
+        raise ModelError(f"{layout.config}: image_size {recorded} but {model_file.name} takes "
+                         f"{size} px; restore the folder's files from one training")
     threshold = metrics.threshold
     if threshold is None or not 0.0 < threshold < 1.0:  # NaN fails this too
         raise ModelError(f"{layout.val_metrics}: threshold {threshold!r} is not a "

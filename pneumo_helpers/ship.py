@@ -28,45 +28,75 @@ from . import (data, distribute, experiment, external, generators, inference, re
 from .config import RunConfig, project_root, shown_path
 from .runs import MetricsReport, ModelLayout, RunLayout
 
-__all__ = ["train_shipped", "write_card", "SWEEP_SUMMARY"]
+__all__ = ["shipping_config", "split_rows", "train_shipped", "write_card", "SWEEP_SUMMARY"]
 
 # Written by tools/sweep.py: one row per recipe and seed.
 SWEEP_SUMMARY = Path("runs") / "sweep" / "summary.csv"
 
 
+def shipping_config(data_dir, *, run_dir=None, seed: int | None = None,
+                    architecture: str | None = None) -> RunConfig:
+    """The run configuration of ``pneumo train``: the full profile's recipe, trained on the
+    whole training split but its validation patients (no test carve-out: the official test
+    split is judged elsewhere), in ``run_dir`` (default ``runs/train-full``)."""
+    return RunConfig.from_params(data_dir=str(data_dir) if data_dir else None, profile="full",
+                                 test_fraction=0.0, run_dir=run_dir or "runs/train-full",
+                                 seed=seed, architecture=architecture)
+
+
+def split_rows(data_dir, *, val_fraction: float, split_seed: int, work,
+               reuse: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, data.ScrubResult | None]:
+    """Train and validation rows of ``pneumo train`` and the sweep: the scrub of notebook 02
+    with a patient-level validation split and no test split, written to ``work``'s
+    ``clean_manifest.csv`` (by the chief alone in a JAX data-parallel training). With
+    ``reuse``, a manifest already there is read back instead (every training of the sweep
+    sees the same patients). Returns ``(train rows, val rows, the scrub's result, or None
+    when read back)``."""
+    target = RunLayout(work).clean_manifest
+    scrubbed = None
+    if reuse and target.is_file():
+        clean = pd.read_csv(target)
+    else:
+        scrubbed = data.scrub(data.build_manifest(data_dir), val_fraction=val_fraction,
+                              test_fraction=0.0, seed=split_seed)
+        clean = scrubbed.clean
+        if distribute.is_chief():
+            Path(work).mkdir(parents=True, exist_ok=True)
+            clean.to_csv(target, index=False)
+    return (clean[clean["split"] == "train"].reset_index(drop=True),
+            clean[clean["split"] == "val"].reset_index(drop=True), scrubbed)
+
+
 def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
                   report=print) -> experiment.CandidateResult:
-    """Scrub ``cfg.data_dir``, split by patient, train the recipe of ``cfg`` into its run
-    folder — once per seed of ``cfg.seed`` and ``cfg.ensemble_seeds``, the models then
-    averaged into one — and record what the card needs. ``distribution``: see
+    """Scrub ``cfg.data_dir``, split by patient, train ``cfg.recipe`` into its run folder —
+    once per seed of ``cfg.seed`` and ``cfg.ensemble_seeds``, the models then averaged into
+    one — and record what the card needs. ``distribution``: see
     :func:`pneumo_helpers.experiment.run_candidate` (the same code trains on one device)."""
     start = time.time()
     layout = cfg.layout
-    manifest = data.build_manifest(cfg.data_dir, ignore_unknown=cfg.ignore_unknown_folders)
-    scrubbed = data.scrub(manifest, val_fraction=cfg.val_fraction,
-                          test_fraction=cfg.test_fraction, seed=cfg.split_seed)
-    clean = scrubbed.clean
-    train_rows = clean[clean["split"] == "train"].reset_index(drop=True)
-    val_rows = clean[clean["split"] == "val"].reset_index(drop=True)
-    report(f"{len(manifest)} files -> train {len(train_rows)}, val {len(val_rows)} "
+    train_rows, val_rows, scrubbed = split_rows(cfg.data_dir, val_fraction=cfg.val_fraction,
+                                                split_seed=cfg.split_seed, work=layout.root,
+                                                reuse=False)
+    files = len(scrubbed.clean) + len(scrubbed.bad) + len(scrubbed.dropped)
+    report(f"{files} files -> train {len(train_rows)}, val {len(val_rows)} "
            f"({len(scrubbed.bad)} bad, {len(scrubbed.dropped)} dropped)")
-    chief = distribute.is_chief()  # of a JAX data-parallel training; True otherwise
-    if chief:
-        clean.to_csv(layout.clean_manifest, index=False)
-    recipe = dict(experiment.recipe(cfg), distribution=distribution, verbose=2)
-    seeds = (cfg.seed, *cfg.ensemble_seeds)
+    chief = distribute.is_chief()
+    run = dict(out_dir=layout.shipped.root, cache_dir=layout.cache, distribution=distribution,
+               verbose=2)
+    recipe = experiment.candidate_recipe(cfg)  # pretraining is the five-block CNN's
+    seeds = (recipe.seed, *cfg.ensemble_seeds)
     if len(seeds) == 1:
-        result = experiment.run_candidate(train_rows, val_rows, out_dir=layout.shipped.root,
-                                          name="shipped", seed=cfg.seed, **recipe)
+        result = experiment.run_candidate(train_rows, val_rows, recipe, name="shipped", **run)
     else:
         # Each member in its own folder, so an interrupted run resumes where it stopped.
         members = []
         for seed in seeds:
             report(f"member {len(members) + 1} of {len(seeds)}: seed {seed}")
             member = layout.member(seed)
-            members.append(experiment.run_candidate(train_rows, val_rows, out_dir=member.root,
-                                                    name=member.root.name, seed=seed,
-                                                    **recipe))
+            members.append(experiment.run_candidate(
+                train_rows, val_rows, recipe.replace(seed=seed),
+                **{**run, "out_dir": member.root}, name=member.root.name))
         result = experiment.average_candidates(members, val_rows,
                                                out_dir=layout.shipped.root,
                                                name="shipped", batch_size=cfg.batch_size,
@@ -74,7 +104,7 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
     minutes = (time.time() - start) / 60
     if chief:
         layout.training_record.write_text(json.dumps(dict(
-            minutes=round(minutes, 2), files=len(manifest), bad=len(scrubbed.bad),
+            minutes=round(minutes, 2), files=files, bad=len(scrubbed.bad),
             dropped=len(scrubbed.dropped), split_seed=cfg.split_seed), indent=2))
     auc = result.metrics.set_index("metric").loc["roc_auc", "value"]
     report(f"trained in {minutes:.1f} min; validation ROC AUC {auc:.3f}")

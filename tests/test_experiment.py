@@ -5,7 +5,12 @@ import pytest
 
 from pneumo_helpers import experiment
 from pneumo_helpers.config import SAMPLE_DIR
+from pneumo_helpers.recipe import Recipe
 from pneumo_helpers.runs import ModelLayout
+
+# A one-epoch training on a few films: what these tests train.
+TINY = Recipe(epochs=1, image_size=32, batch_size=8, balance="class_weight", augment="mild",
+              consistency=0.0, pretrain_epochs=0)
 
 
 def _table(rows):
@@ -70,9 +75,9 @@ def test_a_candidate_trains_the_same_way_under_a_distribution_strategy(tmp_path,
     import pandas as pd
 
     train_rows, val_rows = sample_split
-    result = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "m", epochs=1,
-                                      image_size=32, batch_size=8, n_boot=10, verbose=0,
-                                      distribution="mirrored")
+    result = experiment.run_candidate(
+        train_rows, val_rows, TINY,
+        out_dir=tmp_path / "m", n_boot=10, verbose=0, distribution="mirrored")
     assert result.config["distribution"] == "mirrored"
     assert (tmp_path / "m" / "model.keras").is_file() and len(result.history) == 1
     assert isinstance(result.metrics, pd.DataFrame)
@@ -86,9 +91,9 @@ def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path, s
     from pneumo_helpers.runs import MetricsReport
 
     train_rows, val_rows = sample_split
-    members = [experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / f"s{seed}",
-                                        name=f"s{seed}", seed=seed, epochs=1, image_size=32,
-                                        batch_size=8, n_boot=10, verbose=0, cache_dir=tmp_path)
+    members = [experiment.run_candidate(
+        train_rows, val_rows, TINY.replace(seed=seed, epochs=1, image_size=32, batch_size=8),
+        out_dir=tmp_path / f"s{seed}", name=f"s{seed}", n_boot=10, verbose=0, cache_dir=tmp_path)
                for seed in (1, 2)]
     result = experiment.average_candidates(members, val_rows, out_dir=tmp_path / "avg",
                                            batch_size=8, n_boot=10, cache_dir=tmp_path)
@@ -107,9 +112,9 @@ def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path, s
     assert loaded.predict(images).shape == (3,)
     assert explain.GradCam(loaded.model)(images).shape == (3, 32, 32)
     with pytest.raises(ValueError, match="differ in"):
-        other = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "wide",
-                                         epochs=1, image_size=48, batch_size=8, n_boot=10,
-                                         verbose=0)
+        other = experiment.run_candidate(
+            train_rows, val_rows, TINY.replace(epochs=1, image_size=48, batch_size=8),
+            out_dir=tmp_path / "wide", n_boot=10, verbose=0)
         experiment.average_candidates([members[0], other], val_rows, out_dir=tmp_path / "x")
 
 
@@ -120,9 +125,10 @@ def test_a_consistency_candidate_trains_on_paired_views_and_ships_as_a_plain_mod
     from pneumo_helpers import explain, inference, models
 
     train_rows, val_rows = sample_split
-    result = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "c", epochs=1,
-                                      image_size=32, batch_size=8, n_boot=10, verbose=0,
-                                      consistency=0.1, cache_dir=tmp_path)
+    result = experiment.run_candidate(
+        train_rows, val_rows,
+        TINY.replace(consistency=0.1),
+        out_dir=tmp_path / "c", n_boot=10, verbose=0, cache_dir=tmp_path)
     assert result.config["consistency"] == 0.1
     loaded = inference.load_model(tmp_path / "c", runtime="keras")
     assert isinstance(loaded.model.layers[-1], models.ViewConsistency)
@@ -136,19 +142,20 @@ def test_a_consistency_candidate_trains_on_paired_views_and_ships_as_a_plain_mod
     lite = inference.load_model(tmp_path / "c", runtime="litert")
     np.testing.assert_allclose(lite.predict(images), loaded.predict(images), atol=1e-4)
     # Under a distribution strategy too, in whole batches of both views.
-    mirrored = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "d", epochs=1,
-                                        image_size=32, batch_size=8, n_boot=10, verbose=0,
-                                        consistency=0.1, distribution="mirrored",
-                                        cache_dir=tmp_path)
+    mirrored = experiment.run_candidate(
+        train_rows, val_rows,
+        TINY.replace(consistency=0.1),
+        out_dir=tmp_path / "d", n_boot=10, verbose=0, distribution="mirrored", cache_dir=tmp_path)
     assert mirrored.config["consistency"] == 0.1 and len(mirrored.history) == 1
 
 
 def test_a_pretrained_candidate_records_its_pretraining_and_trains_as_usual(tmp_path,
                                                                             sample_split):
     train_rows, val_rows = sample_split
-    result = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "p", epochs=1,
-                                      image_size=32, batch_size=8, n_boot=10, verbose=0,
-                                      pretrain_epochs=2, cache_dir=tmp_path)
+    result = experiment.run_candidate(
+        train_rows, val_rows,
+        TINY.replace(pretrain_epochs=2),
+        out_dir=tmp_path / "p", n_boot=10, verbose=0, cache_dir=tmp_path)
     assert result.config["pretrain_epochs"] == 2 and len(result.history) == 1
     pretrained = pd.read_csv(ModelLayout(tmp_path / "p").pretrain_history)
     assert len(pretrained) == 2 and pretrained["loss"].notna().all()
@@ -157,39 +164,26 @@ def test_a_pretrained_candidate_records_its_pretraining_and_trains_as_usual(tmp_
     cached = sorted(tmp_path.glob("pretrained-*.weights.h5"))
     assert len(cached) == 1
     stamp = cached[0].stat().st_mtime_ns
-    again = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "r", epochs=1,
-                                     image_size=32, batch_size=8, n_boot=10, verbose=0,
-                                     pretrain_epochs=2, cache_dir=tmp_path)
+    again = experiment.run_candidate(
+        train_rows, val_rows,
+        TINY.replace(pretrain_epochs=2),
+        out_dir=tmp_path / "r", n_boot=10, verbose=0, cache_dir=tmp_path)
     assert cached[0].stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(pd.read_csv(ModelLayout(tmp_path / "r").pretrain_history),
                                   pretrained)
     assert again.history["loss"].iloc[0] == pytest.approx(result.history["loss"].iloc[0],
                                                           rel=1e-3)
     # Another seed pretrains anew.
-    experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "s", epochs=1,
-                             image_size=32, batch_size=8, n_boot=10, verbose=0,
-                             pretrain_epochs=2, seed=7, cache_dir=tmp_path)
+    experiment.run_candidate(
+        train_rows, val_rows,
+        TINY.replace(pretrain_epochs=2, seed=7),
+        out_dir=tmp_path / "s", n_boot=10, verbose=0, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("pretrained-*.weights.h5"))) == 2
-    # Seeds given one pretraining seed fine-tune one pretraining (an averaged model pays for it
-    # once), and the same one whether it is reused or run afresh.
-    shared = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "t", epochs=1,
-                                      image_size=32, batch_size=8, n_boot=10, verbose=0,
-                                      pretrain_epochs=2, seed=7, pretrain_seed=42,
-                                      cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("pretrained-*.weights.h5"))) == 2
-    assert shared.config["pretrain_seed"] == 42 and result.config["pretrain_seed"] == 42
-    pd.testing.assert_frame_equal(pd.read_csv(ModelLayout(tmp_path / "t").pretrain_history),
-                                  pretrained)
-    afresh = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "u", epochs=1,
-                                      image_size=32, batch_size=8, n_boot=10, verbose=0,
-                                      pretrain_epochs=2, seed=7, pretrain_seed=42)
-    assert afresh.history["loss"].iloc[0] == pytest.approx(shared.history["loss"].iloc[0],
-                                                           rel=1e-5)
     # Under a distribution strategy: pretrained on one device, then trained distributed.
-    mirrored = experiment.run_candidate(train_rows, val_rows, out_dir=tmp_path / "q", epochs=1,
-                                        image_size=32, batch_size=8, n_boot=10, verbose=0,
-                                        pretrain_epochs=1, consistency=0.1,
-                                        distribution="mirrored")
+    mirrored = experiment.run_candidate(
+        train_rows, val_rows,
+        TINY.replace(pretrain_epochs=1, consistency=0.1),
+        out_dir=tmp_path / "q", n_boot=10, verbose=0, distribution="mirrored")
     assert mirrored.config["pretrain_epochs"] == 1 and len(mirrored.history) == 1
     assert len(pd.read_csv(ModelLayout(tmp_path / "q").pretrain_history)) == 1
 
@@ -201,5 +195,5 @@ def test_a_run_pretrains_every_five_block_training_and_leaves_the_baseline_plain
     monkeypatch.setenv("PNEUMO_PRETRAIN_EPOCHS", "5")
     cfg = RunConfig.from_params(run_dir=str(tmp_path))
     assert cfg.pretrain_epochs == 5 and RunConfig(run_dir=str(tmp_path)).pretrain_epochs == 0
-    assert experiment.recipe(cfg)["pretrain_epochs"] == 5
-    assert experiment.recipe(cfg, model="baseline")["pretrain_epochs"] == 0
+    assert experiment.candidate_recipe(cfg).pretrain_epochs == 5
+    assert experiment.candidate_recipe(cfg, model="baseline").pretrain_epochs == 0

@@ -17,9 +17,14 @@ import pytest
 
 from pneumo_helpers import cli, data, experiment, explain, inference, models
 from pneumo_helpers.config import SAMPLE_DIR, RunConfig
+from pneumo_helpers.recipe import Recipe
 from pneumo_helpers.runs import ModelLayout, RunLayout
 
 SIZE = 32
+
+# A one-epoch training on a few films: what these tests train.
+TINY = Recipe(epochs=1, image_size=32, batch_size=8, balance="class_weight", augment="mild",
+              consistency=0.0, pretrain_epochs=0)
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +40,10 @@ def trained(request, films, tmp_path_factory):
     """One backbone, random weights, trained one epoch per stage: (backbone, result)."""
     train_rows, val_rows = films
     out = tmp_path_factory.mktemp(request.param)
-    result = experiment.run_candidate(train_rows, val_rows, out_dir=out, model=request.param,
-                                      model_kwargs=dict(weights=None), epochs=2,
-                                      image_size=SIZE, batch_size=8, n_boot=10, verbose=0)
+    result = experiment.run_candidate(
+        train_rows, val_rows,
+        TINY.replace(architecture=request.param, epochs=2, image_size=SIZE, batch_size=8),
+        out_dir=out, model_kwargs=dict(weights=None), n_boot=10, verbose=0)
     return request.param, result
 
 
@@ -213,9 +219,9 @@ def test_candidates_come_from_the_config_and_the_environment(tmp_path, monkeypat
     cfg = RunConfig.from_params(run_dir=str(tmp_path), profile="full")
     assert experiment.candidate_pairs(cfg) == [("five_block", "oversample"),
                                                ("DenseNet121", "oversample")]
-    assert experiment.recipe(cfg, model="DenseNet121")["model_kwargs"] == {"download": True}
-    assert experiment.recipe(cfg, model="DenseNet121")["pretrain_epochs"] == 0
-    assert experiment.recipe(cfg)["model_kwargs"] is None
+    assert experiment.candidate_recipe(cfg, model="DenseNet121").download_weights is True
+    assert experiment.candidate_recipe(cfg, model="DenseNet121").pretrain_epochs == 0
+    assert experiment.candidate_recipe(cfg).pretrain_epochs == cfg.pretrain_epochs
     with pytest.raises(ValueError, match="candidate 'VGG16-none'"):
         experiment.candidate_pairs(RunConfig(run_dir=str(tmp_path), candidates=("VGG16-none",)))
 

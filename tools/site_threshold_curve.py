@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pneumo_helpers.recipe import THRESHOLD_RULE
 from pneumo_helpers import evaluate, external, inference
 from pneumo_helpers.labels import encode_labels
 
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     rows = external.labelled_rows(args.data)
     table = inference.predict_files(loaded, rows["path"])
     y, p = encode_labels(rows["label"]), table["probability"].to_numpy()
-    rule = loaded.config.get("threshold_rule", "sens>=0.95")
+    rule = loaded.config.get("threshold_rule", THRESHOLD_RULE)
     target = float(rule.split(">=")[1]) if rule.startswith("sens>=") else None
     # The validation threshold: the folder's own (a site record would be circular here).
     val_threshold = inference.MetricsReport.read(

@@ -1,0 +1,86 @@
+"""A training, described by one frozen object.
+
+Every training of the project — 04's candidates, the shipped model (``pneumo train``), the
+sweep over seeds — is one :class:`Recipe` handed to
+:func:`pneumo_helpers.experiment.run_candidate`; the profiles of
+:class:`pneumo_helpers.config.RunConfig` build one, and a model folder's ``config.json``
+records the one that trained it (:meth:`Recipe.from_config` reads it back).
+
+    recipe = Recipe()                                   # the shipped model's recipe
+    quick = recipe.replace(epochs=2, image_size=64)     # a variant; the original is unchanged
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["Recipe", "THRESHOLD_RULE"]
+
+#: How a decision threshold is chosen on labelled films, everywhere: the highest threshold
+#: whose sensitivity there is at least 0.95 (:func:`pneumo_helpers.evaluate.choose_threshold`).
+THRESHOLD_RULE = "sens>=0.95"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one model is trained. Defaults: the shipped model's recipe.
+
+    Attributes:
+        architecture: a key of ``experiment.BUILDERS`` (``"five_block"``, ``"baseline"`` or
+            an ImageNet backbone such as ``"DenseNet121"``).
+        balance: class rebalancing, a key of ``balance.STRATEGIES``.
+        image_size: side of the square greyscale input, pixels.
+        batch_size: films per training batch. epochs: upper bound; early stopping on
+            validation ROC AUC keeps the best epoch.
+        augment: a key of ``generators.AUGMENTATIONS``.
+        consistency: weight of the two-view consistency term (0: one view, plain
+            cross-entropy).
+        pretrain_epochs: epochs of contrastive pretraining of the encoder before training
+            (five-block CNN only; 0: none).
+        threshold_rule: how the threshold is chosen on validation.
+        seed: every random choice of the training.
+        download_weights: an ImageNet backbone may fetch its weights (else only Keras' cache).
+    """
+
+    architecture: str = "five_block"
+    balance: str = "oversample"
+    image_size: int = 112
+    batch_size: int = 64
+    epochs: int = 15
+    augment: str = "framing-acq"
+    consistency: float = 0.1
+    pretrain_epochs: int = 30
+    threshold_rule: str = THRESHOLD_RULE
+    seed: int = 42
+    download_weights: bool = True
+
+    def __post_init__(self):
+        for name in ("image_size", "batch_size", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.consistency < 0 or self.pretrain_epochs < 0:
+            raise ValueError("consistency and pretrain_epochs must not be negative")
+
+    @property
+    def name(self) -> str:
+        """``"<architecture>-<balance>"``, the model folder's usual name."""
+        return f"{self.architecture}-{self.balance}"
+
+    def replace(self, **changes) -> "Recipe":
+        """A copy with ``changes`` (field names as keywords); unknown names raise TypeError."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Recipe":
+        """The recipe a model folder's ``config.json`` records (its ``model`` key is the
+        architecture; keys a recipe does not have are ignored)."""
+        values = {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config}
+        if "model" in config:
+            values["architecture"] = config["model"]
+        if isinstance(values.get("augment"), dict):  # older folders stored the settings
+            values.pop("augment")
+        return cls(**values)
