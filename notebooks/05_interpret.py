@@ -19,7 +19,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from pneumo_helpers import (attention, balance, evaluate, experiment, explain, external,
-                            findings, generators, plots, report, scorecard, shifts)
+                            findings, gate, generators, plots, report, scorecard, shifts)
 
 # %%
 loaded = experiment.interpreted_model(cfg)  # cfg.model: None = 04's choice, 'shipped', or a name
@@ -38,6 +38,19 @@ for split, rows in sets.items():
     splits[split], probs[split] = rows, loaded.predict(pixels[split])
 y = {split: balance.encode_labels(rows['label']) for split, rows in splits.items()}
 print('test split:', report.test_source(clean, is_sample=cfg.profile == 'sample'))
+
+# %% [markdown]
+# ## What `pneumo` would refuse to label
+# `pneumo predict` abstains on an image that does not look like a chest film (the gate of
+# `pneumo_helpers.gate`: grey, many grey levels, a chest's layout, upright). Here every film of
+# each split is scored anyway; this says how many the command would have left without a label.
+
+# %%
+refused = {split: gate.abstentions(images) for split, images in pixels.items()}
+Markdown('\n'.join(f'- {split}: {len(found)} of {len(pixels[split])} films'
+                    + (f" (e.g. {splits[split]['path'].iloc[next(iter(found))].split('/')[-1]}: "
+                       f"{next(iter(found.values()))})" if found else '')
+                    for split, found in refused.items()))
 
 # %% [markdown]
 # ## Metrics with 95% intervals

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 __all__ = ["MIN_SIDE", "THUMB", "STATS_FILE", "GateStats", "implausible", "features",
-           "film_reason", "load_stats"]
+           "film_reason", "load_stats", "abstentions"]
 
 # Smaller than this a side, or of one grey level, an image cannot be a chest film.
 MIN_SIDE = 32
@@ -145,3 +145,17 @@ def film_reason(gray: np.ndarray, chroma: float = 0.0,
     if f["upright_margin"] < stats.min_upright_margin:
         return "looks like a chest film turned on its side or upside down; rotate it upright"
     return None
+
+
+def abstentions(images) -> dict[int, str]:
+    """The films of a stack the gate would abstain on: ``{index: reason}``.
+
+    ``images``: uint8 grey films (N, H, W), e.g. a split as 05 holds it (already resized, so
+    a few borderline films may be judged differently from their files)."""
+    stats = load_stats()
+    found = {}
+    for i, image in enumerate(np.asarray(images)):
+        reason = film_reason(image, 0.0, stats)
+        if reason:
+            found[i] = reason
+    return found

@@ -734,3 +734,20 @@ def test_14_a_real_sigint_is_one_line_and_status_130(tmp_path):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and err.count(b"\n") == 1 and b"interrupted" in err, err
+
+
+def test_the_gate_screens_a_whole_split_as_05_holds_it():
+    """05 says how many films of each split pneumo would leave without a label."""
+    import numpy as np
+
+    from pneumo_helpers import data, gate, generators
+    from pneumo_helpers.config import SAMPLE_DIR
+
+    films = data.build_manifest(SAMPLE_DIR)
+    films = films[films["split"] == "test"].reset_index(drop=True)
+    images = generators.load_images(films, image_size=64, progress=False)[..., 0]
+    noise = np.random.default_rng(0).integers(0, 256, (2, 64, 64)).astype(np.uint8)
+    found = gate.abstentions(np.concatenate([images, noise]))
+    assert set(found) >= {len(images), len(images) + 1}  # both noise images
+    assert len(found) <= 2 + len(images) // 50  # real films pass (<= 2 %)
+    assert all("not a chest film" in reason for i, reason in found.items() if i >= len(images))
