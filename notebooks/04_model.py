@@ -18,7 +18,7 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 import pandas as pd
 from IPython.display import Markdown, display
 
-from pneumo_helpers import experiment, external, plots, report
+from pneumo_helpers import external, plots, report, selection
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -54,7 +54,7 @@ print(f'train {len(train_rows)} images, validation {len(val_rows)} images')
 import logging
 logging.getLogger('tensorflow').setLevel(logging.ERROR)  # retracing notices: one per new model
 
-results = experiment.compare_candidates(train_rows, val_rows, cfg)
+results = selection.compare_candidates(train_rows, val_rows, cfg)
 
 # %% [markdown]
 # ## The candidates on new films
@@ -96,8 +96,8 @@ plots.training_curves({r.name: r.history for r in results}, path=cfg.layout.figu
 
 # %% tags=["ci-check"]
 # NBVAL_CHECK_OUTPUT
-table = experiment.compare(results)
-for line in experiment.learning_checks(table, floor=cfg.min_val_auc):
+table = selection.compare(results)
+for line in selection.learning_checks(table, floor=cfg.min_val_auc):
     print(line)
 
 # %% [markdown]
@@ -106,7 +106,7 @@ for line in experiment.learning_checks(table, floor=cfg.min_val_auc):
 # why and what to do.
 
 # %%
-comparison = experiment.comparison_table(results)
+comparison = selection.comparison_table(results)
 display(Markdown(report.frame_markdown(comparison.drop(columns='status'), index=True)))
 for name, status in comparison['status'].items():
     if status != 'trained':
@@ -137,7 +137,7 @@ plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], path=c
 # profile allows more epochs than the comparison used, the winner is retrained with them.
 
 # %%
-chosen = experiment.choose(results, train_rows, val_rows, cfg)
+chosen = selection.choose(results, train_rows, val_rows, cfg)
 print(f'chosen: {chosen.name} (threshold {chosen.threshold:.3f} chosen on validation)')
 Markdown(report.frame_markdown(chosen.metrics.set_index('metric')[['value', 'ci_low', 'ci_high']]
                                .rename(index=report.METRIC_LABELS, columns={
@@ -148,7 +148,7 @@ Markdown(report.frame_markdown(chosen.metrics.set_index('metric')[['value', 'ci_
 # ## What this tells us, from this run's numbers
 
 # %%
-Markdown('\n'.join(f'- {line}' for line in experiment.findings(table, experiment.pick_best(table))) + (
+Markdown('\n'.join(f'- {line}' for line in selection.findings(table, selection.pick_best(table))) + (
     '\n- **This run used the bundled sample**: the comparison demonstrates the pipeline; its '
     'ranking of candidates means little.' if cfg.profile == 'sample' else ''))
 

@@ -18,11 +18,12 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 import pandas as pd
 from IPython.display import Markdown
 
-from pneumo_helpers import (attention, balance, evaluate, experiment, explain, external,
-                            findings, gate, generators, plots, report, scorecard, shifts)
+from pneumo_helpers import (attention, balance, evaluate, explain, external,
+                            findings, gate, generators, plots, report, scorecard, selection,
+                            shifts)
 
 # %%
-loaded = experiment.interpreted_model(cfg)  # cfg.model: None = 04's choice, 'shipped', or a name
+loaded = selection.interpreted_model(cfg)  # cfg.model: None = 04's choice, 'shipped', or a name
 print(f'model: {loaded.path.name}; input {loaded.image_size}px; '
       f'threshold {loaded.threshold:.3f} ({loaded.threshold_rule}, chosen on validation)')
 
@@ -173,7 +174,7 @@ plots.error_gallery(pixels['test'], y['test'], probs['test'], threshold=loaded.t
 # ## The models compared in 04
 
 # %%
-plots.model_comparison(experiment.read_candidates(cfg.layout.models), metric=['roc_auc', 'brier'], path=cfg.layout.figure('05_model_comparison'));
+plots.model_comparison(selection.read_candidates(cfg.layout.models), metric=['roc_auc', 'brier'], path=cfg.layout.figure('05_model_comparison'));
 
 # %% [markdown]
 # Validation ROC AUC and Brier score of every model trained in 04, with 95% intervals: the chosen

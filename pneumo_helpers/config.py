@@ -98,7 +98,7 @@ class RunConfig:
             ``ResNet50V2``, ``DenseNet121``).
         candidates: what 04 compares (``PNEUMO_CANDIDATES="five_block-oversample,DenseNet121"``):
             ``architecture-strategy`` entries, or an architecture alone for ``balance``
-            (``experiment.candidate_pairs``).
+            (``selection.candidate_pairs``).
         download_weights: fetch an ImageNet backbone's weights into Keras' cache when they are
             not there (as ``keras.applications`` does); ``False``
             (``PNEUMO_DOWNLOAD_WEIGHTS=0``, set by the tests): use only cached weights.

@@ -195,7 +195,7 @@ class ChosenModel:
 
     Attributes:
         model: the name of its folder under ``models/``.
-        rule: how it was chosen (:data:`pneumo_helpers.experiment.CHOICE_RULE` in 04).
+        rule: how it was chosen (:data:`pneumo_helpers.selection.CHOICE_RULE` in 04).
     """
 
     model: str

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import (data, distribute, experiment, external, generators, inference, report, shifts,
-               train)
+from . import (data, distribute, experiment, external, generators, inference, report, selection,
+               shifts, train)
 from .config import RunConfig, project_root, shown_path
 from .runs import MetricsReport, ModelLayout, RunLayout
 
@@ -84,7 +84,7 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
     chief = distribute.is_chief()
     run = dict(out_dir=layout.shipped.root, cache_dir=layout.cache, distribution=distribution,
                verbose=2)
-    recipe = experiment.candidate_recipe(cfg)  # pretraining is the five-block CNN's
+    recipe = selection.candidate_recipe(cfg)  # pretraining is the five-block CNN's
     seeds = (recipe.seed, *cfg.ensemble_seeds)
     if len(seeds) == 1:
         result = experiment.run_candidate(train_rows, val_rows, recipe, name="shipped", **run)

@@ -1,9 +1,9 @@
-"""Choosing among candidates and describing the comparison (experiment.pick_best, findings)."""
+"""Choosing among candidates and describing the comparison (selection.pick_best, findings)."""
 
 import pandas as pd
 import pytest
 
-from pneumo_helpers import experiment
+from pneumo_helpers import experiment, selection
 from pneumo_helpers.config import SAMPLE_DIR
 from pneumo_helpers.recipe import Recipe
 from pneumo_helpers.runs import ModelLayout
@@ -28,17 +28,17 @@ TABLE = _table({
 
 
 def test_pick_best_breaks_near_ties_by_brier_not_auc():
-    assert experiment.pick_best(TABLE) == "five_block-oversample"
+    assert selection.pick_best(TABLE) == "five_block-oversample"
     # five_block-none now calibrates better: within the tie it wins, without the tie rule
     # the (slightly) higher AUC still does.
     flipped = TABLE.copy()
     flipped.loc[(flipped.model == "five_block-none") & (flipped.metric == "brier"), "value"] = 0.01
-    assert experiment.pick_best(flipped) == "five_block-none"
-    assert experiment.pick_best(flipped, tie=0.0) == "five_block-oversample"
+    assert selection.pick_best(flipped) == "five_block-none"
+    assert selection.pick_best(flipped, tie=0.0) == "five_block-oversample"
 
 
 def test_findings_name_overlaps_baseline_spread_and_failures():
-    lines = experiment.findings(TABLE, "five_block-oversample")
+    lines = selection.findings(TABLE, "five_block-oversample")
     text = "\n".join(lines)
     assert lines[0].startswith("Best in the comparison: **five_block-oversample**")
     assert "0.972 (95% CI 0.950–0.990)" in lines[0]
@@ -51,13 +51,13 @@ def test_findings_name_overlaps_baseline_spread_and_failures():
 
 def test_findings_say_when_the_lead_is_clear():
     clear = TABLE[TABLE.model != "five_block-none"]
-    lines = experiment.findings(clear, "five_block-oversample")
+    lines = selection.findings(clear, "five_block-oversample")
     assert any("No other candidate's ROC AUC interval overlaps" in line for line in lines)
 
 
 def test_findings_reject_an_unknown_model():
     with pytest.raises(ValueError, match="no 'roc_auc' for model 'nope'"):
-        experiment.findings(TABLE, "nope")
+        selection.findings(TABLE, "nope")
 
 
 @pytest.fixture(scope="module")
@@ -195,5 +195,5 @@ def test_a_run_pretrains_every_five_block_training_and_leaves_the_baseline_plain
     monkeypatch.setenv("PNEUMO_PRETRAIN_EPOCHS", "5")
     cfg = RunConfig.from_params(run_dir=str(tmp_path))
     assert cfg.pretrain_epochs == 5 and RunConfig(run_dir=str(tmp_path)).pretrain_epochs == 0
-    assert experiment.candidate_recipe(cfg).pretrain_epochs == 5
-    assert experiment.candidate_recipe(cfg, model="baseline").pretrain_epochs == 0
+    assert selection.candidate_recipe(cfg).pretrain_epochs == 5
+    assert selection.candidate_recipe(cfg, model="baseline").pretrain_epochs == 0

@@ -198,7 +198,7 @@ def test_val_column_falls_back_to_val_metrics_json(run_dir):
 
 
 def test_report_does_not_choose_a_model_itself(run_dir):
-    # Choosing is 04's job (experiment.choose, models/chosen.json): without that record and
+    # Choosing is 04's job (selection.choose, models/chosen.json): without that record and
     # without metrics naming a model, the report names none rather than re-choosing by
     # another rule.
     for path in (run_dir / "metrics").glob("*.json"):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumo_helpers import cli, data, experiment, explain, inference, models
+from pneumo_helpers import cli, data, experiment, explain, inference, models, selection
 from pneumo_helpers.config import SAMPLE_DIR, RunConfig
 from pneumo_helpers.recipe import Recipe
 from pneumo_helpers.runs import ModelLayout, RunLayout
@@ -154,7 +154,7 @@ def test_a_candidate_without_weights_is_skipped_and_the_series_goes_on(tmp_path,
     cfg = _config(tmp_path, candidates=("DenseNet121", "baseline-class_weight"),
                   download_weights=False)
     lines = []
-    results = experiment.compare_candidates(train_rows, val_rows, cfg, n_boot=10,
+    results = selection.compare_candidates(train_rows, val_rows, cfg, n_boot=10,
                                             report=lines.append)
     assert [r.name for r in results] == ["baseline-class_weight"]
     assert list(results.skipped) == ["DenseNet121-class_weight"]
@@ -163,13 +163,13 @@ def test_a_candidate_without_weights_is_skipped_and_the_series_goes_on(tmp_path,
     assert lines[0].endswith("and downloads are off (PNEUMO_DOWNLOAD_WEIGHTS=0): place "
                              "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5 there, "
                              "or drop it from PNEUMO_CANDIDATES")
-    table = experiment.comparison_table(results)
+    table = selection.comparison_table(results)
     assert list(table.index) == ["baseline-class_weight", "DenseNet121-class_weight"]
     assert table.loc["baseline-class_weight", "status"] == "trained"
     why = results.skipped["DenseNet121-class_weight"]
     assert table.loc["DenseNet121-class_weight", "status"] == f"skipped: {why}"
     assert table.loc["DenseNet121-class_weight"].drop("status").isna().all()
-    assert experiment.choose(results, train_rows, val_rows, cfg).name == "baseline-class_weight"
+    assert selection.choose(results, train_rows, val_rows, cfg).name == "baseline-class_weight"
     assert not (tmp_path / "run" / "models" / "DenseNet121-class_weight" / "model.keras").exists()
 
 
@@ -191,7 +191,7 @@ def test_a_weights_file_in_the_cache_makes_the_candidate_train_and_compete(tmp_p
     monkeypatch.setattr(models, "_download", _offline(calls))
     train_rows, val_rows = films
     cfg = _config(tmp_path, candidates=("baseline-class_weight", "DenseNet121-oversample"))
-    results = experiment.compare_candidates(train_rows, val_rows, cfg, n_boot=10,
+    results = selection.compare_candidates(train_rows, val_rows, cfg, n_boot=10,
                                             report=lambda line: None)
     assert calls == [] and not results.skipped
     assert [r.name for r in results] == ["baseline-class_weight", "DenseNet121-oversample"]
@@ -199,17 +199,17 @@ def test_a_weights_file_in_the_cache_makes_the_candidate_train_and_compete(tmp_p
     model = inference.load_model(results[1].out_dir, runtime="keras").model
     np.testing.assert_array_equal(model.get_layer("conv1_conv").get_weights()[0],
                                   stand_in.get_layer("conv1_conv").get_weights()[0])
-    table = experiment.compare(results)
+    table = selection.compare(results)
     assert set(table["model"]) == {"baseline-class_weight", "DenseNet121-oversample"}
-    assert experiment.pick_best(table) in set(table["model"])
-    checks = experiment.learning_checks(table, floor=0.0)
+    assert selection.pick_best(table) in set(table["model"])
+    checks = selection.learning_checks(table, floor=0.0)
     assert [line.split(":")[0] for line in checks] == ["DenseNet121", "baseline"]
-    assert (experiment.comparison_table(results)["status"] == "trained").all()
+    assert (selection.comparison_table(results)["status"] == "trained").all()
 
 
 def test_candidates_come_from_the_config_and_the_environment(tmp_path, monkeypatch):
     cfg = RunConfig(run_dir=str(tmp_path))
-    pairs = experiment.candidate_pairs(cfg)
+    pairs = selection.candidate_pairs(cfg)
     assert pairs[:5] == [("baseline", "class_weight"), ("five_block", "none"),
                          ("five_block", "undersample"), ("five_block", "oversample"),
                          ("five_block", "class_weight")]
@@ -217,13 +217,13 @@ def test_candidates_come_from_the_config_and_the_environment(tmp_path, monkeypat
     monkeypatch.setenv("PNEUMO_CANDIDATES", "five_block-oversample, DenseNet121")
     monkeypatch.setenv("PNEUMO_DOWNLOAD_WEIGHTS", "1")
     cfg = RunConfig.from_params(run_dir=str(tmp_path), profile="full")
-    assert experiment.candidate_pairs(cfg) == [("five_block", "oversample"),
+    assert selection.candidate_pairs(cfg) == [("five_block", "oversample"),
                                                ("DenseNet121", "oversample")]
-    assert experiment.candidate_recipe(cfg, model="DenseNet121").download_weights is True
-    assert experiment.candidate_recipe(cfg, model="DenseNet121").pretrain_epochs == 0
-    assert experiment.candidate_recipe(cfg).pretrain_epochs == cfg.pretrain_epochs
+    assert selection.candidate_recipe(cfg, model="DenseNet121").download_weights is True
+    assert selection.candidate_recipe(cfg, model="DenseNet121").pretrain_epochs == 0
+    assert selection.candidate_recipe(cfg).pretrain_epochs == cfg.pretrain_epochs
     with pytest.raises(ValueError, match="candidate 'VGG16-none'"):
-        experiment.candidate_pairs(RunConfig(run_dir=str(tmp_path), candidates=("VGG16-none",)))
+        selection.candidate_pairs(RunConfig(run_dir=str(tmp_path), candidates=("VGG16-none",)))
 
 
 def test_pneumo_train_refuses_a_backbone_without_weights_in_one_line(tmp_path, monkeypatch,
