@@ -99,7 +99,8 @@ called = sorted(set(loaded.label(probs['test'])))
 print('classes called on test:', ', '.join(called))
 
 # %%
-cm = evaluate.confusion(y['test'], probs['test'] >= loaded.threshold)
+calls = {split: loaded.label(p) == 'PNEUMONIA' for split, p in probs.items()}  # at the threshold
+cm = evaluate.confusion(y['test'], calls['test'])
 
 # %% [markdown]
 # ## The test split at the validation threshold: confusion matrix
@@ -224,7 +225,7 @@ picked = explain.pick_cases(y['test'], probs['test'], threshold=loaded.threshold
 print('explained:', ', '.join(picked))
 
 # %%
-images = pixels['test'][list(picked.values())].astype('float32') / 255.0
+images = pixels['test'][list(picked.values())]  # uint8: the explainers scale it as the model does
 lime = explain.LimeExplainer(loaded.model, num_samples=cfg.lime_samples,
                              threshold=loaded.threshold, random_state=cfg.seed)
 heatmaps = explain.grad_cam(loaded.model, images[..., None], threshold=loaded.threshold)
@@ -240,7 +241,7 @@ plots.explanation_panel(rows, path=cfg.layout.figure('05_explanations'));
 
 # %%
 maps = explain.GradCam(loaded.model, threshold=loaded.threshold)(pixels['test'])
-heat = attention.heat_table(attention.central_share(maps), y['test'], probs['test'] >= loaded.threshold)
+heat = attention.heat_table(attention.central_share(maps), y['test'], calls['test'])
 heat.to_csv(cfg.layout.gradcam_heat)
 Markdown(attention.markdown(heat, uniform=attention.uniform_share(*maps.shape[1:])))
 

@@ -160,16 +160,15 @@ def read_candidates(models_dir) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "metric", "value", "ci_low", "ci_high"])
 
 
-def pick_best(table: pd.DataFrame, *, metric: str = "roc_auc", tie: float = TIE,
-              tie_breaker: str = "brier") -> str:
+def pick_best(table: pd.DataFrame, *, metric: str = "roc_auc", tie: float = TIE) -> str:
     """The model with the best validation ``metric``; among those within ``tie`` of the best,
-    the one with the lowest ``tie_breaker`` (Brier score: better calibrated).
+    the one with the lowest Brier score (better calibrated).
 
     ``table``: the tidy table of :func:`compare` / :func:`read_candidates`.
     """
     wide = table.pivot_table(index="model", columns="metric", values="value")
     close = wide[wide[metric] >= wide[metric].max() - tie]
-    return str(close[tie_breaker].idxmin())
+    return str(close["brier"].idxmin())
 
 
 def learning_checks(table: pd.DataFrame, *, floor: float, metric: str = "roc_auc") -> list[str]:
