@@ -63,8 +63,9 @@ print(result.dropped['reason'].value_counts().to_string())
 # Kaggle's own validation split, where the dataset has one (16 images in the published set), is
 # folded into training: far too small to choose anything. Validation is cut from that pool by
 # patient with scikit-learn's `StratifiedGroupKFold` (seeded), so every image of a child lands in
-# one split and the class ratio is kept. Where a dataset has no test split, one is cut the same
-# way first. The official test split is never used for any choice.
+# one split and the class ratio is kept. Where a dataset has no test split, one is then cut the
+# same way from the rest: its patients are never validation patients, the ones that chose
+# recipes, models and thresholds (here, in `pneumo train` and in the sweep), so it stays untouched.
 
 # %%
 # NBVAL_CHECK_OUTPUT
