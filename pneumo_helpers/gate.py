@@ -64,9 +64,15 @@ class GateStats:
     max_residual: float
     min_upright_margin: float
 
+    @functools.cached_property
+    def turned_templates(self) -> np.ndarray:
+        """(THUMB*THUMB, 4): the template as stored, then turned back by 90, 180, 270 degrees."""
+        return np.stack([np.rot90(self.template, -k).ravel() for k in range(4)], axis=1)
+
     def save(self, path: Path = STATS_FILE) -> None:
+        fields = {f: getattr(self, f) for f in self.__dataclass_fields__}
         np.savez_compressed(path, **{k: np.asarray(v, np.float32 if np.ndim(v) else np.float64)
-                                     for k, v in self.__dict__.items()})
+                                     for k, v in fields.items()})
 
 
 @functools.lru_cache(maxsize=1)
@@ -109,14 +115,16 @@ def features(gray: np.ndarray, chroma: float = 0.0, stats: GateStats | None = No
     stats = stats or load_stats()
     counts = np.bincount(gray.ravel() >> 3, minlength=32)
     top2 = float(np.sort(counts)[-2:].sum() / gray.size)
-    z = thumbnail(gray)
-    correlation = float(np.mean(z * stats.template))
-    rotations = [float(np.mean(np.rot90(z, k) * stats.template)) for k in (1, 2, 3)]
-    centred = z.ravel() - stats.mean
+    z = thumbnail(gray).ravel()
+    # The template as given and turned (one product for all four, as this runs once a film):
+    # mean(rot90(z, k) * T) is mean(z * rot90(T, -k)).
+    correlation, *rotations = z @ stats.turned_templates / z.size
+    centred = z - stats.mean
     coords = stats.components @ centred
     residual = float((centred @ centred - coords @ coords) / centred.size)
-    return dict(chroma=float(chroma), top2=top2, correlation=correlation, residual=residual,
-                upright_margin=correlation - max(rotations))
+    return dict(chroma=float(chroma), top2=top2, correlation=float(correlation),
+                residual=residual, upright_margin=float(correlation - max(rotations)))
+
 
 
 def film_reason(gray: np.ndarray, chroma: float = 0.0,

@@ -188,8 +188,7 @@ def _orient(gray: np.ndarray, orientation) -> np.ndarray:
 def _chroma(rgb: np.ndarray) -> float:
     """Mean spread between the colour channels of uint8 ``(H, W, 3)``, in grey levels: 0 for
     a grey picture stored as RGB, tens for a colour photo."""
-    small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA).astype(np.int16)
-    return float(np.mean(small.max(axis=-1) - small.min(axis=-1)))
+    return float(np.mean(rgb.max(axis=-1) - rgb.min(axis=-1)))  # uint8: max >= min
 
 
 def _decode_jpeg(path: Path, data: bytes, size: int | None, colour: bool):
