@@ -17,7 +17,7 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
 import pandas as pd
 
-from pneumo_helpers import balance, data, generators, plots
+from pneumo_helpers import augment, balance, data, generators, plots
 from pneumo_helpers.images import read_gray
 
 # %%
@@ -116,7 +116,7 @@ if sizes['distinct sizes'].max() > 1:  # a plot of one point says nothing
 
 # %%
 batches = generators.make_dataset(train, image_size=cfg.image_size, batch_size=18, training=True,
-                                  augment=generators.AUGMENTATIONS[cfg.augment], seed=cfg.seed,
+                                  augment=augment.AUGMENTATIONS[cfg.augment], seed=cfg.seed,
                                   cache_dir=cfg.layout.cache)
 x, y = next(iter(batches))
 print(f'batch x: {tuple(x.shape)} {x.dtype.name} in [{float(x.numpy().min()):.2f}, '

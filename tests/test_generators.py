@@ -1,4 +1,4 @@
-"""Tests for pneumo_helpers.generators: cache, dataset contract, determinism, augmentation."""
+"""Tests for pneumo_helpers.generators: cache, dataset contract, determinism."""
 
 import os
 
@@ -10,7 +10,8 @@ from PIL import Image
 
 from pneumo_helpers import generators
 from pneumo_helpers.data import build_manifest
-from pneumo_helpers.generators import Augment, cache_key, load_images, make_dataset
+from pneumo_helpers.augment import Augment
+from pneumo_helpers.generators import cache_key, load_images, make_dataset
 from pneumo_helpers.images import ImageError
 
 SIZE = 32
@@ -201,140 +202,6 @@ def test_bad_arguments_raise_clear_errors(manifest):
         make_dataset(manifest, image_size=SIZE, batch_size=0)
     with pytest.raises(ValueError, match="empty"):
         make_dataset(manifest.head(0), image_size=SIZE)
-
-
-# --- Augment ------------------------------------------------------------------------------
-
-def test_flips_are_off_by_default_and_exact_when_on():
-    assert Augment().horizontal_flip is False and Augment().vertical_flip is False
-    pixels = np.stack([_xray(i, SIZE) for i in range(16)])[..., None]
-    flip_only = Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0,
-                        horizontal_flip=True)
-    # Float tensors in -> tensor out; uint8 numpy in -> numpy out; both flip the same images.
-    out = flip_only(tf.constant(pixels / 255.0, tf.float32), tf.constant([1, 2])).numpy()
-    assert np.array_equal(out, flip_only(pixels, np.array([1, 2])))
-    expected = pixels / 255.0
-    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-6) for o, i in zip(out, expected)]
-    same = [np.allclose(o, i, atol=1e-6) for o, i in zip(out, expected)]
-    assert all(m or s for m, s in zip(mirrored, same))
-    assert 0 < sum(mirrored) < 16
-    # Defaults never mirror: a geometry-only Augment keeps the bright corner on the left.
-    geometry = Augment(brightness=0, contrast=0)(pixels, 3)
-    assert (geometry[:, :8, :6].mean((1, 2, 3)) > geometry[:, :8, -6:].mean((1, 2, 3))).all()
-
-
-def test_fused_transform_is_identity_at_zero_and_keeps_the_centre():
-    aug = Augment(rotation=30, shift=0.1, zoom=0.2)
-    identity = aug._matrices(np.zeros((1, 10)), 11, 11)[0]
-    np.testing.assert_allclose(identity, [[1, 0, 0], [0, 1, 0]], atol=1e-12)
-    # Rotation and zoom only (no shift): the centre pixel (5, 5) maps onto itself.
-    matrix = aug._matrices(np.array([[1.0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0]]), 11, 11)[0]
-    np.testing.assert_allclose(matrix @ [5, 5, 1], [5, 5], atol=1e-12)
-    np.testing.assert_allclose(np.hypot(*matrix[:, 0]), 1 / 1.2, rtol=1e-12)  # zoom in 20 %
-    # The warp follows the matrix: rotating a centred bright bar by 30 degrees moves it.
-    bar = np.zeros((1, 41, 41, 1), np.uint8)
-    bar[0, 20, 5:36] = 255
-    rotated = Augment(rotation=30, shift=0, zoom=0, brightness=0, contrast=0)._apply(
-        bar, np.array([[1.0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]))[0, :, :, 0]
-    assert rotated[20, 20] > 0.9 and rotated[20, 33] < 0.1  # centre kept, end moved
-    assert rotated[20 - 7, 20 + 12] > 0.5 or rotated[20 + 7, 20 + 12] > 0.5
-
-
-@pytest.mark.parametrize("fill_mode, row", [("nearest", [2, 3, 4, 4, 4]),
-                                            ("reflect", [2, 3, 4, 4, 3]),
-                                            ("constant", [2, 3, 4, 0, 0]),
-                                            ("wrap", [2, 3, 4, 0, 1])])
-def test_fill_modes_match_keras(fill_mode, row):
-    image = np.arange(20, dtype=np.uint8).reshape(1, 4, 5, 1)
-    aug = Augment(rotation=0, shift=0.4, zoom=0, brightness=0, contrast=0, fill_mode=fill_mode)
-    draws = np.array([[0, 1.0, 0, 0, 0, 0, 0, 0, 0, 0]])  # shift x by 0.4 * 5 = 2 pixels
-    np.testing.assert_allclose(aug._apply(image, draws)[0, 0, :, 0] * 255, row, atol=1e-4)
-
-
-def test_brightness_and_contrast_follow_the_formula():
-    images = np.stack([_xray(i, SIZE) for i in range(2)])[..., None]
-    aug = Augment(rotation=0, shift=0, zoom=0, brightness=0.1, contrast=0.5)
-    draws = np.zeros((2, 10))
-    draws[:, 6], draws[:, 7] = [1.0, -1.0], [1.0, -1.0]  # brighter + more contrast; inverse
-    out = aug._apply(images, draws)
-    x = images / 255.0
-    mean = x.mean((1, 2, 3), keepdims=True)
-    factor = np.array([1.5, 0.5]).reshape(2, 1, 1, 1)
-    delta = np.array([0.1, -0.1]).reshape(2, 1, 1, 1)
-    expected = np.clip((x - mean) * factor + mean + delta, 0, 1)
-    np.testing.assert_allclose(out, expected, atol=1e-6)
-    assert out.dtype == np.float32 and (out[0] == 1.0).any()  # clipped at white
-    np.testing.assert_allclose(aug._apply(x.astype(np.float32), draws), expected, atol=1e-6)
-
-
-def test_gamma_and_blur_follow_the_formula_and_leave_the_input_alone():
-    images = np.stack([_xray(i, SIZE) for i in range(3)])[..., None]
-    before = images.copy()
-    aug = Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0, gamma=0.3, blur=2.0)
-    draws = np.zeros((3, 10))
-    draws[:, 8] = [1.0, -1.0, 0.0]  # gamma e^0.3, e^-0.3, 1
-    draws[:, 9] = [0.0, 0.0, 1.0]   # only the last image blurred, sigma 2 px
-    out = aug._apply(images, draws)
-    x = images / 255.0
-    np.testing.assert_allclose(out[0], x[0] ** np.exp(0.3), atol=1e-6)  # darker mid-tones
-    np.testing.assert_allclose(out[1], x[1] ** np.exp(-0.3), atol=1e-6)  # brighter
-    assert out[0].mean() < x[0].mean() < out[1].mean()
-    # Blur keeps the mean and smooths: neighbouring pixels differ less.
-    assert abs(out[2].mean() - x[2].mean()) < 0.01
-    assert np.abs(np.diff(out[2], axis=0)).mean() < 0.7 * np.abs(np.diff(x[2], axis=0)).mean()
-    assert np.array_equal(images, before)
-    # The float path gives the same result.
-    np.testing.assert_allclose(aug._apply(x.astype(np.float32), draws), out, atol=4e-3)  # uint8 blur rounds
-    with pytest.raises(ValueError, match="gamma"):
-        Augment(gamma=-0.1)
-
-
-def test_augment_is_seeded_and_validated():
-    images = tf.random.uniform((4, SIZE, SIZE, 1), seed=1)
-    aug = Augment()
-    assert np.array_equal(aug(images, tf.constant([1, 2])), aug(images, tf.constant([1, 2])))
-    assert not np.array_equal(aug(images, tf.constant([1, 2])), aug(images, tf.constant([1, 3])))
-    # Inside a tf.function (as in Dataset.map) it gives the same values as eagerly.
-    in_graph = tf.function(aug)(images, tf.constant([1, 2]))
-    assert in_graph.shape == (4, SIZE, SIZE, 1)
-    assert np.array_equal(in_graph, aug(images, tf.constant([1, 2])))
-    # Signed int64 seeds, as tf.data draws them, are fine.
-    assert aug(images.numpy(), np.array([-7, 2**62])).shape == (4, SIZE, SIZE, 1)
-    with pytest.raises(ValueError, match="rotation"):
-        Augment(rotation=400)
-    with pytest.raises(ValueError, match="fill_mode"):
-        Augment(fill_mode="mirror")
-    with pytest.raises(ValueError, match=r"\(B, H, W, C\)"):
-        aug(np.zeros((SIZE, SIZE), np.uint8), 0)
-    with pytest.raises(ValueError, match="int16"):
-        aug(np.zeros((1, SIZE, SIZE, 1), np.int16), 0)
-
-
-def test_erase_blanks_edges_or_corners_only_and_leaves_other_draws_alone():
-    x = np.full((16, 64, 64, 1), 200, np.uint8)
-    x[:, 24:40, 24:40] = 40
-    plain = Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0)(x, 5)
-    erased = Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0, erase=0.2)(x, 5)
-    changed = np.abs(erased - plain)[..., 0] > 1e-6
-    assert changed.any()
-    # Only within 20 % of an edge: the centre (where the lungs are) is never blanked.
-    assert not changed[:, 13:51, 13:51].any()
-    # Same seed, same result; erase off, the pixels are those of the plain recipe.
-    np.testing.assert_array_equal(
-        erased, Augment(rotation=0, shift=0, zoom=0, brightness=0, contrast=0, erase=0.2)(x, 5))
-
-
-def test_mixup_blends_images_and_labels_alike_and_is_off_by_default():
-    # Image i is flat at its label's value: after mixup its mean must be its new soft label.
-    y = np.array([0, 1, 1, 0, 1, 0, 0, 1], np.float32)
-    x = np.broadcast_to(y[:, None, None, None], (8, 6, 6, 1)).astype(np.float32)
-    assert Augment().mix(x, y, 3)[0] is x  # off: nothing touched
-    mixed, soft = Augment(mixup=0.4).mix(x, y, 3)
-    np.testing.assert_allclose(mixed.mean(axis=(1, 2, 3)), soft, atol=1e-6)
-    assert ((soft > 0) & (soft < 1)).any() and soft.min() >= 0 and soft.max() <= 1
-    np.testing.assert_array_equal(Augment(mixup=0.4).mix(x, y, 3)[1], soft)  # seeded
-    with pytest.raises(ValueError, match="mixup"):
-        Augment(mixup=-1)
 
 
 def test_training_stream_with_mixup_has_soft_labels(manifest, tmp_path):
