@@ -25,9 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pneumo_helpers import explain  # noqa: E402
+from pneumo_helpers import gradcam, lime_explain  # noqa: E402
 from pneumo_helpers.config import PROFILES, SAMPLE_DIR  # noqa: E402
-from pneumo_helpers.images import read_gray  # noqa: E402
+from pneumo_helpers.images import read_gray, to_unit  # noqa: E402
 
 
 def build_model(image_size: int) -> keras.Model:
@@ -51,7 +51,7 @@ def build_model(image_size: int) -> keras.Model:
 
 def sample_images(n: int, image_size: int) -> np.ndarray:
     paths = sorted(SAMPLE_DIR.glob("*/*/*.jpeg"))[:n]
-    return np.stack([read_gray(p, image_size) for p in paths]).astype(np.float32) / 255.0
+    return np.stack([read_gray(p, image_size) for p in paths])
 
 
 def timed(fn, repeats: int) -> float:
@@ -76,7 +76,7 @@ def plain_lime(model, image: np.ndarray, num_samples: int) -> float:
     classifier(np.zeros((10, *image.shape, 3)))  # trace predict() outside the timing
     start = time.perf_counter()
     lime_image.LimeImageExplainer(random_state=0).explain_instance(
-        image.astype(float), classifier, top_labels=1, num_samples=num_samples, hide_color=0)
+        to_unit(image).astype(float), classifier, top_labels=1, num_samples=num_samples, hide_color=0)
     return time.perf_counter() - start
 
 
@@ -92,18 +92,18 @@ def main(argv=None) -> dict:
     keras.utils.set_random_seed(0)
     model = build_model(args.image_size)
     images = sample_images(max(args.batch, 64), args.image_size)
-    default = explain.LimeExplainer(model)
-    thorough = explain.LimeExplainer(model, settings="thorough")
-    cam = explain.GradCam(model)
+    default = lime_explain.LimeExplainer(model)
+    thorough = lime_explain.LimeExplainer(model, settings="thorough")
+    cam = gradcam.GradCam(model)
 
     results = {
         "model": model.name,
         "image_size": args.image_size,
         "model_params": int(model.count_params()),
-        "lime_default": {**explain.LIME_SETTINGS["default"],
+        "lime_default": {**lime_explain.LIME_SETTINGS["default"],
                          "seconds_per_image": timed(lambda: default.explain(images[0]),
                                                     args.repeats)},
-        "lime_thorough": {**explain.LIME_SETTINGS["thorough"],
+        "lime_thorough": {**lime_explain.LIME_SETTINGS["thorough"],
                           "seconds_per_image": timed(lambda: thorough.explain(images[1]),
                                                      max(1, args.repeats // 2))},
     }
@@ -115,11 +115,11 @@ def main(argv=None) -> dict:
                                           args.repeats) / 16,
         "seconds_per_image_batched": timed(lambda: cam(images[:64]), args.repeats) / 64,
         "seconds_first_call_with_tracing": timed(
-            lambda: explain.grad_cam(model, images[:1]), 1),
+            lambda: gradcam.grad_cam(model, images[:1]), 1),
     }
     # Model inference alone bounds LIME from below: num_samples forward passes.
-    forward = explain.LimeExplainer(model).predict_fn
-    rgb = np.repeat(images[:1, ..., None], 3, axis=-1).repeat(1000, axis=0)
+    forward = lime_explain.LimeExplainer(model).predict_fn
+    rgb = np.repeat(to_unit(images[:1])[..., None], 3, axis=-1).repeat(1000, axis=0)
     results["model_seconds_per_1000_images"] = timed(lambda: forward(rgb), args.repeats)
     if not args.skip_plain_lime:
         results["plain_lime_quickshift_seconds"] = plain_lime(model, images[0], 1000)

@@ -18,9 +18,9 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 import pandas as pd
 from IPython.display import Markdown
 
-from pneumo_helpers import (attention, balance, evaluate, explain, external,
-                            findings, gate, generators, plots, report, scorecard, selection,
-                            shifts)
+from pneumo_helpers import (attention, evaluate, explain, external, findings, gate,
+                            generators, gradcam, labels, lime_explain, plots, report,
+                            scorecard, selection, shifts)
 
 # %%
 loaded = selection.interpreted_model(cfg)  # cfg.model: None = 04's choice, 'shipped', or a name
@@ -37,7 +37,7 @@ for split, rows in sets.items():
     pixels[split] = generators.load_images(rows, image_size=loaded.image_size,
                                            cache_dir=cfg.layout.cache)[..., 0]
     splits[split], probs[split] = rows, loaded.predict(pixels[split])
-y = {split: balance.encode_labels(rows['label']) for split, rows in splits.items()}
+y = {split: labels.encode_labels(rows['label']) for split, rows in splits.items()}
 print('test split:', report.test_source(clean, is_sample=cfg.profile == 'sample'))
 
 # %% [markdown]
@@ -225,10 +225,10 @@ picked = explain.pick_cases(y['test'], probs['test'], threshold=loaded.threshold
 print('explained:', ', '.join(picked))
 
 # %%
-images = pixels['test'][list(picked.values())]  # uint8: the explainers scale it as the model does
-lime = explain.LimeExplainer(loaded.model, num_samples=cfg.lime_samples,
-                             threshold=loaded.threshold, random_state=cfg.seed)
-heatmaps = explain.grad_cam(loaded.model, images[..., None], threshold=loaded.threshold)
+images = pixels['test'][list(picked.values())]  # uint8 films, as the explainers take them
+lime = lime_explain.LimeExplainer(loaded.model, num_samples=cfg.lime_samples,
+                                  threshold=loaded.threshold, random_state=cfg.seed)
+heatmaps = gradcam.grad_cam(loaded.model, images[..., None], threshold=loaded.threshold)
 rows = [(img, lime.explain(img), heat, name) for img, heat, name in zip(images, heatmaps, picked)]
 plots.explanation_panel(rows, path=cfg.layout.figure('05_explanations'));
 
@@ -240,7 +240,7 @@ plots.explanation_panel(rows, path=cfg.layout.figure('05_explanations'));
 # mostly on the border strips (neck, shoulders, film edges, markers).
 
 # %%
-maps = explain.GradCam(loaded.model, threshold=loaded.threshold)(pixels['test'])
+maps = gradcam.GradCam(loaded.model, threshold=loaded.threshold)(pixels['test'])
 heat = attention.heat_table(attention.central_share(maps), y['test'], calls['test'])
 heat.to_csv(cfg.layout.gradcam_heat)
 Markdown(attention.markdown(heat, uniform=attention.uniform_share(*maps.shape[1:])))

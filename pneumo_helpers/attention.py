@@ -5,8 +5,8 @@ of view (the neck, shoulders, film edges, burnt-in markers) puts it on the borde
 each map's heat inside the central region measures that over a whole split, by true class and
 by whether the call was right, against the share a uniform map would have (the region's area).
 
-    maps = explain.GradCam(model, threshold=t)(images)          # (N, H, W) in [0, 1]
-    table = attention.heat_table(attention.central_share(maps), y_true, p >= t)
+    maps = gradcam.GradCam(model, threshold=t)(images)          # (N, H, W) in [0, 1]
+    table = attention.heat_table(attention.central_share(maps), y_true, labels.call(p, t))
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def central_share(heatmaps, *, border: float = BORDER) -> np.ndarray:
     """Share of each map's heat inside the central region, (N,) in [0, 1].
 
     Args:
-        heatmaps: (N, H, W) non-negative maps (:class:`pneumo_helpers.explain.GradCam`).
+        heatmaps: (N, H, W) non-negative maps (:class:`pneumo_helpers.gradcam.GradCam`).
         border: width of each strip left out on every side, as a share of the side.
 
     A map with no heat at all gets NaN.

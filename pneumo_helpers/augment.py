@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from .images import to_unit
+
 __all__ = ["AUGMENTATIONS", "Augment"]
 
 # Keras' fill modes as OpenCV borders ("reflect" repeats the edge pixel: BORDER_REFLECT).
@@ -20,7 +22,9 @@ _BORDERS = {"nearest": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT,
             "constant": cv2.BORDER_CONSTANT, "wrap": cv2.BORDER_WRAP}
 # Upper bounds on Augment's limits that catch unit mistakes (radians vs degrees, % vs fraction).
 _LIMITS = dict(rotation=180.0, shift=0.5, zoom=0.9, brightness=1.0, contrast=1.0, gamma=1.5,
-               blur=5.0, erase=0.5, mixup=10.0)
+               blur=5.0, erase=0.5)
+_CODES = np.arange(256, dtype=np.uint8)
+_LEVELS = to_unit(_CODES)  # each pixel code's value in the models' range
 _N_DRAWS = 10  # per image: rotation, shift x/y, zoom, flip x/y, brightness, contrast, gamma, blur
 
 
@@ -72,11 +76,6 @@ class Augment:
             the collimation edge sit there: blanking them at random stops the network from
             relying on them. Drawn from a second random stream, so turning it on leaves every
             other draw of a seed unchanged.
-        mixup: alpha of mixup (Zhang et al. 2018): each training image is blended with
-            another image of its batch, ``lam * x_i + (1 - lam) * x_j`` with
-            ``lam ~ Beta(alpha, alpha)`` per image, and so is its label, which becomes soft.
-            0 (default) turns it off; a batch step applied by :func:`make_dataset` after the
-            per-image changes, from a third random stream (other draws unchanged).
     """
 
     rotation: float = 7.0
@@ -90,7 +89,6 @@ class Augment:
     vertical_flip: bool = False
     fill_mode: str = "nearest"
     erase: float = 0.0
-    mixup: float = 0.0
 
     def __post_init__(self):
         for name in _LIMITS:
@@ -112,8 +110,8 @@ class Augment:
         """Augment a batch.
 
         Args:
-            images: ``(B, H, W, C)`` with 1 to 4 channels, either uint8 (``0..255``, the
-                fastest: the pipeline passes its cached pixels) or float in ``[0, 1]``; a numpy
+            images: uint8 ``(B, H, W, C)`` with 1 to 4 channels, the pipeline's cached
+                pixels; a numpy
                 array or a tensor. Inside a ``tf.function`` or ``Dataset.map`` the work runs
                 through ``tf.numpy_function``.
             seed: int or sequence of ints (e.g. an int tensor of shape ``(2,)``); the same
@@ -133,27 +131,15 @@ class Augment:
     def _augment(self, images, seed) -> np.ndarray:
         images = np.asarray(images)
         if images.ndim != 4 or not 1 <= images.shape[-1] <= 4 \
-                or not (images.dtype == np.uint8 or images.dtype.kind == "f"):
-            raise ValueError("Augment expects a batch (B, H, W, C) with 1 to 4 channels, "
-                             f"uint8 or float in [0, 1]; got dtype {images.dtype} and shape "
+                or images.dtype != np.uint8:
+            raise ValueError("Augment expects a uint8 batch (B, H, W, C) with 1 to 4 "
+                             f"channels; got dtype {images.dtype} and shape "
                              f"{images.shape}")
         # SeedSequence wants non-negative words; tf.data's random seeds are signed int64.
         words = np.atleast_1d(np.asarray(seed)).astype(np.int64).view(np.uint64)
         # One draw per image and parameter, in [-1, 1) (see _N_DRAWS).
         draws = np.random.default_rng(words).uniform(-1.0, 1.0, (len(images), _N_DRAWS))
         return self._apply(images, draws, words)
-
-    def mix(self, x: np.ndarray, y: np.ndarray, seed) -> tuple[np.ndarray, np.ndarray]:
-        """Mixup of a batch: float32 images ``x`` (B, H, W, C) and labels ``y`` (B,) blended
-        with a permutation of themselves (see ``mixup``); unchanged when ``mixup`` is 0."""
-        if not self.mixup:
-            return x, y
-        words = np.atleast_1d(np.asarray(seed)).astype(np.int64).view(np.uint64)
-        rng = np.random.default_rng([*words.tolist(), 2])
-        lam = rng.beta(self.mixup, self.mixup, len(x)).astype(np.float32)
-        partner = rng.permutation(len(x))
-        mixed = lam[:, None, None, None] * x + (1.0 - lam[:, None, None, None]) * x[partner]
-        return mixed.astype(np.float32), (lam * y + (1.0 - lam) * y[partner]).astype(np.float32)
 
     def _erase(self, images: np.ndarray, words: np.ndarray) -> np.ndarray:
         """Blank an edge strip and a corner square of some images, in place (see ``erase``)."""
@@ -182,13 +168,13 @@ class Augment:
 
     def _apply(self, images: np.ndarray, draws: np.ndarray,
                seed_words: np.ndarray | None = None) -> np.ndarray:
-        """Augment ``images`` (uint8 or float ``(B, H, W, C)``) with ``(B, _N_DRAWS)`` draws.
+        """Augment uint8 ``images`` ``(B, H, W, C)`` with ``(B, _N_DRAWS)`` draws.
 
         Warps and blurs uint8 as uint8 (where OpenCV is fastest); gamma, brightness, contrast,
         clipping and the conversion to float32 are then one pass: a 256-entry lookup table per
         image.
         """
-        images = np.ascontiguousarray(images, None if images.dtype == np.uint8 else np.float32)
+        images = np.ascontiguousarray(images)
         n, height, width, channels = images.shape
         warped = images
         if self.geometric:
@@ -211,18 +197,12 @@ class Augment:
         # mean taken after the warp and approximated after the gamma curve as mean ** gamma.
         factors = 1.0 + self.contrast * draws[:, 7]
         offsets = self.brightness * draws[:, 6]
-        scale = 255.0 if images.dtype == np.uint8 else 1.0
         if self.contrast:
             # One OpenCV call for all the means (per-image Python calls cost more than this).
             means = cv2.reduce(warped.reshape(n, -1), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F)
-            offsets = offsets + (means[:, 0] / scale) ** gammas * (1.0 - factors)
-        if scale == 1.0:
-            curved = warped if not self.gamma else np.power(
-                np.clip(warped, 0.0, 1.0), gammas[:, None, None, None].astype(np.float32))
-            out = curved * factors[:, None, None, None].astype(np.float32) \
-                + offsets[:, None, None, None].astype(np.float32)
-            return np.clip(out, 0.0, 1.0, out=out)
-        levels = (np.arange(256) / 255.0)[None, :] ** gammas[:, None]
+            offsets = offsets + np.interp(means[:, 0], _CODES, _LEVELS) ** gammas \
+                * (1.0 - factors)
+        levels = _LEVELS[None, :].astype(np.float64) ** gammas[:, None]
         luts = np.clip(levels * factors[:, None] + offsets[:, None], 0.0, 1.0).astype(np.float32)
         out = np.empty(images.shape, np.float32)
         for i in range(n):

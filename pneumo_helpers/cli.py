@@ -472,24 +472,23 @@ def _explain(args, loaded) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from . import explain, plots
+    from . import gradcam, lime_explain, plots
+    from .explain import overlay
     from .images import read_gray
 
     plots.style()
     output = _output_path(args.output, suffixes=PICTURE_SUFFIXES, inputs=[args.image])
     pixels = read_gray(args.image, size=loaded.image_size, film=True)
     probability = float(loaded.predict(pixels[None])[0])
-    image = pixels.astype("float32") / 255.0  # what the explainers take: [0, 1]
     label = loaded.label([probability])[0]
     title = f"{shown(Path(args.image).name)}: P(pneumonia) = {probability:.2f} -> {label}"
     if args.method == "lime":
-        result = explain.LimeExplainer(loaded.model, settings=args.settings,
-                                       threshold=loaded.threshold).explain(image)
-        picture = explain.lime_overlay(result)
+        result = lime_explain.LimeExplainer(loaded.model, settings=args.settings,
+                                            threshold=loaded.threshold).explain(pixels)
+        picture = lime_explain.lime_overlay(result)
     else:
-        heatmap = explain.grad_cam(loaded.model, image[None, ..., None],
-                                   threshold=loaded.threshold)[0]
-        picture = explain.overlay(image, heatmap)
+        heatmap = gradcam.grad_cam(loaded.model, pixels[None], threshold=loaded.threshold)[0]
+        picture = overlay(pixels, heatmap)
     plots.save(plots.image_panel(picture, title=title), output)
     print(f"{title}; {loaded.threshold_note()}; wrote {shown(output)}")
     return 0

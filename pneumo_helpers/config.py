@@ -104,7 +104,7 @@ class RunConfig:
             (``PNEUMO_DOWNLOAD_WEIGHTS=0``, set by the tests): use only cached weights.
         balance: the final model's rebalancing: ``"none"``, ``"undersample"``,
             ``"oversample"`` or ``"class_weight"`` (04 compares them all).
-        augment: a recipe of ``generators.AUGMENTATIONS`` for every training of the run.
+        augment: a recipe of ``augment.AUGMENTATIONS`` for every training of the run.
         consistency: weight of the two-view consistency term in every training of the run
             (``experiment.run_candidate``); 0: none.
         pretrain_epochs: epochs of contrastive pretraining of the encoder before every

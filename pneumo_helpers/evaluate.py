@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from .balance import encode_labels
+from .labels import call, encode_labels
 from .data import CLASSES
 from .recipe import THRESHOLD_RULE
 from .runs import Estimate, MetricsReport
@@ -223,7 +223,7 @@ def bootstrap(y_true, y_prob, *, threshold: float = 0.5, groups=None, n_boot: in
     # How often each patient is drawn in each resample = a multinomial draw.
     draws = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
     weights = draws[:, codes].astype(float)
-    values = _weighted_metrics(y, p, (p >= threshold).astype(int), weights)
+    values = _weighted_metrics(y, p, call(p, threshold), weights)
     return pd.DataFrame(values, columns=list(METRICS))
 
 
@@ -263,7 +263,7 @@ def evaluate(y_true, y_prob, *, threshold: float = 0.5, groups=None, n_boot: int
     y = _labels(y_true)
     p = _probabilities(y_prob, y.size)
     threshold = _check_threshold(threshold)
-    values = _point_metrics(y, p, (p >= threshold).astype(int))
+    values = _point_metrics(y, p, call(p, threshold))
     if n_boot:
         boot = bootstrap(y, p, threshold=threshold, groups=groups, n_boot=n_boot, seed=seed)
         # A metric undefined in every resample is NaN, not a warning.

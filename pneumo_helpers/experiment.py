@@ -24,6 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import balance, distribute, evaluate, files, generators, models, pretrain, train
+from .augment import AUGMENTATIONS
+from .labels import encode_labels
 from .data import manifest_hash
 from .recipe import Recipe
 from .runs import ModelLayout
@@ -91,7 +93,7 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, recipe: Reci
     if model not in BUILDERS:
         raise ValueError(f"model must be one of {sorted(BUILDERS)}, got {model!r}")
     name = name or recipe.name
-    augment_used = generators.AUGMENTATIONS[recipe.augment]
+    augment_used = AUGMENTATIONS[recipe.augment]
     out_dir = Path(out_dir)
     data_parallel = distribution == "jax"
     if data_parallel:
@@ -247,7 +249,7 @@ def _validate(net, val_rows: pd.DataFrame, val_ds, *, out_dir: Path, name: str,
               history: pd.DataFrame, threshold_rule: str, n_boot: int,
               seed: int) -> CandidateResult:
     """Predict validation, choose the threshold there, write the metrics and predictions."""
-    y_val = balance.encode_labels(val_rows["label"])
+    y_val = encode_labels(val_rows["label"])
     p_val = evaluate.predict_proba(net, val_ds)
     threshold = evaluate.choose_threshold(y_val, p_val, rule=threshold_rule)
     metrics = evaluate.evaluate(y_val, p_val, threshold=threshold, groups=val_rows["patient"],

@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import files
 from .images import IMAGE_SUFFIXES
-from .labels import CLASSES, encode_labels, patient_id
+from .labels import CLASSES, call, encode_labels, patient_id
 from .runs import SiteThreshold
 
 __all__ = ["ExternalError", "labelled_rows", "sample_hash", "scores", "choose_site_threshold",
@@ -87,7 +87,7 @@ def scores(y_true, y_prob, *, threshold: float) -> dict[str, float]:
 
     y = encode_labels(y_true)
     p = np.asarray(y_prob, dtype=float)
-    called = p >= threshold
+    called = call(p, threshold).astype(bool)
     return dict(roc_auc=float(roc_auc_score(y, p)),
                 sensitivity=float(called[y == 1].mean()),
                 specificity=float(1.0 - called[y == 0].mean()), n=int(y.size))

@@ -28,10 +28,9 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from . import files
-# The old home of Augment and AUGMENTATIONS, still read by experiment.py and tools/sweep.py.
-from .augment import AUGMENTATIONS, Augment  # noqa: F401
-from .balance import encode_labels
-from .images import ImageError, read_gray
+from .augment import Augment
+from .images import ImageError, read_gray, to_unit
+from .labels import encode_labels
 
 __all__ = ["cache_key", "load_images", "make_dataset"]
 
@@ -160,8 +159,8 @@ def _write_atomically(images: np.ndarray, target: Path) -> None:
 
 
 
-# The seed word that separates the second view's draws from the first's (erasing uses 1 and
-# mixup 2 after the batch seed, see Augment).
+# The seed word that separates the second view's draws from the first's (erasing uses 1
+# after the batch seed, see Augment).
 _SECOND_VIEW = 3
 
 
@@ -197,8 +196,7 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
         views: 2 gives every film of a training batch twice, as two independent draws of
             ``augment`` on adjacent rows (``2i``, ``2i + 1``), so batches hold
             ``2 * batch_size`` rows: the input of a model trained with a consistency term
-            (:class:`pneumo_helpers.models.ViewConsistency`). Needs augmentation; not with
-            mixup (which would blend the pairs apart).
+            (:class:`pneumo_helpers.models.ViewConsistency`). Needs augmentation.
 
     Returns:
         Dataset of ``x`` float32 ``(B, image_size, image_size, channels)`` in ``[0, 1]`` and
@@ -225,8 +223,8 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
     augment = augment if training and isinstance(augment, Augment) else None
     if views not in (1, 2):
         raise ValueError(f"views must be 1 or 2, got {views!r}")
-    if views == 2 and (augment is None or augment.mixup):
-        raise ValueError("views=2 needs training=True with augmentation and without mixup: "
+    if views == 2 and augment is None:
+        raise ValueError("views=2 needs training=True with augmentation: "
                          "two views of a film differ only by their augmentation")
 
     pixels = load_images(manifest, image_size=image_size, cache_dir=cache_dir, workers=workers)
@@ -238,10 +236,10 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
         ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if augment is None:
-        pixel_tensor = tf.constant(pixels)
-
         def to_batch(rows):
-            x = tf.cast(tf.gather(pixel_tensor, rows), tf.float32) / 255.0
+            x = tf.numpy_function(lambda r: to_unit(pixels[r]), [rows], tf.float32,
+                                  stateful=False)
+            x = tf.ensure_shape(x, (None, image_size, image_size, 1))
             return _repeat_channels(x, channels), tf.gather(targets, rows)
     else:
         # A fresh (2,) seed per batch and per epoch, reproducible from `seed`.
@@ -254,7 +252,7 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
                 second = augment(pixels[rows], [*batch_seed, _SECOND_VIEW])
                 return (np.stack([x, second], 1).reshape(-1, *x.shape[1:]),
                         np.repeat(labels[rows], 2))
-            return augment.mix(x, labels[rows], batch_seed)
+            return x, labels[rows]
 
         def to_batch(rows, batch_seed):
             # OpenCV releases the GIL while warping, so parallel calls use every core.

@@ -5,6 +5,7 @@ RGBA PNGs (screenshots), palette images, TIFF, or DICOM files straight from the 
 the optional extra ``pip install "pneumo[dicom]"``, which brings pydicom; see
 :mod:`pneumo_helpers.dicom`). All of them become one thing here: a ``uint8`` grayscale array,
 upright as a viewer shows it (EXIF orientation applied), optionally resized to a square.
+:func:`to_unit` is the one step from that array to what a model takes: float32 in ``[0, 1]``.
 
 Three rules hold for every container:
 
@@ -44,7 +45,7 @@ from . import dicom
 from .gate import MIN_SIDE, film_reason, implausible
 
 __all__ = ["ImageError", "IMAGE_SUFFIXES", "PIL_FORMATS", "MAX_PIXELS", "MAX_FILE_BYTES",
-           "MAX_PAGES", "MIN_SIDE", "read_gray", "describe", "implausible"]
+           "MAX_PAGES", "MIN_SIDE", "read_gray", "describe", "implausible", "to_unit"]
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                   ".dcm", ".dicom"}
@@ -283,6 +284,23 @@ def _c_library_messages(path: Path):
                              "the original file")
     if failure is not None:
         raise failure
+
+
+def to_unit(pixels) -> np.ndarray:
+    """uint8 pixels ``0..255`` (any shape) -> float32 in ``[0, 1]``, the models' input range.
+
+    The package's one pixel scaling: serving, training batches, augmentation and explanations
+    all call it. Anything but uint8 is refused rather than guessed at: a float array may be
+    scaled already, and scaled twice a film becomes a near-blank image.
+
+    Raises:
+        ValueError: ``pixels`` is not uint8.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels 0..255 as read_gray gives them, got dtype "
+                         f"{pixels.dtype}; read the file with pneumo_helpers.images.read_gray")
+    return pixels.astype(np.float32) / 255.0
 
 
 def _resize(gray: np.ndarray, size: int) -> np.ndarray:

@@ -21,7 +21,8 @@ import pandas as pd
 
 from . import files
 from .runs import MetricsReport, ModelLayout, SiteThreshold
-from .images import IMAGE_SUFFIXES, ImageError, read_gray
+from .images import IMAGE_SUFFIXES, ImageError, read_gray, to_unit
+from .labels import CLASSES, call
 
 __all__ = ["SHIPPED_MODEL_DIR", "MAX_BATCH", "RUNTIMES", "ModelError", "LoadedModel", "LiteModel",
            "load_model", "export_litert", "collect_images", "predict_files"]
@@ -69,7 +70,7 @@ class LoadedModel:
         """``"PNEUMONIA"`` or ``"NORMAL"`` per P(PNEUMONIA) (N,), at :attr:`threshold`; the one
         place a probability becomes a call. NaN (no prediction) gives ``""``."""
         p = np.asarray(probability, dtype=float)
-        return np.where(np.isnan(p), "", np.where(p >= self.threshold, "PNEUMONIA", "NORMAL"))
+        return np.where(np.isnan(p), "", np.asarray(CLASSES)[call(p, self.threshold)])
 
     def threshold_note(self) -> str:
         """One line saying which threshold calls the films, for a command's output."""
@@ -118,7 +119,7 @@ class LoadedModel:
         x = np.zeros((batch_size, self.image_size, self.image_size, self.channels), np.float32)
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
-            x[:len(chunk)] = chunk[..., None].astype(np.float32) / 255.0
+            x[:len(chunk)] = to_unit(chunk)[..., None]
             x[len(chunk):] = 0.0
             out[start:start + len(chunk)] = np.asarray(
                 self.model.predict_on_batch(x)).reshape(-1)[:len(chunk)]

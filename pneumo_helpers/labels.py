@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CLASSES", "encode_labels", "patient_id", "subtype"]
+__all__ = ["CLASSES", "call", "encode_labels", "patient_id", "subtype"]
 
 # In label order: position = encoded label (NORMAL = 0, PNEUMONIA = 1).
 CLASSES = ("NORMAL", "PNEUMONIA")
@@ -41,6 +41,17 @@ def encode_labels(labels) -> np.ndarray:
         raise ValueError(f"labels must be 'NORMAL'/'PNEUMONIA' or 0/1; found {shown} "
                          f"in {int(bad.sum())} rows")
     return codes.astype(np.int64)
+
+
+def call(y_prob, threshold: float) -> np.ndarray:
+    """The decision rule: 1 (PNEUMONIA) where P(PNEUMONIA) ``y_prob >= threshold``, else 0.
+
+    ``y_prob``: a probability or an array of them; returns int64 of the same shape (NaN -> 0).
+    The package's one threshold comparison, with the convention of
+    :func:`sklearn.metrics.roc_curve`.
+    """
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(y_prob, dtype=np.float64) >= threshold).astype(np.int64)
 
 
 # --- Patients and subtypes, from the file name ---------------------------------------------

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .labels import CLASSES
+from .images import to_unit
+from .labels import CLASSES, call, encode_labels
 from .files import atomic_write
 
 CLASS_COLORS = dict(zip(CLASSES, ("#4C72B0", "#DD8452")))
@@ -52,6 +53,11 @@ def save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
     return fig
 
 
+def show_film(ax, film) -> None:
+    """Draw a uint8 film (H, W[, 1]) in gray on ``ax``, black = 0 and white = 255."""
+    ax.imshow(to_unit(np.squeeze(film)), cmap="gray", vmin=0, vmax=1)
+
+
 def class_counts(table: pd.DataFrame, *, title: str = "Images per split and class",
                  path=None) -> plt.Figure:
     """Grouped bars of a count table (rows = splits or strategies, columns NORMAL/PNEUMONIA)."""
@@ -76,8 +82,7 @@ def image_grid(images: list[np.ndarray], titles: list[str], *, ncols: int = 6,
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, label in zip(axes.flat, images, titles):
-        ax.imshow(np.squeeze(img), cmap="gray", vmin=0, vmax=255 if img.dtype == np.uint8
-                  else 1)
+        show_film(ax, img)
         ax.set_title(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
@@ -88,7 +93,6 @@ def image_grid(images: list[np.ndarray], titles: list[str], *, ncols: int = 6,
 # --- Explore figures (notebook 03): what the pixels of each class look like ---------------
 
 def _class_names(labels) -> np.ndarray:
-    from .balance import encode_labels
 
     return np.asarray(CLASSES)[encode_labels(labels)]
 
@@ -184,7 +188,6 @@ def image_panel(image: np.ndarray, *, title: str = "", path=None) -> plt.Figure:
 
 def _binary(y_true) -> np.ndarray:
     """Labels as int 0 (NORMAL) / 1 (PNEUMONIA), from 0/1 or the class names."""
-    from .balance import encode_labels
 
     return encode_labels(np.asarray(y_true).ravel())
 
@@ -215,7 +218,7 @@ def roc_pr_curves(y_true, y_prob, *, threshold: float, title: str | None = None,
     from sklearn import metrics as skm
 
     y, p = _binary(y_true), np.asarray(y_prob, dtype=float).ravel()
-    pred = p >= threshold
+    pred = call(p, threshold).astype(bool)
     color = CLASS_COLORS["PNEUMONIA"]
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(8.5, 3.8), dpi=DPI)
     fpr, tpr, _ = skm.roc_curve(y, p)
@@ -289,16 +292,15 @@ def error_gallery(images, y_true, y_prob, *, threshold: float, n: int = 6,
                   title: str = "Most confident mistakes", path=None) -> plt.Figure:
     """The ``n`` most confident false positives (NORMAL called PNEUMONIA, highest P first)
     and false negatives (PNEUMONIA called NORMAL, lowest P first), one row each.
-    ``images``: (N, H, W[, 1]) uint8 or float in [0, 1]."""
+    ``images``: uint8 films (N, H, W[, 1])."""
     images = np.asarray(images)
     y, p = _binary(y_true), np.asarray(y_prob, dtype=float).ravel()
-    pred = p >= threshold
+    pred = call(p, threshold).astype(bool)
     fp = np.flatnonzero((y == 0) & pred)
     fn = np.flatnonzero((y == 1) & ~pred)
     rows = {"false positives (true NORMAL)": fp[np.argsort(-p[fp])][:n],
             "false negatives (true PNEUMONIA)": fn[np.argsort(p[fn])][:n]}
     fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 4.0), dpi=DPI, squeeze=False)
-    vmax = 255 if images.dtype == np.uint8 else 1
     for axes_row, ((name, index), true_name) in zip(axes, zip(rows.items(), CLASS_COLORS)):
         for ax in axes_row:
             ax.set_xticks([])
@@ -308,7 +310,7 @@ def error_gallery(images, y_true, y_prob, *, threshold: float, n: int = 6,
             axes_row[0].text(0.5, 0.5, "none", ha="center", va="center",
                              transform=axes_row[0].transAxes)
         for ax, i in zip(axes_row, index):
-            ax.imshow(np.squeeze(images[i]), cmap="gray", vmin=0, vmax=vmax)
+            show_film(ax, images[i])
             ax.set_title(f"P = {p[i]:.3f}", fontsize=8)
             for spine in ax.spines.values():  # frame in the colour of the true class
                 spine.set(color=CLASS_COLORS[true_name], linewidth=2.5)
@@ -372,13 +374,14 @@ def explanation_panel(rows, *, k: int = 5, title: str | None = None,
     """One column per image; rows: the film | LIME superpixels | Grad-CAM overlay.
 
     ``rows``: iterable of ``(image, explanation, gradcam_heatmap, title)`` where ``image`` is
-    (H, W[, 1]) in [0, 1] or uint8, ``explanation`` an ``explain.Explanation`` (or None),
+    a uint8 film (H, W[, 1]), ``explanation`` a ``lime_explain.Explanation`` (or None),
     ``gradcam_heatmap`` (H, W) in [0, 1] (or None) and ``title`` a string (e.g. the kind of
     case). LIME shows the ``k`` superpixels pushing most towards PNEUMONIA in green and
     towards NORMAL in red; the model's P(PNEUMONIA) is in the column title. Cases side by side
     keep the figure landscape, as a slide or a page is.
     """
-    from .explain import lime_overlay, overlay
+    from .explain import overlay
+    from .lime_explain import lime_overlay
 
     rows = list(rows)
     if not rows:
@@ -392,7 +395,7 @@ def explanation_panel(rows, *, k: int = 5, title: str | None = None,
             for spine in ax.spines.values():
                 spine.set_visible(False)
         gray = np.squeeze(np.asarray(image))
-        column[0].imshow(gray, cmap="gray", vmin=0, vmax=255 if gray.dtype == np.uint8 else 1)
+        show_film(column[0], gray)
         label = name or ""
         color = CLASS_COLORS.get(_true_class(name), "black")
         if explanation is not None:

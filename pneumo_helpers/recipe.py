@@ -33,7 +33,7 @@ class Recipe:
         image_size: side of the square greyscale input, pixels.
         batch_size: films per training batch. epochs: upper bound; early stopping on
             validation ROC AUC keeps the best epoch.
-        augment: a key of ``generators.AUGMENTATIONS``.
+        augment: a key of ``augment.AUGMENTATIONS``.
         consistency: weight of the two-view consistency term (0: one view, plain
             cross-entropy).
         pretrain_epochs: epochs of contrastive pretraining of the encoder before training

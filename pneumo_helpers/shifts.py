@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import evaluate
-from .balance import encode_labels
+from .labels import encode_labels
 
 __all__ = ["ACQUISITION", "FRAMING", "CROPS", "SHIFTS", "SUMMARY", "apply_shift", "stress_test",
            "crop_curve", "summarize"]

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from pneumo_helpers.augment import AUGMENTATIONS, Augment
+from pneumo_helpers.images import to_unit
 
 SIZE = 32
 OFF = dict(rotation=0, shift=0, zoom=0, brightness=0, contrast=0)  # every change off
@@ -30,7 +31,7 @@ def test_everything_off_is_the_identity_in_float():
     images = np.stack([_xray(i, SIZE) for i in range(3)])[..., None]
     out = Augment(**OFF)(images, 4)
     assert out.dtype == np.float32
-    np.testing.assert_allclose(out, images / 255.0, atol=1e-6)
+    np.testing.assert_allclose(out, to_unit(images), atol=1e-6)
 
 
 def test_rotation_keeps_the_centre_and_moves_the_ends():
@@ -54,7 +55,7 @@ def test_fill_modes_fill_what_a_shift_uncovers(fill_mode):
 
 def test_brightness_and_contrast_stay_within_their_limits():
     images = np.stack([_xray(i, SIZE) for i in range(8)])[..., None]
-    x = images / 255.0
+    x = to_unit(images)
     bright = Augment(**{**OFF, "brightness": 0.1})(images, 3)
     delta = (bright - x).reshape(8, -1)
     unclipped = (x.reshape(8, -1) > 0.1) & (x.reshape(8, -1) < 0.9)
@@ -69,7 +70,7 @@ def test_brightness_and_contrast_stay_within_their_limits():
 def test_gamma_bends_the_exposure_curve_within_its_limit_and_blur_smooths():
     images = np.stack([_xray(i, SIZE) for i in range(8)])[..., None]
     before = images.copy()
-    x = np.clip(images / 255.0, 1e-3, 1 - 1e-3)
+    x = np.clip(to_unit(images), 1e-3, 1 - 1e-3)
     out = Augment(**OFF, gamma=0.3)(images, 5)
     exponents = np.log(np.clip(out, 1e-3, 1 - 1e-3)) / np.log(x)
     mid = (x > 0.2) & (x < 0.8)
@@ -77,9 +78,9 @@ def test_gamma_bends_the_exposure_curve_within_its_limit_and_blur_smooths():
     assert all(np.exp(-0.3) - 0.02 <= g <= np.exp(0.3) + 0.02 for g in per_image)
     assert np.ptp(per_image) > 0.01
     blurred = Augment(**OFF, blur=2.0)(images, 5)
-    assert np.abs(blurred.mean((1, 2, 3)) - (images / 255.0).mean((1, 2, 3))).max() < 0.01
+    assert np.abs(blurred.mean((1, 2, 3)) - (to_unit(images)).mean((1, 2, 3))).max() < 0.01
     assert (np.abs(np.diff(blurred, axis=1)).mean() <
-            np.abs(np.diff(images / 255.0, axis=1)).mean())
+            np.abs(np.diff(to_unit(images), axis=1)).mean())
     assert np.array_equal(images, before)  # the input is left alone
     with pytest.raises(ValueError, match="gamma"):
         Augment(gamma=-0.1)
@@ -89,10 +90,10 @@ def test_flips_are_off_by_default_and_exact_when_on():
     assert Augment().horizontal_flip is False and Augment().vertical_flip is False
     pixels = np.stack([_xray(i, SIZE) for i in range(16)])[..., None]
     flip_only = Augment(**OFF, horizontal_flip=True)
-    # Float tensors in -> tensor out; uint8 numpy in -> numpy out; both flip the same images.
-    out = flip_only(tf.constant(pixels / 255.0, tf.float32), tf.constant([1, 2])).numpy()
+    # A tensor in -> a tensor out; numpy in -> numpy out; both flip the same images.
+    out = flip_only(tf.constant(pixels), tf.constant([1, 2])).numpy()
     assert np.array_equal(out, flip_only(pixels, np.array([1, 2])))
-    expected = pixels / 255.0
+    expected = to_unit(pixels)
     mirrored = [np.allclose(o, i[:, ::-1], atol=1e-6) for o, i in zip(out, expected)]
     same = [np.allclose(o, i, atol=1e-6) for o, i in zip(out, expected)]
     assert all(m or s for m, s in zip(mirrored, same))
@@ -103,7 +104,7 @@ def test_flips_are_off_by_default_and_exact_when_on():
 
 
 def test_augment_is_seeded_and_validated():
-    images = tf.random.uniform((4, SIZE, SIZE, 1), seed=1)
+    images = tf.constant(np.random.default_rng(1).integers(0, 256, (4, SIZE, SIZE, 1), np.uint8))
     aug = Augment()
     assert np.array_equal(aug(images, tf.constant([1, 2])), aug(images, tf.constant([1, 2])))
     assert not np.array_equal(aug(images, tf.constant([1, 2])), aug(images, tf.constant([1, 3])))
@@ -121,6 +122,8 @@ def test_augment_is_seeded_and_validated():
         aug(np.zeros((SIZE, SIZE), np.uint8), 0)
     with pytest.raises(ValueError, match="int16"):
         aug(np.zeros((1, SIZE, SIZE, 1), np.int16), 0)
+    with pytest.raises(ValueError, match="uint8"):  # scaled already: refused, not rescaled
+        aug(np.zeros((1, SIZE, SIZE, 1), np.float32), 0)
 
 
 def test_erase_blanks_edges_or_corners_only_and_leaves_other_draws_alone():
@@ -135,16 +138,3 @@ def test_erase_blanks_edges_or_corners_only_and_leaves_other_draws_alone():
     # Same seed, same result; erase off, the pixels are those of the plain recipe.
     np.testing.assert_array_equal(
         erased, Augment(**OFF, erase=0.2)(x, 5))
-
-
-def test_mixup_blends_images_and_labels_alike_and_is_off_by_default():
-    # Image i is flat at its label's value: after mixup its mean must be its new soft label.
-    y = np.array([0, 1, 1, 0, 1, 0, 0, 1], np.float32)
-    x = np.broadcast_to(y[:, None, None, None], (8, 6, 6, 1)).astype(np.float32)
-    assert Augment().mix(x, y, 3)[0] is x  # off: nothing touched
-    mixed, soft = Augment(mixup=0.4).mix(x, y, 3)
-    np.testing.assert_allclose(mixed.mean(axis=(1, 2, 3)), soft, atol=1e-6)
-    assert ((soft > 0) & (soft < 1)).any() and soft.min() >= 0 and soft.max() <= 1
-    np.testing.assert_array_equal(Augment(mixup=0.4).mix(x, y, 3)[1], soft)  # seeded
-    with pytest.raises(ValueError, match="mixup"):
-        Augment(mixup=-1)

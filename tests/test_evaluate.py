@@ -283,10 +283,10 @@ def test_model_comparison(results, tmp_path):
 
 
 def test_explanation_panel(tmp_path):
-    from pneumo_helpers.explain import Explanation
+    from pneumo_helpers.lime_explain import Explanation
 
     rng = np.random.default_rng(0)
-    image = rng.random((24, 24)).astype(np.float32)
+    image = rng.integers(0, 256, (24, 24), np.uint8)
     segments = np.repeat(np.arange(4), 144).reshape(24, 24)
     weights = np.array([0.3, -0.2, 0.05, -0.01])
     e = Explanation(image=image, segments=segments, weights=weights, heatmap=weights[segments],

@@ -87,7 +87,7 @@ def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path, s
     import numpy as np
     import pandas as pd
 
-    from pneumo_helpers import explain, inference
+    from pneumo_helpers import gradcam, inference
     from pneumo_helpers.runs import MetricsReport
 
     train_rows, val_rows = sample_split
@@ -110,7 +110,7 @@ def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path, s
     loaded = inference.load_model(tmp_path / "avg", runtime="keras")
     images = (np.random.default_rng(0).uniform(size=(3, 32, 32)) * 255).astype(np.uint8)
     assert loaded.predict(images).shape == (3,)
-    assert explain.GradCam(loaded.model)(images).shape == (3, 32, 32)
+    assert gradcam.GradCam(loaded.model)(images).shape == (3, 32, 32)
     with pytest.raises(ValueError, match="differ in"):
         other = experiment.run_candidate(
             train_rows, val_rows, TINY.replace(epochs=1, image_size=48, batch_size=8),
@@ -122,7 +122,7 @@ def test_a_consistency_candidate_trains_on_paired_views_and_ships_as_a_plain_mod
         tmp_path, sample_split):
     import numpy as np
 
-    from pneumo_helpers import explain, inference, models
+    from pneumo_helpers import gradcam, inference, models
 
     train_rows, val_rows = sample_split
     result = experiment.run_candidate(
@@ -135,7 +135,7 @@ def test_a_consistency_candidate_trains_on_paired_views_and_ships_as_a_plain_mod
     images = (np.random.default_rng(0).uniform(size=(3, 32, 32)) * 255).astype(np.uint8)
     assert loaded.predict(images).shape == (3,)
     # Grad-CAM scores the Dense logit behind the pass-through layer, as for any model.
-    cam = explain.GradCam(loaded.model)
+    cam = gradcam.GradCam(loaded.model)
     assert cam._dense is models.output_layer(loaded.model) and cam(images).shape == (3, 32, 32)
     # The fast runtime exports it too (checked against Keras on the sample by export_litert).
     inference.export_litert(tmp_path / "c")

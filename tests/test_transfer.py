@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumo_helpers import cli, data, experiment, explain, inference, models, selection
+from pneumo_helpers import (cli, data, experiment, gradcam, inference, lime_explain, models,
+                            selection)
 from pneumo_helpers.config import SAMPLE_DIR, RunConfig
 from pneumo_helpers.recipe import Recipe
 from pneumo_helpers.runs import ModelLayout, RunLayout
@@ -79,18 +80,18 @@ def test_the_saved_model_loads_takes_gray_films_and_exports_to_litert(trained):
 def test_grad_cam_reads_the_backbone_last_activation(trained):
     backbone, result = trained
     model = inference.load_model(result.out_dir, runtime="keras").model
-    cam = explain.GradCam(model)
+    cam = gradcam.GradCam(model)
     assert cam.layer.name == models.BACKBONES[backbone].feature_layer
     assert cam.layer.output.shape[1:3] == (1, 1)  # 32 px / 32: the backbone's last maps
-    maps = cam(np.random.default_rng(1).random((2, SIZE, SIZE)).astype("float32"))
+    maps = cam(np.random.default_rng(1).integers(0, 256, (2, SIZE, SIZE), np.uint8))
     assert maps.shape == (2, SIZE, SIZE) and np.isfinite(maps).all() and maps.max() <= 1
 
 
 def test_lime_explains_a_transfer_model(trained):
     _, result = trained
     model = inference.load_model(result.out_dir, runtime="keras").model
-    image = np.random.default_rng(2).random((SIZE, SIZE)).astype("float32")
-    explanation = explain.LimeExplainer(model, num_samples=20, n_segments=8).explain(image)
+    image = np.random.default_rng(2).integers(0, 256, (SIZE, SIZE), np.uint8)
+    explanation = lime_explain.LimeExplainer(model, num_samples=20, n_segments=8).explain(image)
     assert explanation.segments.shape == (SIZE, SIZE)
 
 
