@@ -45,11 +45,15 @@ def test_notebooks_dir_is_the_checkouts_and_refuses_elsewhere(project, tmp_path_
         runner.notebooks_dir()
 
 
-def test_start_notebook_builds_the_config_and_prints_it(tmp_path, capsys):
-    cfg = runner.start_notebook(run_dir=str(tmp_path / "run"), image_size=48)
+def test_start_notebook_builds_the_config_and_prints_it(tmp_path, capsys, monkeypatch):
+    import matplotlib
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    with matplotlib.rc_context():  # the notebook look stays inside this test
+        cfg = runner.start_notebook(run_dir=str(tmp_path / "run"), image_size=48)
     assert isinstance(cfg, RunConfig) and cfg.image_size == 48
     assert capsys.readouterr().out.strip() == cfg.summary()
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"]
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"  # TensorFlow's start-up lines kept out
 
 
 def test_strip_noise_keeps_what_was_computed(tmp_path):
