@@ -277,6 +277,6 @@ def test_gradcam_reads_the_rectified_maps_the_head_pools():
     model = models.build_five_block_cnn(image_size=64)
     layer = explain.gradcam_layer(model)
     pool = next(l for l in model.layers if isinstance(l, layers.GlobalAveragePooling2D))
-    assert layer is pool.input._keras_history[0]
+    assert layer.output is pool.input
     assert isinstance(layer, (layers.ReLU, layers.Activation)) and layer.name != "last_conv"
     assert explain.gradcam_layer(model, "last_conv").name == "last_conv"  # still choosable
