@@ -1,7 +1,6 @@
 """Tests for pneumo_helpers.balance: exact counts, determinism, weights, errors."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from pneumo_helpers.balance import STRATEGIES, balance_table, rebalance

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from pneumo_helpers import images
-from pneumo_helpers.images import ImageError, describe, read_gray
+from pneumo_helpers.images import ImageError, read_gray
 
 
 def _xray(size=96, seed=0):
