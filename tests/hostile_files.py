@@ -1,4 +1,4 @@
-"""Generators of the hostile and degenerate inputs tests/test_cli_hostile.py feeds to `pneumo`.
+"""Generators of the hostile and degenerate inputs the tests feed to `pneumo` and its readers.
 
 Each writes one file at ``path`` from a real film of the bundled sample (or from nothing) and
 returns ``path``. They are small (under a megabyte written) however large the file claims to
@@ -66,10 +66,10 @@ def png_text_bomb(path: Path, inflated: int = 8 << 20) -> Path:
     return path
 
 
-def dicom(path: Path, pixels: np.ndarray, *, short_by: int = 0, window_width: str | None = None,
-          **extra) -> Path:
-    """A single-frame 8-bit-in-16 MONOCHROME2 DICOM (explicit VR little endian), its pixel data
-    ``short_by`` bytes shorter than the header says, its window width the text
+def dicom(path: Path, pixels: np.ndarray, *, bits: int = 8, photometric: str = "MONOCHROME2",
+          short_by: int = 0, window_width: str | None = None, **extra) -> Path:
+    """A single-frame ``bits``-bit-in-16 DICOM (explicit VR little endian), as a CR export, its
+    pixel data ``short_by`` bytes shorter than the header says, its window width the text
     ``window_width``; ``extra`` sets more elements."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -83,8 +83,8 @@ def dicom(path: Path, pixels: np.ndarray, *, short_by: int = 0, window_width: st
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
     ds.Modality = "CR"
     ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 8, 7, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
     data = pixels.astype(np.uint16).tobytes()
     ds.PixelData = data[:len(data) - short_by] if short_by else data
     for key, value in extra.items():

@@ -127,7 +127,7 @@ def test_streamed_batches_match_one_call_and_keep_the_file_order(model_dir, imag
 
 def test_predict_reads_dicom_like_the_same_pixels_as_png(capsys, model_dir, tmp_path):
     pytest.importorskip("pydicom")
-    from test_images import _write_dicom
+    from hostile_files import dicom
 
     from pneumo_helpers.images import read_gray
 
@@ -136,7 +136,7 @@ def test_predict_reads_dicom_like_the_same_pixels_as_png(capsys, model_dir, tmp_
     folder = tmp_path / "scans"
     folder.mkdir()
     Image.fromarray(pixels).save(folder / "a.png")
-    _write_dicom(folder / "b.dcm", pixels.astype(np.uint16), bits=8)
+    dicom(folder / "b.dcm", pixels)
     code, out, _ = run(capsys, "predict", folder, "--model", model_dir)
     table = pd.read_csv(pd.io.common.StringIO(out))
     assert code == 0 and len(table) == 2

@@ -102,21 +102,37 @@ def test_bootstrap_by_patient_keeps_patients_whole():
     assert df.attrs["n_patients"] == 2
 
 
-def test_bootstrap_matches_sklearn_with_weights():
-    """The vectorised resample metrics equal scikit-learn's with sample_weight."""
-    y, p = scores(300, seed=3)
-    p = np.round(p, 2)  # ties, which ROC/PR curves must handle
+def test_every_bootstrap_resample_is_scikit_learns_metrics_of_a_resample():
+    """Each row of the (vectorised) bootstrap equals scikit-learn's metrics, with
+    sample_weight, of one way of drawing the images with replacement: all of them are
+    enumerated here, on few images with tied scores (which ROC/PR curves must handle)."""
+    import itertools
+
+    y = np.array([0, 1, 0, 1, 1, 0])
+    p = np.array([0.2, 0.2, 0.6, 0.6, 0.9, 0.4])
     pred = (p >= 0.5).astype(int)
-    weights = np.random.default_rng(0).integers(0, 4, (4, 300)).astype(float)
-    got = ev._weighted_metrics(y, p, pred, weights)
-    for b, w in enumerate(weights):
-        assert got["roc_auc"][b] == pytest.approx(skm.roc_auc_score(y, p, sample_weight=w))
-        assert got["pr_auc"][b] == pytest.approx(
-            skm.average_precision_score(y, p, sample_weight=w))
-        assert got["precision"][b] == pytest.approx(skm.precision_score(y, pred, sample_weight=w))
-        assert got["f1_normal"][b] == pytest.approx(
-            skm.f1_score(y, pred, pos_label=0, sample_weight=w))
-        assert got["brier"][b] == pytest.approx(skm.brier_score_loss(y, p, sample_weight=w))
+
+    def sklearn_metrics(w):
+        return dict(
+            accuracy=skm.accuracy_score(y, pred, sample_weight=w),
+            brier=skm.brier_score_loss(y, p, sample_weight=w),
+            roc_auc=skm.roc_auc_score(y, p, sample_weight=w),
+            pr_auc=skm.average_precision_score(y, p, sample_weight=w),
+            precision=skm.precision_score(y, pred, sample_weight=w, zero_division=np.nan),
+            f1_normal=skm.f1_score(y, pred, pos_label=0, sample_weight=w,
+                                   zero_division=np.nan))
+
+    # The draws that hold both classes (where every metric is defined).
+    draws = [w for w in (np.bincount(c, minlength=y.size).astype(float) for c in
+                         itertools.combinations_with_replacement(range(y.size), y.size))
+             if w[y == 0].sum() and w[y == 1].sum()]
+    reference = pd.DataFrame([sklearn_metrics(w) for w in draws])
+    boot = ev.bootstrap(y, p, n_boot=60, seed=1).dropna(subset=["roc_auc"])
+    assert len(boot) > 40
+    for _, resample in boot[list(reference.columns)].iterrows():
+        close = np.isclose(reference.to_numpy(), resample.to_numpy(), atol=1e-9, equal_nan=True)
+        assert close.all(axis=1).any(), f"no resample of the images gives {dict(resample)}"
+    assert boot["roc_auc"].nunique() > 5  # the resamples differ
 
 
 def test_bootstrap_is_seeded_and_fast():

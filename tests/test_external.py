@@ -153,16 +153,3 @@ def test_candidates_are_scored_on_external_films_of_the_bundled_sample(shipped_c
     expected = external.scores(rows["label"], p, threshold=loaded.threshold)
     assert row["external ROC AUC"] == pytest.approx(expected["roc_auc"], abs=0.01)
     assert row["external ROC AUC"] > 0.8
-
-
-def test_the_card_scores_external_films_and_writes_their_site_threshold(shipped_copy, tmp_path):
-    from pneumo_helpers import ship
-
-    folder = tmp_path / "m"
-    shutil.copytree(shipped_copy, folder)
-    loaded = inference.load_model(folder, runtime="keras")
-    section = ship._external_section(loaded, SAMPLE_DIR / "train", tmp_path / "cache")
-    site = SiteThreshold.read(folder)
-    assert site.model_sha256 == loaded.sha256 and site.n_films == 400
-    assert f"| {site.threshold:.3f} (these films, in-sample) |" in section
-    assert inference.load_model(folder).threshold_source == "site"

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from pneumo_helpers import files, inference, scorecard
+from pneumo_helpers.report import format_ci
 from pneumo_helpers.runs import ChosenModel, Estimate, MetricsReport, ModelLayout, RunLayout
 from pneumo_helpers.runs import SiteThreshold
 
@@ -63,9 +64,9 @@ def test_every_shipped_figure_is_its_records(shipped):
     site = SiteThreshold.read(folder)
     records = [MetricsReport.read(layout.val_metrics), MetricsReport.read(layout.external_metrics)]
     for row, record in zip(rows, records):
-        assert row["ROC AUC"] == scorecard._cell(record["roc_auc"])
-        assert row["sensitivity"] == scorecard._cell(record["recall"])
-        assert row["specificity"] == scorecard._cell(record["specificity"])
+        assert row["ROC AUC"] == format_ci(*record["roc_auc"])
+        assert row["sensitivity"] == format_ci(*record["recall"])
+        assert row["specificity"] == format_ci(*record["specificity"])
         assert row["threshold (chosen on)"] == f"{record.threshold:.3f} (validation)"
     assert rows[2]["specificity"] == "0.898 (0.840–0.940)"
     assert rows[2]["threshold (chosen on)"] == f"{site.threshold:.3f} (these films, in-sample)"
