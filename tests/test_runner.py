@@ -33,7 +33,9 @@ def project(tmp_path, monkeypatch):
     nbformat.write(new_notebook(cells=[new_code_cell("raise ValueError('on purpose')")],
                                 metadata=kernel), folder / "02_fail.ipynb")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("PNEUMO_RUN_DIR", raising=False)
+    # run_series(in_place=True) sets PNEUMO_RUN_DIR for its kernels: restored after the test.
+    monkeypatch.setenv("PNEUMO_RUN_DIR", "")
+    monkeypatch.delenv("PNEUMO_RUN_DIR")
     return tmp_path
 
 
