@@ -54,8 +54,10 @@ def save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
 
 
 def show_film(ax, film) -> None:
-    """Draw a uint8 film (H, W[, 1]) in gray on ``ax``, black = 0 and white = 255."""
-    ax.imshow(to_unit(np.squeeze(film)), cmap="gray", vmin=0, vmax=1)
+    """Draw a film (H, W[, 1]) in gray on ``ax``: uint8 as read, or float32 in [0, 1] as a
+    model takes it (e.g. an augmented batch); black = 0."""
+    film = np.squeeze(film)
+    ax.imshow(to_unit(film) if film.dtype == np.uint8 else film, cmap="gray", vmin=0, vmax=1)
 
 
 def class_counts(table: pd.DataFrame, *, title: str = "Images per split and class",
