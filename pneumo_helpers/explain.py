@@ -19,7 +19,7 @@ import numpy as np
 from .images import to_unit
 from .labels import call
 
-__all__ = ["CASES", "pick_cases", "input_shape", "model_input", "overlay"]
+__all__ = ["CASES", "pick_cases", "input_shape", "model_input", "film_rgb", "overlay"]
 
 CASES = ("true positive", "true negative", "false positive", "false negative")
 
@@ -74,7 +74,8 @@ def model_input(films, model, *, single: bool) -> np.ndarray:
 
 # --- Overlays -------------------------------------------------------------------------------
 
-def _gray_rgb(film) -> np.ndarray:
+def film_rgb(film) -> np.ndarray:
+    """A uint8 film (H, W[, 1]) as float (H, W, 3) RGB in [0, 1], for drawing over."""
     gray = np.asarray(film)
     if gray.ndim == 3:
         gray = gray[..., 0]
@@ -89,7 +90,7 @@ def overlay(image, heatmap, alpha: float = 0.4, *, cmap: str = "jet") -> np.ndar
     """
     import matplotlib
 
-    rgb = _gray_rgb(image)
+    rgb = film_rgb(image)
     heat = np.asarray(heatmap, dtype=float)
     if heat.shape != rgb.shape[:2]:
         raise ValueError(f"heatmap shape {heat.shape} differs from image shape {rgb.shape[:2]}")

@@ -17,7 +17,7 @@ from lime import lime_image
 from skimage.segmentation import slic
 
 from .evaluate import pneumonia_column
-from .explain import _gray_rgb, input_shape, model_input
+from .explain import film_rgb, input_shape, model_input
 from .labels import CLASSES, call
 
 __all__ = ["LIME_SETTINGS", "Explanation", "LimeExplainer", "segment_xray", "lime_overlay"]
@@ -211,7 +211,7 @@ def lime_overlay(explanation: Explanation, *, k: int = 5, alpha: float = 0.45,
     opacity, so the borders do not hide a small image): float (H, W, 3) RGB in [0, 1]."""
     from skimage.segmentation import find_boundaries
 
-    rgb = _gray_rgb(explanation.image)
+    rgb = film_rgb(explanation.image)
     border = find_boundaries(explanation.segments, mode="inner")
     for mask, color, opacity in (
             (np.isin(explanation.segments, explanation.top_segments(k)), positive_color, alpha),

@@ -98,3 +98,14 @@ def test_read_error_of_any_kind_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(type(tmp_path), "read_bytes", refuse)
     with pytest.raises(ImageError, match=r"locked\.jpeg: cannot be read \(Permission denied"):
         read_gray(tmp_path / "locked.jpeg")
+
+
+def test_to_unit_scales_uint8_once_and_refuses_the_rest():
+    from pneumo_helpers.images import to_unit
+
+    x = to_unit(np.array([[0, 51, 255]], np.uint8))
+    assert x.dtype == np.float32
+    np.testing.assert_allclose(x, [[0.0, 0.2, 1.0]])
+    for bad in (x, np.array([0, 255], np.uint16), np.array([0, 1])):  # already scaled, 16-bit
+        with pytest.raises(ValueError, match="uint8"):
+            to_unit(bad)

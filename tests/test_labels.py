@@ -69,3 +69,11 @@ def test_patient_id_keeps_normal2_and_im_apart():
 ])
 def test_subtype(name, label, kind):
     assert subtype(name, label) == kind
+
+
+def test_call_is_pneumonia_from_the_threshold_up():
+    from pneumo_helpers.labels import call
+
+    p = np.array([0.1, 0.5, 0.49999, 0.9, np.nan])
+    np.testing.assert_array_equal(call(p, 0.5), [0, 1, 0, 1, 0])  # at the threshold: PNEUMONIA
+    assert call(0.7, 0.7) == 1 and call(0.7, 0.71) == 0
