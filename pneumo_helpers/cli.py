@@ -276,11 +276,11 @@ def _check_weights(architecture: str, *, download: bool) -> None:
     """Before any data is read: an ImageNet backbone's weights are here or fetched, else one
     line saying what to do."""
     if architecture not in ("five_block", "baseline"):
-        from . import models
+        from . import transfer
 
         try:
-            models.imagenet_weights(architecture, download=download)
-        except models.WeightsUnavailable as err:
+            transfer.imagenet_weights(architecture, download=download)
+        except transfer.WeightsUnavailable as err:
             raise UserError(err.line("choose another --architecture")) from None
 
 
