@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from pneumo_helpers import experiment, generators, transfer  # noqa: E402
 from pneumo_helpers.backbones import BACKBONES  # noqa: E402
 from pneumo_helpers.config import SAMPLE_DIR  # noqa: E402
-from pneumo_helpers.data import build_manifest  # noqa: E402
+from pneumo_helpers.obtain import build_manifest  # noqa: E402
 from pneumo_helpers.inference import SHIPPED_MODEL_DIR  # noqa: E402
 from pneumo_helpers.runs import ModelLayout  # noqa: E402
 

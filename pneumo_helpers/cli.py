@@ -335,7 +335,7 @@ def _labelled_files(folder: Path, split: str) -> tuple[list[tuple[str, int]], st
     Raises:
         UserError: no class folders, or a folder beside them whose images have no label.
     """
-    from .data import CLASSES
+    from .labels import CLASSES
     from .inference import collect_images
 
     if not folder.is_dir():
@@ -411,7 +411,7 @@ def _predict(args, loaded) -> int:
 
 def _evaluate(args, loaded) -> int:
     from . import evaluate
-    from .data import patient_id
+    from .labels import patient_id
     from .inference import predict_files
 
     pairs, split = _labelled_files(Path(args.data), args.split)
@@ -595,7 +595,7 @@ def main(argv=None) -> int:
 
 
 def _command(args, steps) -> int:
-    from .data import DatasetError
+    from .dataset import DatasetError
     from .external import ExternalError
     from .images import ImageError
     from .inference import ModelError, load_model

@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from .balance import encode_labels
-from .data import CLASSES
+from .labels import CLASSES
 from .recipe import THRESHOLD_RULE
 from .runs import Estimate, MetricsReport
 

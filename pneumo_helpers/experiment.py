@@ -25,7 +25,7 @@ import pandas as pd
 
 from . import balance, distribute, evaluate, files, generators, models, pretrain, train, transfer
 from .backbones import BACKBONES
-from .data import manifest_hash
+from .dataset import manifest_hash
 from .recipe import Recipe
 from .runs import ModelLayout
 

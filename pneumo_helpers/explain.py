@@ -28,7 +28,7 @@ import tensorflow as tf
 from lime import lime_image
 from skimage.segmentation import slic
 
-from .data import CLASSES
+from .labels import CLASSES
 from .evaluate import pneumonia_column
 from .models import ensemble_members, last_conv_layer_name, output_layer
 

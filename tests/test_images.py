@@ -178,3 +178,21 @@ def test_dicom_errors_name_the_file_and_the_fix(tmp_path, monkeypatch):
     with pytest.raises(ImageError, match=r"chest\.dcm: DICOM file, and pydicom is not "
                                          r"installed.*pneumo\[dicom\]"):
         read_gray(path)
+
+
+def test_read_gray_converts_every_mode_to_the_same_shape(tmp_path):
+    gray = np.random.default_rng(1).integers(0, 255, (40, 40), dtype=np.uint8)
+    rgb = np.dstack([gray] * 3)
+    Image.fromarray(rgb).save(tmp_path / "rgb.jpeg")
+    Image.fromarray(np.dstack([rgb, np.full((40, 40), 9, np.uint8)])).save(
+        tmp_path / "rgba.png")
+    Image.fromarray(gray.astype(np.uint16) * 256).save(tmp_path / "deep.png")
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    outs = [read_gray(tmp_path / n, size=32) for n in ("rgb.jpeg", "rgba.png", "deep.png",
+                                                          "gray.png")]
+    assert all(o.shape == (32, 32) and o.dtype == np.uint8 for o in outs)
+    # 16-bit content is stretched to the 8-bit range, not truncated to black/white.
+    deep = read_gray(tmp_path / "deep.png")
+    assert deep.max() == 255 and len(np.unique(deep)) > 100
+    with pytest.raises(ImageError, match="no such file"):
+        read_gray(tmp_path / "missing.png")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumo_helpers import (cli, data, experiment, explain, inference, models, selection,
+from pneumo_helpers import (cli, experiment, explain, inference, models, obtain, selection,
                             transfer)
 from pneumo_helpers.backbones import BACKBONES, transfer_backbone
 from pneumo_helpers.config import SAMPLE_DIR, RunConfig
@@ -152,7 +152,7 @@ def test_bad_transfer_arguments(tmp_path):
 @pytest.fixture(scope="module")
 def films():
     """(train rows, val rows): 8 training films per class and 16 validation films."""
-    rows = data.build_manifest(SAMPLE_DIR)
+    rows = obtain.build_manifest(SAMPLE_DIR)
     return (rows[rows["split"] == "train"].groupby("label").head(8).reset_index(drop=True),
             rows[rows["split"] == "val"].groupby("label").head(8).reset_index(drop=True))
 
