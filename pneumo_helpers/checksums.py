@@ -39,8 +39,7 @@ def _lists_folder(sums_file: Path, folder: str) -> bool:
     return False
 
 
-def verify_checksums(manifest: pd.DataFrame, root: str | Path,
-                     sums_file: str | Path | None = None) -> str:
+def verify_checksums(manifest: pd.DataFrame, root: str | Path) -> str:
     """Check every listed file is present, unchanged and under its listed split and class.
 
     A moved file (say from ``train/NORMAL`` to ``train/PNEUMONIA``) keeps its hash, so a
@@ -49,10 +48,10 @@ def verify_checksums(manifest: pd.DataFrame, root: str | Path,
     ``train``).
 
     Args:
-        manifest: from :func:`build_manifest` (``path``, ``sha256``).
-        root: the dataset folder the manifest was built from.
-        sums_file: lines ``<sha256>  <folder>/<split>/<class>/<name>`` (``sha256sum`` format),
-            paths relative to the folder that holds ``root``; default: :func:`checksum_file`.
+        manifest: from :func:`pneumo_helpers.obtain.build_manifest` (``path``, ``sha256``).
+        root: the dataset folder the manifest was built from; its list is
+            :func:`checksum_file`'s, lines ``<sha256>  <folder>/<split>/<class>/<name>``
+            (``sha256sum`` format), paths relative to the folder that holds ``root``.
 
     Returns:
         One line: ``"<n> files match <list name>"``, or that there is no list to check.
@@ -62,7 +61,7 @@ def verify_checksums(manifest: pd.DataFrame, root: str | Path,
             five and says what to do.
     """
     root = Path(root)
-    sums_file = Path(sums_file) if sums_file else checksum_file(root)
+    sums_file = checksum_file(root)
     if sums_file is None:
         return f"no checksum list beside {root.name}/: files not verified"
     listed: dict[str, str] = {}

@@ -132,18 +132,17 @@ def check_input_size(image_size: int, channels: int, min_size: int) -> None:
 
 def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
                          filters: tuple[int, ...] = (16, 32, 64, 128, 256),
-                         dropout: float = 0.3, dense_units: int = 64, separable_from: int = 2,
-                         convs_per_block: int = 1, stem_stride: int = 2,
-                         bn_momentum: float = 0.9,
-                         learning_rate: float = 1e-3, consistency: float = 0.0, standardize: bool = True,
+                         dropout: float = 0.3, dense_units: int = 64,
+                         learning_rate: float = 1e-3, consistency: float = 0.0,
                          name: str = "five_block_cnn") -> keras.Model:
-    """The main classifier: five conv blocks and a global-average-pooling head.
+    """The main classifier: per-image standardisation, five conv blocks and a
+    global-average-pooling head.
 
-    Each block is ``convs_per_block`` x (conv 3x3 -> BatchNormalization -> ReLU), with the 2x2
-    max-pooling moved before the last normalisation of the block (conv -> pool -> BN -> ReLU;
-    see the comment in the code). Block 1 halves the image with a stride-2 convolution instead
-    of a full-resolution convolution and a pooling (``stem_stride=2``, as in ResNet's stem).
-    The conv of the last block is named ``"last_conv"`` for Grad-CAM.
+    Each block is conv 3x3 -> 2x2 max-pooling -> BatchNormalization -> ReLU (pooling before
+    the normalisation; see the comment in the code), except block 1, which halves the image
+    with a stride-2 convolution instead of a full-resolution convolution and a pooling, as in
+    ResNet's stem, so the largest tensor of the network is never made. Blocks 2 on use
+    ``SeparableConv2D``. The conv of the last block is named ``"last_conv"`` for Grad-CAM.
 
     Args:
         image_size: side of the square input, in pixels (at least ``2 ** len(filters)``).
@@ -151,18 +150,9 @@ def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
         filters: output channels of each block; one entry per block.
         dropout: dropout rate before and after the hidden dense layer.
         dense_units: width of the hidden dense layer.
-        separable_from: first block (1-based) that uses ``SeparableConv2D``.
-        convs_per_block: convolutions in each block.
-        stem_stride: 2 (default): block 1's first convolution has stride 2 and the block has
-            no pooling; 1: block 1 is conv -> pool like the others. The stride-2 stem skips
-            the full-resolution convolution output, the largest tensor of the network, which
-            makes inference faster (``benchmarks/bench_model.py``).
-        bn_momentum: BatchNormalization momentum; 0.9 rather than Keras' 0.99 so the moving
-            statistics keep up with the few hundred steps of a CPU training.
         learning_rate: Adam learning rate.
         consistency: weight of the two-view consistency term (:class:`ViewConsistency`,
             added at the output when above 0; train it on ``make_dataset(views=2)``).
-        standardize: add :class:`PerImageStandardization` at the input.
         name: model name.
 
     Returns:
@@ -171,30 +161,27 @@ def build_five_block_cnn(*, image_size: int = 128, channels: int = 1,
     """
     if not filters:
         raise ValueError("filters must list at least one block width, e.g. (16, 32, 64, 128, 256)")
-    if stem_stride not in (1, 2):
-        raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
     check_input_size(image_size, channels, 2 ** len(filters))
     inputs = keras.Input((image_size, image_size, channels), name="image")
-    x = PerImageStandardization(name="standardize")(inputs) if standardize else inputs
+    x = PerImageStandardization(name="standardize")(inputs)
     for block, width in enumerate(filters, start=1):
         # A separable conv costs ~1/9 + 1/width of a full 3x3 conv in weights and FLOPs; from 32
         # channels on that is a 4-8x saving at little accuracy cost. Block 1 stays a plain conv:
         # on 1-3 input channels a depthwise step has almost nothing to factorise.
-        conv = layers.SeparableConv2D if block >= separable_from else layers.Conv2D
-        strided = block == 1 and stem_stride > 1
-        for i in range(1, convs_per_block + 1):
-            last = block == len(filters) and i == convs_per_block
-            prefix = f"block{block}_conv{i}"
-            # No bias: the BatchNormalization right after has its own offset.
-            x = conv(width, 3, strides=stem_stride if strided and i == 1 else 1,
-                     padding="same", use_bias=False, name=LAST_CONV if last else prefix)(x)
-            if i == convs_per_block and not strided:
-                # Pool before normalising: BatchNormalization and ReLU then touch a quarter of
-                # the pixels. ReLU commutes with max-pooling exactly; BN learns the statistics
-                # of the pooled maps instead (speed: docs/speed.md).
-                x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
-            x = layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn")(x)
-            x = layers.ReLU(name=f"{prefix}_relu")(x)
+        conv = layers.Conv2D if block == 1 else layers.SeparableConv2D
+        prefix = f"block{block}_conv1"
+        # No bias: the BatchNormalization right after has its own offset.
+        x = conv(width, 3, strides=2 if block == 1 else 1, padding="same", use_bias=False,
+                 name=LAST_CONV if block == len(filters) else prefix)(x)
+        if block > 1:
+            # Pool before normalising: BatchNormalization and ReLU then touch a quarter of
+            # the pixels. ReLU commutes with max-pooling exactly; BN learns the statistics
+            # of the pooled maps instead (speed: docs/speed.md).
+            x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+        # Momentum 0.9, not Keras' 0.99, so the moving statistics keep up with the few
+        # hundred steps of a CPU training (docs/speed.md).
+        x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn")(x)
+        x = layers.ReLU(name=f"{prefix}_relu")(x)
     # Global average pooling instead of Flatten: the head stays a few thousand weights
     # whatever the image size, which keeps the model small and less prone to overfitting.
     x = layers.GlobalAveragePooling2D(name="gap")(x)

@@ -32,6 +32,8 @@ __all__ = ["KAGGLE_DATASET", "DatasetLocation", "find_root", "locate_dataset", "
            "not_taken", "Obtained", "run"]
 
 KAGGLE_DATASET = "paultimothymooney/chest-xray-pneumonia"
+# Hashing and header reads wait on the disk more than on the CPU: a few threads overlap them.
+_THREADS = 4
 
 
 @dataclass
@@ -90,11 +92,11 @@ def _download_with_kagglehub() -> Path:
     return Path(kagglehub.dataset_download(KAGGLE_DATASET))
 
 
-def locate_dataset(path: str | Path | None = None, *, download: bool = True) -> DatasetLocation:
+def locate_dataset(path: str | Path | None = None) -> DatasetLocation:
     """Pick the dataset folder for a run.
 
     Order: ``path``; ``$PNEUMO_DATA_DIR``; a kagglehub download (cached by kagglehub) when
-    ``download`` is true and Kaggle credentials exist; else the bundled sample. A failed
+    Kaggle credentials exist; else the bundled sample. A failed
     download (offline, no kagglehub, bad credentials) falls back to the sample with a one-line
     message. An explicit path that is wrong raises instead: silently running on other data
     than asked would be worse.
@@ -107,7 +109,7 @@ def locate_dataset(path: str | Path | None = None, *, download: bool = True) -> 
         return DatasetLocation(find_root(env), "environment",
                                f"Using the dataset folder {Path(env).name}/ of $PNEUMO_DATA_DIR.")
     reason = "no Kaggle credentials"
-    if download and _kaggle_credentials():
+    if _kaggle_credentials():
         try:
             return DatasetLocation(find_root(_download_with_kagglehub()), "kagglehub",
                                    f"Downloaded {KAGGLE_DATASET} with kagglehub.")
@@ -197,13 +199,12 @@ def _file_row(item: tuple[Path, str, str]) -> dict:
     return row
 
 
-def build_manifest(root: str | Path, *, workers: int = 4,
-                   ignore_unknown: bool = False) -> pd.DataFrame:
+def build_manifest(root: str | Path, *, ignore_unknown: bool = False) -> pd.DataFrame:
     """One row per file under ``root/{train,val,test}/{NORMAL,PNEUMONIA}``.
 
     Columns: path, split, label, subtype, patient, sha256, width, height, mode, bytes. Header
-    facts of unreadable files are left empty; :func:`pneumo_helpers.scrub.validate_images` says what is wrong.
-    What is left out is listed by :func:`not_taken`.
+    facts of unreadable files are left empty; :func:`pneumo_helpers.scrub.validate_images`
+    says what is wrong. What is left out is listed by :func:`not_taken`.
 
     Args:
         ignore_unknown: leave out folders of a split that are not a class instead of raising.
@@ -214,7 +215,7 @@ def build_manifest(root: str | Path, *, workers: int = 4,
     """
     root = find_root(root)
     listed = _scan(root, ignore_unknown=ignore_unknown)
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(_THREADS) as pool:
         rows = list(pool.map(_file_row, listed, chunksize=64))
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     return manifest.astype({"width": "Int64", "height": "Int64"})

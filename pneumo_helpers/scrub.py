@@ -24,6 +24,9 @@ from .runs import write_csv
 __all__ = ["validate_images", "find_duplicates", "patients_in_several_splits",
            "split_by_patient", "ScrubResult", "scrub", "run"]
 
+# Decoding releases the GIL for most of its time: a few threads keep both cores busy.
+_THREADS = 4
+
 
 def _check(path: str) -> str | None:
     try:
@@ -33,15 +36,14 @@ def _check(path: str) -> str | None:
     return None
 
 
-def validate_images(manifest: pd.DataFrame, *, workers: int = 4) -> tuple[pd.DataFrame,
-                                                                          pd.DataFrame]:
+def validate_images(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Decode every image; return ``(good, bad)``.
 
     ``bad`` has the columns path, split, label and reason (zero-byte, not an image, corrupt or
     truncated, unreadable). Nothing on disk is changed. RGBA, 16-bit and palette images are
     good: the loader converts them.
     """
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(_THREADS) as pool:
         reasons = list(pool.map(_check, manifest["path"], chunksize=64))
     reasons = pd.Series(reasons, index=manifest.index, dtype=object)
     bad = manifest.loc[reasons.notna(), ["path", "split", "label"]].assign(
@@ -122,7 +124,7 @@ class ScrubResult:
 
 
 def scrub(manifest: pd.DataFrame, *, val_fraction: float = 0.15,
-          test_fraction: float = 0.15, seed: int = 42, workers: int = 4) -> ScrubResult:
+          test_fraction: float = 0.15, seed: int = 42) -> ScrubResult:
     """Validate, de-duplicate and re-split a manifest by patient.
 
     - Bad files are set aside (``bad``) with their reason.
@@ -136,7 +138,7 @@ def scrub(manifest: pd.DataFrame, *, val_fraction: float = 0.15,
       also appear in ``test`` are dropped from training. The original split is kept in
       ``orig_split``.
     """
-    good, bad = validate_images(manifest, workers=workers)
+    good, bad = validate_images(manifest)
     good = good.assign(orig_split=good["split"])
     good["split"] = good["split"].replace({"val": "train"})
 

@@ -46,7 +46,6 @@ class WeightsUnavailable(RuntimeError):
             else self.message
 
 
-
 def keras_cache_dir() -> Path:
     """Folder where Keras keeps downloaded files: ``$KERAS_HOME``, else ``~/.keras``.
 
@@ -172,7 +171,8 @@ def build_transfer_model(*, backbone: str = "EfficientNetB0", image_size: int = 
     -> the backbone's own ``preprocess_input`` (:class:`BackbonePreprocessing`) -> the
     ``keras.applications`` backbone without its classifier -> global average pooling (``gap``)
     -> dropout -> ``Dense(1, sigmoid)``. The backbone's layers are built into this model (not
-    nested), so Grad-CAM can read their feature maps (:func:`last_conv_layer_name`). Every
+    nested), so Grad-CAM can read their feature maps
+    (:func:`pneumo_helpers.models.last_conv_layer_name`). Every
     backbone layer starts frozen; :func:`unfreeze_top` is stage 2. Frozen BatchNormalization
     layers run in inference mode, so their ImageNet statistics are kept.
 
@@ -187,7 +187,7 @@ def build_transfer_model(*, backbone: str = "EfficientNetB0", image_size: int = 
         download: see :func:`imagenet_weights`.
         dropout: dropout rate before the output layer.
         learning_rate: Adam learning rate of the head.
-        consistency: see :func:`build_five_block_cnn`.
+        consistency: see :func:`pneumo_helpers.models.build_five_block_cnn`.
 
     Returns:
         A compiled ``keras.Model`` named ``transfer_<backbone>``: ``float32 (B, image_size,
