@@ -159,11 +159,12 @@ def test_a_consistency_model_saves_loads_and_predicts_like_its_weights_without_i
     np.testing.assert_allclose(infer(loaded, x), infer(plain, x), atol=1e-6)
 
 
-def test_custom_objects_name_every_layer_the_project_registers():
-    """The loaders pass ``CUSTOM_OBJECTS``: every layer saved models may hold is in it,
+def test_custom_objects_name_every_layer_the_model_modules_register():
+    """The loaders pass ``CUSTOM_OBJECTS``: every layer a saved model may hold is in it,
     transfer models' included."""
-    from pneumo_helpers import transfer  # noqa: F401 - every model module imported
+    from pneumo_helpers import backbones, transfer
 
-    registered = {obj for name, obj in keras.saving.get_custom_objects().items()
-                  if name.startswith("pneumo>")}
+    modules = {models.__name__, backbones.__name__, transfer.__name__}
+    registered = {obj for obj in keras.saving.get_custom_objects().values()
+                  if getattr(obj, "__module__", None) in modules}
     assert registered and registered == set(models.CUSTOM_OBJECTS.values())
