@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pneumo_helpers import balance, data, generators, inference, models  # noqa: E402
+from pneumo_helpers import balance, generators, inference, models, obtain  # noqa: E402
 from pneumo_helpers.config import PROFILES  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def main() -> None:
                              "same run (e.g. one member of the shipped average)")
     args = parser.parse_args()
 
-    manifest = data.build_manifest(args.data)
+    manifest = obtain.build_manifest(args.data)
     rows = manifest[manifest["split"] == "train"].reset_index(drop=True)
     results = dict(machine=dict(cpus=os.cpu_count(), python=platform.python_version(),
                                 tensorflow=tf.__version__, keras=keras.__version__,

@@ -52,7 +52,7 @@ from PIL import Image  # noqa: E402
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from pneumo_helpers.data import build_manifest  # noqa: E402
+from pneumo_helpers.obtain import build_manifest  # noqa: E402
 from pneumo_helpers.augment import Augment  # noqa: E402
 from pneumo_helpers.generators import load_images, make_dataset  # noqa: E402
 from pneumo_helpers.models import build_five_block_cnn  # noqa: E402

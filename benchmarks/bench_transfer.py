@@ -3,7 +3,7 @@
     python benchmarks/bench_transfer.py [--image-size 224] [--batch 32] [--batches 6]
         [--out benchmarks/results/transfer.json]
 
-Each backbone of ``models.BACKBONES`` is built by ``build_transfer_model`` with **random
+Each backbone of ``backbones.BACKBONES`` is built by ``build_transfer_model`` with **random
 weights** (``weights=None``: the cost of a step does not depend on the weights' values, and
 this machine has not got the ImageNet files), at ``--image-size`` px, on films of the bundled
 sample. For each of the two stages of ``experiment.run_candidate`` (head on the frozen
@@ -32,9 +32,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pneumo_helpers import experiment, generators, models  # noqa: E402
+from pneumo_helpers import experiment, generators, transfer  # noqa: E402
+from pneumo_helpers.backbones import BACKBONES  # noqa: E402
 from pneumo_helpers.config import SAMPLE_DIR  # noqa: E402
-from pneumo_helpers.data import build_manifest  # noqa: E402
+from pneumo_helpers.obtain import build_manifest  # noqa: E402
 from pneumo_helpers.inference import SHIPPED_MODEL_DIR  # noqa: E402
 from pneumo_helpers.runs import ModelLayout  # noqa: E402
 
@@ -56,7 +57,7 @@ def measure(backbone: str, x: np.ndarray, y: np.ndarray, *, batches: int,
             n_train: int, n_val: int) -> dict:
     """Seconds per step and per extrapolated epoch of one backbone, both stages."""
     keras.utils.set_random_seed(0)
-    model = models.build_transfer_model(backbone=backbone, image_size=x.shape[1],
+    model = transfer.build_transfer_model(backbone=backbone, image_size=x.shape[1],
                                         weights=None)
     batch = len(x)
     train_steps, val_steps = math.ceil(n_train / batch), math.ceil(n_val / batch)
@@ -65,7 +66,7 @@ def measure(backbone: str, x: np.ndarray, y: np.ndarray, *, batches: int,
                inference_step_seconds=predict, inference_step_times=predict_times)
     for stage in ("head", "fine_tune"):
         if stage == "fine_tune":
-            models.unfreeze_top(model, **experiment.FINE_TUNE)
+            transfer.unfreeze_top(model, **experiment.FINE_TUNE)
         step, times = _median_step(lambda: model.train_on_batch(x, y), batches)
         row[f"{stage}_trainable_parameters"] = int(sum(
             np.prod(w.shape) for w in model.trainable_weights))
@@ -82,8 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--batches", type=int, default=6, help="timed steps per measure")
-    parser.add_argument("--backbones", nargs="+", default=list(models.BACKBONES),
-                        choices=list(models.BACKBONES))
+    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES),
+                        choices=list(BACKBONES))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "transfer.json")
     args = parser.parse_args(argv)

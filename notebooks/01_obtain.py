@@ -17,7 +17,7 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
 import pandas as pd
 
-from pneumo_helpers import data, plots
+from pneumo_helpers import dataset, obtain, plots
 
 # %% [markdown]
 # ## Where the data comes from
@@ -25,11 +25,14 @@ from pneumo_helpers import data, plots
 # and a network, kagglehub downloads `paultimothymooney/chest-xray-pneumonia` into its cache.
 # Otherwise we fall back to the **bundled sample** (512 images, 128x128) and say so: numbers from
 # the sample demonstrate the pipeline, they are not results. `setup.yml` explains how to get the
-# real data.
+# real data. This one call does all of 01: it finds the dataset, writes `manifest.csv` and
+# `not_taken.csv` into the run folder and checks the files against the dataset's checksum list;
+# the cells below show what it found.
 
 # %%
-where = data.locate_dataset(cfg.data_dir)
-print(where.message)
+obtained = obtain.run(cfg)
+manifest = obtained.manifest
+print(obtained.location.message)
 
 # %% [markdown]
 # ## The manifest
@@ -40,8 +43,6 @@ print(where.message)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-manifest = data.build_manifest(where.path, ignore_unknown=cfg.ignore_unknown_folders)
-manifest.to_csv(cfg.layout.manifest, index=False)
 print(f'{len(manifest)} files, {manifest["patient"].nunique()} patients, '
       f'{manifest.shape[1]} columns: {", ".join(manifest.columns)}')
 
@@ -51,8 +52,7 @@ print(f'{len(manifest)} files, {manifest["patient"].nunique()} patients, '
 
 # %%
 # NBVAL_CHECK_OUTPUT
-skipped = data.not_taken(where.path)
-skipped.to_csv(cfg.layout.not_taken, index=False)
+skipped = obtained.not_taken
 print(f'{len(skipped)} files not taken' + (':' if len(skipped) else ''))
 if len(skipped):
     print(skipped['reason'].value_counts().to_string())
@@ -64,7 +64,7 @@ if len(skipped):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(data.verify_checksums(manifest, where.path))
+print(obtained.checksums)
 
 # %%
 manifest.drop(columns=['path', 'sha256']).head()
@@ -74,7 +74,7 @@ manifest.drop(columns=['path', 'sha256']).head()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-counts = data.count_table(manifest)
+counts = dataset.count_table(manifest)
 print(counts.to_string())
 
 # %%

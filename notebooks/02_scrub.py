@@ -15,19 +15,13 @@ from pneumo_helpers.runner import start_notebook
 
 cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
-import pandas as pd
 from IPython.display import display
 
-from pneumo_helpers import data, plots
+from pneumo_helpers import dataset, plots, scrub
 
 # %%
-manifest = pd.read_csv(cfg.layout.manifest)
-result = data.scrub(manifest, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                    seed=cfg.split_seed)
-result.bad.to_csv(cfg.layout.bad_files, index=False)
-result.duplicates.to_csv(cfg.layout.duplicates, index=False)
-result.dropped.to_csv(cfg.layout.dropped, index=False)
-result.clean.to_csv(cfg.layout.clean_manifest, index=False)
+result = scrub.run(cfg)  # reads manifest.csv, writes the four tables into the run folder
+manifest = result.manifest
 
 # %% [markdown]
 # ## Files that cannot be used
@@ -69,18 +63,18 @@ print(result.dropped['reason'].value_counts().to_string())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(result.before_after(manifest).to_string())
+print(result.before_after().to_string())
 
 # %%
 # NBVAL_CHECK_OUTPUT
 clean = result.clean
 per_split = clean.groupby('split').agg(images=('path', 'size'), patients=('patient', 'nunique'))
-print(per_split.loc[[s for s in data.SPLITS if s in per_split.index]].to_string())
-assert data.patients_in_several_splits(clean).empty, 'a patient sits in two splits'
+print(per_split.loc[[s for s in dataset.SPLITS if s in per_split.index]].to_string())
+assert scrub.patients_in_several_splits(clean).empty, 'a patient sits in two splits'
 print('no patient in two splits')
 
 # %%
-plots.class_counts(data.count_table(clean), title='Clean images per split and class', path=cfg.layout.figure('02_clean_counts'));
+plots.class_counts(dataset.count_table(clean), title='Clean images per split and class', path=cfg.layout.figure('02_clean_counts'));
 
 # %% [markdown]
 # ## What this tells us

@@ -17,14 +17,15 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
 import pandas as pd
 
-from pneumo_helpers import augment, balance, data, generators, plots
+from pneumo_helpers import augment, balance, dataset, generators, plots
 from pneumo_helpers.images import read_gray
+from pneumo_helpers.labels import CLASSES
 
 # %%
 # NBVAL_CHECK_OUTPUT
 clean = pd.read_csv(cfg.layout.clean_manifest)
 train = clean[clean['split'] == 'train'].reset_index(drop=True)
-print(data.count_table(clean).to_string())
+print(dataset.count_table(clean).to_string())
 
 # %% [markdown]
 # ## Class balance, before and after each rebalancing strategy
@@ -92,7 +93,7 @@ plots.mean_images(pixels, train['label'], path=cfg.layout.figure('03_mean_images
 # ## Image sizes
 
 # %%
-sizes = data.size_summary(clean)
+sizes = dataset.size_summary(clean)
 print(sizes.to_string())
 if sizes['distinct sizes'].max() > 1:  # a plot of one point says nothing
     plots.size_stats(clean, path=cfg.layout.figure('03_sizes'));
@@ -121,7 +122,7 @@ batches = generators.make_dataset(train, image_size=cfg.image_size, batch_size=1
 x, y = next(iter(batches))
 print(f'batch x: {tuple(x.shape)} {x.dtype.name} in [{float(x.numpy().min()):.2f}, '
       f'{float(x.numpy().max()):.2f}]; y: {tuple(y.shape)}')
-plots.image_grid(list(x.numpy()), [data.CLASSES[int(v)] for v in y.numpy()],
+plots.image_grid(list(x.numpy()), [CLASSES[int(v)] for v in y.numpy()],
                  title=f'One training batch, augmentation "{cfg.augment}"',
                  path=cfg.layout.figure('03_augmented'));
 

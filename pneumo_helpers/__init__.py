@@ -1,8 +1,9 @@
 """pneumo_helpers: the logic behind the pneumo notebooks (chest X-ray pneumonia detection).
 
-One module per concern: ``config`` (the run), ``images`` (reading a file), ``data`` (dataset,
-manifest, scrub), ``generators`` (input pipeline), ``balance`` (class rebalancing), ``models``,
-``train``, ``evaluate``, ``explain``, ``plots`` and ``cli``. Heavy modules (TensorFlow) are not
+One module per concern: ``config`` (the run), ``images`` (reading a file), ``obtain`` (the
+dataset and its manifest), ``scrub`` (bad files, duplicates, patient splits), ``generators``
+(input pipeline), ``balance`` (class rebalancing), ``models`` and ``transfer``, ``train``,
+``evaluate``, ``explain``, ``plots`` and ``cli``; docs/layout.md lists them all. Heavy modules (TensorFlow) are not
 imported here, so ``import pneumo_helpers`` stays fast.
 """
 

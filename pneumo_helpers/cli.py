@@ -276,11 +276,11 @@ def _check_weights(architecture: str, *, download: bool) -> None:
     """Before any data is read: an ImageNet backbone's weights are here or fetched, else one
     line saying what to do."""
     if architecture not in ("five_block", "baseline"):
-        from . import models
+        from . import transfer
 
         try:
-            models.imagenet_weights(architecture, download=download)
-        except models.WeightsUnavailable as err:
+            transfer.imagenet_weights(architecture, download=download)
+        except transfer.WeightsUnavailable as err:
             raise UserError(err.line("choose another --architecture")) from None
 
 
@@ -335,7 +335,7 @@ def _labelled_files(folder: Path, split: str) -> tuple[list[tuple[str, int]], st
     Raises:
         UserError: no class folders, or a folder beside them whose images have no label.
     """
-    from .data import CLASSES
+    from .labels import CLASSES
     from .inference import collect_images
 
     if not folder.is_dir():
@@ -411,7 +411,7 @@ def _predict(args, loaded) -> int:
 
 def _evaluate(args, loaded) -> int:
     from . import evaluate
-    from .data import patient_id
+    from .labels import patient_id
     from .inference import predict_files
 
     pairs, split = _labelled_files(Path(args.data), args.split)
@@ -594,7 +594,7 @@ def main(argv=None) -> int:
 
 
 def _command(args, steps) -> int:
-    from .data import DatasetError
+    from .dataset import DatasetError
     from .external import ExternalError
     from .images import ImageError
     from .inference import ModelError, load_model

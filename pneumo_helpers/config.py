@@ -86,7 +86,7 @@ class RunConfig:
 
     Attributes:
         data_dir: dataset folder in the Kaggle layout, or ``None`` to locate one (see
-            :func:`pneumo_helpers.data.locate_dataset`).
+            :func:`pneumo_helpers.obtain.locate_dataset`).
         run_dir: folder that receives every artifact of the run.
         profile: ``"sample"`` or ``"full"``; picks the defaults below.
         image_size: side of the square model input, in pixels.

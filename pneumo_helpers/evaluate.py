@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from .labels import call, encode_labels
-from .data import CLASSES
+from .labels import CLASSES, call, encode_labels
 from .recipe import THRESHOLD_RULE
 from .runs import Estimate, MetricsReport
 

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import balance, distribute, evaluate, files, generators, models, pretrain, train
+from . import balance, distribute, evaluate, files, generators, models, pretrain, train, transfer
 from .augment import AUGMENTATIONS
+from .backbones import BACKBONES
+from .dataset import manifest_hash
 from .labels import encode_labels
-from .data import manifest_hash
 from .recipe import Recipe
 from .runs import ModelLayout
 
@@ -34,11 +35,11 @@ __all__ = ["BUILDERS", "TRANSFER", "FINE_TUNE", "CandidateResult", "run_candidat
            "average_candidates"]
 
 BUILDERS = {"baseline": models.build_baseline_cnn, "five_block": models.build_five_block_cnn,
-            "EfficientNetB0": models.build_efficientnetb0, "ResNet50V2": models.build_resnet50v2,
-            "DenseNet121": models.build_densenet121}
+            "EfficientNetB0": transfer.build_efficientnetb0,
+            "ResNet50V2": transfer.build_resnet50v2, "DenseNet121": transfer.build_densenet121}
 # The architectures that start from ImageNet weights and train in two stages.
-TRANSFER = tuple(models.BACKBONES)
-# Stage 2 of a transfer model: what models.unfreeze_top opens and at which learning rate.
+TRANSFER = tuple(BACKBONES)
+# Stage 2 of a transfer model: what transfer.unfreeze_top opens and at which learning rate.
 FINE_TUNE = dict(n_layers=20, learning_rate=1e-5)
 
 
@@ -64,7 +65,7 @@ def run_candidate(train_rows: pd.DataFrame, val_rows: pd.DataFrame, recipe: Reci
         train_rows, val_rows: manifest rows (``path``, ``label``, ``patient``, ``sha256``).
         recipe: how to train (:class:`pneumo_helpers.recipe.Recipe`). A :data:`TRANSFER`
             architecture trains in two stages (:func:`_fit_two_stages`) and raises
-            :class:`pneumo_helpers.models.WeightsUnavailable` before any training when its
+            :class:`pneumo_helpers.transfer.WeightsUnavailable` before any training when its
             ImageNet weights can be neither found nor downloaded. With two views
             (``recipe.consistency``) under a ``distribution``, ``batch_size`` must be a
             multiple of the replica count. Pretraining (``recipe.pretrain_epochs``) runs on
@@ -204,7 +205,7 @@ def _fit_two_stages(net, fit_train, fit_val, *, out_dir: Path, epochs: int, clas
 
     Stage 1 trains the head on the frozen backbone for ``epochs - epochs // 2`` epochs in
     ``out_dir/head/``; stage 2 opens the backbone's top layers (:data:`FINE_TUNE`, through
-    :func:`pneumo_helpers.models.unfreeze_top`) and trains at the lower learning rate for the
+    :func:`pneumo_helpers.transfer.unfreeze_top`) and trains at the lower learning rate for the
     other ``epochs // 2`` in ``out_dir``, starting from stage 1's best epoch, and keeps its own
     best epoch. With ``epochs=1`` only the head trains. An interrupted stage 2 resumes without
     repeating stage 1.
@@ -225,7 +226,7 @@ def _fit_two_stages(net, fit_train, fit_val, *, out_dir: Path, epochs: int, clas
     else:
         head = train.train_model(net, fit_train, fit_val, out_dir=head_dir,
                                  epochs=epochs - fine_epochs, config=config, **common)
-    models.unfreeze_top(net, **FINE_TUNE)
+    transfer.unfreeze_top(net, **FINE_TUNE)
     fine = train.train_model(net, fit_train, fit_val, out_dir=out_dir, epochs=fine_epochs,
                              config=dict(config, fine_tune=FINE_TUNE), **common)
     ModelLayout(head_dir).model.unlink(missing_ok=True)  # stage 2 starts from it; now spent

@@ -44,12 +44,12 @@ _PROGRESS_MIN_IMAGES = 1000
 
 def _check_manifest(manifest: pd.DataFrame, columns=("path",)) -> None:
     if not isinstance(manifest, pd.DataFrame):
-        raise TypeError(f"manifest must be a pandas DataFrame (from data.build_manifest), "
+        raise TypeError(f"manifest must be a pandas DataFrame (from obtain.build_manifest), "
                         f"got {type(manifest).__name__}")
     missing = [c for c in columns if c not in manifest.columns]
     if missing:
         raise ValueError(f"manifest lacks the column(s) {missing}; build it with "
-                         "pneumo_helpers.data.build_manifest")
+                         "pneumo_helpers.obtain.build_manifest")
     if len(manifest) == 0:
         raise ValueError("manifest is empty: no images to load")
 
@@ -80,7 +80,7 @@ def cache_key(manifest: pd.DataFrame, image_size: int) -> str:
             stat = os.stat(path)
         except OSError:
             raise ImageError(f"{path}: no such file; the manifest is out of date — "
-                             "rebuild it with data.build_manifest") from None
+                             "rebuild it with obtain.build_manifest") from None
         digest.update(f"\n{ident}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
 
@@ -123,7 +123,7 @@ def load_images(manifest: pd.DataFrame, *, image_size: int, cache_dir: str | Pat
 
     Raises:
         ImageError: a file is missing or cannot be decoded (the message names it; run
-            ``data.scrub`` to set such files aside).
+            ``scrub.scrub`` to set such files aside).
     """
     _check_manifest(manifest)
     image_size = _check_size(image_size)
@@ -178,7 +178,7 @@ def make_dataset(manifest: pd.DataFrame, *, image_size: int, batch_size: int = 3
 
     Args:
         manifest: DataFrame with ``path`` and ``label`` (``"NORMAL"``/``"PNEUMONIA"``) columns,
-            e.g. one split of ``data.scrub(...).clean``.
+            e.g. one split of ``scrub.scrub(...).clean``.
         image_size: side of the square images, in pixels.
         batch_size: images per batch (the last batch may be smaller).
         channels: 1 (gray) or 3 (the gray channel repeated, for ImageNet-style backbones).

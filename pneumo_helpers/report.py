@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import SAMPLE_DIR, project_root
-from .data import CLASSES
+from .labels import CLASSES
 from .runs import ChosenModel, Estimate, MetricsReport, ModelLayout, RunLayout
 
 __all__ = ["METRIC_LABELS", "RunSummary", "summarize_run", "read_results", "results_table", "test_source", "frame_markdown",

@@ -32,7 +32,7 @@ from typing import NamedTuple
 from .files import atomic_write, sha256
 
 __all__ = ["RunLayout", "ModelLayout", "ChosenModel", "Estimate", "MetricsReport",
-           "SiteThreshold"]
+           "SiteThreshold", "write_csv"]
 
 
 @dataclass(frozen=True)
@@ -405,3 +405,10 @@ class SiteThreshold:
                              "pneumo calibrate or remove it")
         return record
 
+
+def write_csv(path: str | Path, table) -> Path:
+    """Write a table of a run folder (a ``pandas.DataFrame``) as CSV without its index, through
+    a temporary file, so a step that stops half-way never leaves half a table."""
+    with atomic_write(path) as handle:
+        table.to_csv(handle, index=False)
+    return Path(path)

@@ -117,7 +117,7 @@ def run_lines(run_dir) -> list[Line]:
     """The run's chosen model on each split 05 scored (``metrics/<split>.json``).
 
     Validation chose the epochs, the model (04) and the threshold; the test split and the
-    external films chose nothing in the run (:func:`pneumo_helpers.data.scrub` keeps a carved
+    external films chose nothing in the run (:func:`pneumo_helpers.scrub.scrub` keeps a carved
     test split apart from the patients the shipped recipe was chosen on)."""
     layout = RunLayout(run_dir)
     results = layout.results()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import balance, evaluate, models
+from . import balance, evaluate, transfer
 from .config import RunConfig
 from .experiment import BUILDERS, CandidateResult, run_candidate
 from .recipe import Recipe
@@ -86,7 +86,7 @@ def compare_candidates(train_rows: pd.DataFrame, val_rows: pd.DataFrame, cfg: Ru
                 cfg, model=model, strategy=strategy, epochs=cfg.compare_epochs),
                 n_boot=n_boot, verbose=0, out_dir=cfg.layout.model(name).root,
                 cache_dir=cfg.layout.cache)
-        except models.WeightsUnavailable as err:
+        except transfer.WeightsUnavailable as err:
             results.skipped[name] = str(err)
             report(f"{name:26s} skipped: {err}")
             continue

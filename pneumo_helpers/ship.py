@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import (data, distribute, experiment, external, generators, inference, report, selection,
-               shifts, train)
+from . import (dataset, distribute, experiment, external, generators, inference, obtain, report,
+               scrub, selection, shifts, train)
 from .config import RunConfig, project_root, shown_path
 from .runs import MetricsReport, ModelLayout, RunLayout
 
@@ -45,7 +45,7 @@ def shipping_config(data_dir, *, run_dir=None, seed: int | None = None,
 
 
 def split_rows(data_dir, *, val_fraction: float, split_seed: int, work,
-               reuse: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, data.ScrubResult | None]:
+               reuse: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, scrub.ScrubResult | None]:
     """Train and validation rows of ``pneumo train`` and the sweep: the scrub of notebook 02
     with a patient-level validation split and no test split, written to ``work``'s
     ``clean_manifest.csv`` (by the chief alone in a JAX data-parallel training). With
@@ -57,8 +57,8 @@ def split_rows(data_dir, *, val_fraction: float, split_seed: int, work,
     if reuse and target.is_file():
         clean = pd.read_csv(target)
     else:
-        scrubbed = data.scrub(data.build_manifest(data_dir), val_fraction=val_fraction,
-                              test_fraction=0.0, seed=split_seed)
+        scrubbed = scrub.scrub(obtain.build_manifest(data_dir), val_fraction=val_fraction,
+                               test_fraction=0.0, seed=split_seed)
         clean = scrubbed.clean
         if distribute.is_chief():
             Path(work).mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,7 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
     clean = pd.read_csv(work.clean_manifest)
     val_rows = clean[clean["split"] == "val"].reset_index(drop=True)
     metrics = MetricsReport.read(out.val_metrics)
-    counts = data.count_table(clean)
+    counts = dataset.count_table(clean)
     config = loaded.config
     description = (
         "Kermany et al. 2018, Chest X-Ray Images (Pneumonia), training split (CC BY 4.0; "

@@ -20,9 +20,9 @@ os.environ["PNEUMO_DOWNLOAD_WEIGHTS"] = "0"
 @pytest.fixture(autouse=True)
 def _no_weight_downloads(monkeypatch):
     """Whatever a test asks for, fetching ImageNet weights fails as if offline."""
-    from pneumo_helpers import models
+    from pneumo_helpers import transfer
 
     def offline(backbone):
         raise OSError(f"tests never download ({backbone})")
 
-    monkeypatch.setattr(models, "_download", offline)
+    monkeypatch.setattr(transfer, "_download", offline)

@@ -740,10 +740,10 @@ def test_the_gate_screens_a_whole_split_as_05_holds_it():
     """05 says how many films of each split pneumo would leave without a label."""
     import numpy as np
 
-    from pneumo_helpers import data, gate, generators
+    from pneumo_helpers import gate, generators, obtain
     from pneumo_helpers.config import SAMPLE_DIR
 
-    films = data.build_manifest(SAMPLE_DIR)
+    films = obtain.build_manifest(SAMPLE_DIR)
     films = films[films["split"] == "test"].reset_index(drop=True)
     images = generators.load_images(films, image_size=64, progress=False)[..., 0]
     noise = np.random.default_rng(0).integers(0, 256, (2, 64, 64)).astype(np.uint8)

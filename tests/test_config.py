@@ -1,6 +1,8 @@
-"""RunConfig helpers: how paths are shown to a reader."""
+"""RunConfig: profiles, the environment, and how paths are shown to a reader."""
 
-from pneumo_helpers.config import project_root, shown_path
+import pytest
+
+from pneumo_helpers.config import RunConfig, project_root, shown_path
 
 
 def test_paths_are_shown_relative_to_the_project_never_absolute(tmp_path):
@@ -10,3 +12,17 @@ def test_paths_are_shown_relative_to_the_project_never_absolute(tmp_path):
         "../shared/data/chest_xray"
     far = tmp_path.joinpath("a", "b", "c", "d")
     assert not shown_path(far).startswith("/") and shown_path(far).endswith("c/d")
+
+
+def test_run_config_profiles_and_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PNEUMO_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("PNEUMO_EPOCHS", "7")
+    cfg = RunConfig.from_params()
+    assert cfg.profile == "sample" and cfg.epochs == 7 and cfg.run_dir == str(tmp_path / "run")
+    full = RunConfig.from_params(data_dir=str(tmp_path), epochs=None)
+    assert full.profile == "full" and full.image_size == 112 and full.ensemble_seeds == ()
+    assert cfg.ensemble_seeds == ()
+    monkeypatch.setenv("PNEUMO_ENSEMBLE_SEEDS", "3, 4")
+    assert RunConfig.from_params().ensemble_seeds == (3, 4)  # typed from the annotation
+    with pytest.raises(TypeError, match="unknown run parameters"):
+        RunConfig.from_params(imagesize=3)

@@ -17,9 +17,9 @@ TINY = Recipe(epochs=1, image_size=32, batch_size=8, balance="class_weight", aug
 def sample_split():
     """(train rows, val rows) of the bundled sample: 16 training films per class, every
     validation film; enough for one-epoch trainings."""
-    from pneumo_helpers import data
+    from pneumo_helpers import obtain
 
-    rows = data.build_manifest(SAMPLE_DIR)
+    rows = obtain.build_manifest(SAMPLE_DIR)
     return (rows[rows["split"] == "train"].groupby("label").head(16).reset_index(drop=True),
             rows[rows["split"] == "val"].reset_index(drop=True))
 

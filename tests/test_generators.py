@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from pneumo_helpers import generators
-from pneumo_helpers.data import build_manifest
+from pneumo_helpers.obtain import build_manifest
 from pneumo_helpers.augment import Augment
 from pneumo_helpers.generators import cache_key, load_images, make_dataset
 from pneumo_helpers.images import ImageError

@@ -49,9 +49,10 @@ def test_architecture_choices():
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(norms) == 5 and all(layer.momentum == 0.9 for layer in norms)
     assert model.get_layer("last_conv").output.shape[1:] == (4, 4, 256)
-    assert "standardize" not in [l.name for l in
-                                 models.build_five_block_cnn(image_size=64,
-                                                             standardize=False).layers]
+    # Block 1 halves the image with its stride-2 convolution, without a pooling layer.
+    assert model.get_layer("block1_conv1").strides == (2, 2)
+    assert model.get_layer("block1_conv1_relu").output.shape[1:3] == (32, 32)
+    assert "block1_pool" not in [layer.name for layer in model.layers]
 
 
 @pytest.mark.parametrize("build", [models.build_five_block_cnn, models.build_baseline_cnn])
@@ -117,133 +118,6 @@ def test_overfits_tiny_batch_and_separates_classes_in_inference_mode():
     assert p[y_new == 1].mean() - p[y_new == 0].mean() > 0.3, p
 
 
-# --- transfer learning (random weights: nothing is downloaded) -------------------------------
-
-@pytest.fixture(scope="module")
-def transfer_model():
-    return models.build_transfer_model(backbone="EfficientNetB0", image_size=32, weights=None)
-
-
-def head_weight_names(model):
-    return sorted(w.path for w in model.trainable_weights)
-
-
-def test_transfer_model_grayscale_and_frozen_backbone(transfer_model):
-    x, _ = pattern_batch(2, 32, 1)
-    p = infer(transfer_model, x)
-    assert p.shape == (2, 1) and np.all((p >= 0) & (p <= 1))
-    # Only the head's Dense kernel and bias train while the backbone is frozen.
-    assert head_weight_names(transfer_model) == ["pneumonia/bias", "pneumonia/kernel"]
-    assert len(transfer_model.non_trainable_weights) > 100
-
-
-def test_transfer_model_rgb_input():
-    model = models.build_transfer_model(backbone="EfficientNetB0", image_size=32, channels=3,
-                                        weights=None)
-    assert infer(model, pattern_batch(2, 32, 3)[0]).shape == (2, 1)
-
-
-def test_unfreeze_top_unfreezes_exactly_the_top_non_bn_layers():
-    model = models.build_transfer_model(backbone="EfficientNetB0", image_size=32, weights=None)
-    backbone = models._backbone_layers(model)
-    assert backbone[0].name != "backbone_preprocessing" and backbone[-1].name == "top_activation"
-    models.unfreeze_top(model, n_layers=7, learning_rate=1e-5)
-    non_bn = [l for l in backbone if not isinstance(l, keras.layers.BatchNormalization)]
-    assert [l.name for l in backbone if l.trainable] == [l.name for l in non_bn[-7:]]
-    assert not any(l.trainable for l in backbone
-                   if isinstance(l, keras.layers.BatchNormalization))
-    assert len(model.trainable_weights) > 2  # head plus the unfrozen convs
-    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-5)
-
-
-@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
-def test_transfer_model_save_load_and_weights_from_file(tmp_path, transfer_model):
-    x, _ = pattern_batch(2, 32, 1)
-    transfer_model.save(tmp_path / "t.keras")
-    loaded = keras.models.load_model(tmp_path / "t.keras")
-    np.testing.assert_allclose(infer(loaded, x),
-                               infer(transfer_model, x), atol=1e-6)
-    # weights=<path>: a no-top weights file of the same backbone (HDF5, as Keras' ImageNet
-    # files are) is loaded into the backbone's layers.
-    keras.utils.set_random_seed(11)
-    alone = keras.applications.EfficientNetB0(include_top=False, weights=None,
-                                              input_shape=(32, 32, 3))
-    alone.save(tmp_path / "b.h5")
-    again = models.build_transfer_model(image_size=32, weights=str(tmp_path / "b.h5"))
-    a = [w for layer in models._backbone_layers(again) for w in layer.get_weights()]
-    assert len(a) == len(alone.get_weights())
-    assert all(np.array_equal(u, v) for u, v in zip(a, alone.get_weights()))
-
-
-@pytest.mark.parametrize("backbone", ["DenseNet121", "ResNet50V2"])
-def test_backbone_preprocessing_matches_keras_applications(backbone):
-    x = np.random.default_rng(0).random((2, 8, 8, 3)).astype("float32")
-    ours = keras.ops.convert_to_numpy(models.BackbonePreprocessing(backbone)(x))
-    module = {"DenseNet121": keras.applications.densenet,
-              "ResNet50V2": keras.applications.resnet_v2}[backbone]
-    np.testing.assert_allclose(ours, module.preprocess_input(x * 255.0), rtol=1e-5, atol=1e-4)
-
-
-@pytest.fixture
-def empty_home(tmp_path, monkeypatch):
-    monkeypatch.delenv("KERAS_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    return tmp_path
-
-
-def test_missing_imagenet_weights_raise_one_clear_line(empty_home):
-    assert not models.imagenet_weights_available("EfficientNetB0")
-    with pytest.raises(models.WeightsUnavailable) as err:
-        models.build_transfer_model(image_size=32, download=False)
-    assert str(err.value) == (
-        "no ImageNet weights for EfficientNetB0 in ~/.keras/models and downloads are off "
-        "(PNEUMO_DOWNLOAD_WEIGHTS=0): place efficientnetb0_notop.h5 there, or drop it from "
-        "PNEUMO_CANDIDATES")
-    assert err.value.line("choose another --architecture").endswith(
-        "there, or choose another --architecture")
-
-
-def test_corrupt_cached_weights_are_not_used(empty_home):
-    cache = empty_home / ".keras" / "models"
-    cache.mkdir(parents=True)
-    (cache / models.BACKBONES["DenseNet121"].weights_file).write_bytes(b"partial download")
-    assert not models.imagenet_weights_available("DenseNet121")
-    with pytest.raises(models.WeightsUnavailable, match=r"\(the file there is incomplete\) "
-                       "and no network"):
-        models.build_transfer_model(backbone="DenseNet121", image_size=32)
-
-
-def test_efficientnet_weights_never_fetched_from_another_cache(tmp_path, monkeypatch):
-    # Valid-looking weights under a KERAS_HOME set after Keras was imported: Keras itself
-    # would look in its old folder and try to download, so the build must refuse.
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "efficientnetb0_notop.h5").write_bytes(b"stand-in")
-    monkeypatch.setattr(models, "_md5", lambda path: models.BACKBONES["EfficientNetB0"].md5)
-    assert models.imagenet_weights_available("EfficientNetB0")
-    with pytest.raises(models.WeightsUnavailable, match="KERAS_HOME changed"):
-        models.build_transfer_model(image_size=32)
-
-
-def test_bad_transfer_arguments(tmp_path):
-    with pytest.raises(ValueError, match="backbone must be one of"):
-        models.build_transfer_model(backbone="VGG16", weights=None)
-    with pytest.raises(models.WeightsUnavailable, match="does not exist"):
-        models.build_transfer_model(image_size=32, weights=str(tmp_path / "nope.h5"))
-    with pytest.raises(ValueError, match="not a transfer model"):
-        models.unfreeze_top(models.build_baseline_cnn(image_size=32))
-
-
-@pytest.mark.parametrize("stem_stride", [1, 2])
-def test_stem_stride_halves_the_image_either_way(stem_stride):
-    model = models.build_five_block_cnn(image_size=64, stem_stride=stem_stride)
-    names = [layer.name for layer in model.layers]
-    assert model.get_layer("block1_conv1_relu").output.shape[1:3] == (32, 32)
-    assert ("block1_pool" in names) == (stem_stride == 1)
-    assert model.get_layer("block1_conv1").strides == (stem_stride, stem_stride)
-    assert model.count_params() == 64_321  # the stride changes the cost, not the weights
-
-
 def test_consistency_adds_the_weighted_logit_gap_of_paired_views_to_the_training_loss():
     def build(**kwargs):
         keras.utils.set_random_seed(0)  # the same initial weights either way
@@ -285,8 +159,12 @@ def test_a_consistency_model_saves_loads_and_predicts_like_its_weights_without_i
     np.testing.assert_allclose(infer(loaded, x), infer(plain, x), atol=1e-6)
 
 
-def test_custom_objects_name_every_layer_this_module_registers():
-    """The loaders pass ``CUSTOM_OBJECTS``: every layer saved models may hold is in it."""
+def test_custom_objects_name_every_layer_the_model_modules_register():
+    """The loaders pass ``CUSTOM_OBJECTS``: every layer a saved model may hold is in it,
+    transfer models' included."""
+    from pneumo_helpers import backbones, transfer
+
+    modules = {models.__name__, backbones.__name__, transfer.__name__}
     registered = {obj for obj in keras.saving.get_custom_objects().values()
-                  if getattr(obj, "__module__", None) == models.__name__}
+                  if getattr(obj, "__module__", None) in modules}
     assert registered and registered == set(models.CUSTOM_OBJECTS.values())

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumo_helpers import (cli, data, experiment, gradcam, inference, lime_explain, models,
-                            selection)
+from pneumo_helpers import (cli, experiment, gradcam, inference, lime_explain, models, obtain,
+                            selection, transfer)
+from pneumo_helpers.backbones import BACKBONES, transfer_backbone
 from pneumo_helpers.config import SAMPLE_DIR, RunConfig
 from pneumo_helpers.recipe import Recipe
 from pneumo_helpers.runs import ModelLayout, RunLayout
@@ -28,15 +29,135 @@ TINY = Recipe(epochs=1, image_size=32, batch_size=8, balance="class_weight", aug
               consistency=0.0, pretrain_epochs=0)
 
 
+def gray_films(n, channels=1):
+    """``n`` random films of ``SIZE`` px in [0, 1]."""
+    return np.random.default_rng(0).random((n, SIZE, SIZE, channels)).astype("float32")
+
+
+def infer(model, x):
+    """Inference-mode predictions without tracing a predict function (faster in tests)."""
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+# --- one model, random weights -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def transfer_model():
+    return transfer.build_transfer_model(backbone="EfficientNetB0", image_size=32, weights=None)
+
+
+def head_weight_names(model):
+    return sorted(w.path for w in model.trainable_weights)
+
+
+def test_transfer_model_grayscale_and_frozen_backbone(transfer_model):
+    x = gray_films(2)
+    p = infer(transfer_model, x)
+    assert p.shape == (2, 1) and np.all((p >= 0) & (p <= 1))
+    # Only the head's Dense kernel and bias train while the backbone is frozen.
+    assert head_weight_names(transfer_model) == ["pneumonia/bias", "pneumonia/kernel"]
+    assert len(transfer_model.non_trainable_weights) > 100
+
+
+def test_transfer_model_rgb_input():
+    model = transfer.build_transfer_model(backbone="EfficientNetB0", image_size=32, channels=3,
+                                        weights=None)
+    assert infer(model, gray_films(2, channels=3)).shape == (2, 1)
+
+
+def test_unfreeze_top_unfreezes_exactly_the_top_non_bn_layers():
+    model = transfer.build_transfer_model(backbone="EfficientNetB0", image_size=32, weights=None)
+    backbone = transfer.backbone_layers(model)
+    assert backbone[0].name != "backbone_preprocessing" and backbone[-1].name == "top_activation"
+    transfer.unfreeze_top(model, n_layers=7, learning_rate=1e-5)
+    non_bn = [l for l in backbone if not isinstance(l, keras.layers.BatchNormalization)]
+    assert [l.name for l in backbone if l.trainable] == [l.name for l in non_bn[-7:]]
+    assert not any(l.trainable for l in backbone
+                   if isinstance(l, keras.layers.BatchNormalization))
+    assert len(model.trainable_weights) > 2  # head plus the unfrozen convs
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_transfer_model_save_load_and_weights_from_file(tmp_path, transfer_model):
+    x = gray_films(2)
+    transfer_model.save(tmp_path / "t.keras")
+    loaded = keras.models.load_model(tmp_path / "t.keras")
+    np.testing.assert_allclose(infer(loaded, x),
+                               infer(transfer_model, x), atol=1e-6)
+    # weights=<path>: a no-top weights file of the same backbone (HDF5, as Keras' ImageNet
+    # files are) is loaded into the backbone's layers.
+    keras.utils.set_random_seed(11)
+    alone = keras.applications.EfficientNetB0(include_top=False, weights=None,
+                                              input_shape=(32, 32, 3))
+    alone.save(tmp_path / "b.h5")
+    again = transfer.build_transfer_model(image_size=32, weights=str(tmp_path / "b.h5"))
+    a = [w for layer in transfer.backbone_layers(again) for w in layer.get_weights()]
+    assert len(a) == len(alone.get_weights())
+    assert all(np.array_equal(u, v) for u, v in zip(a, alone.get_weights()))
+
+
+@pytest.fixture
+def empty_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_missing_imagenet_weights_raise_one_clear_line(empty_home):
+    assert not transfer.imagenet_weights_available("EfficientNetB0")
+    with pytest.raises(transfer.WeightsUnavailable) as err:
+        transfer.build_transfer_model(image_size=32, download=False)
+    assert str(err.value) == (
+        "no ImageNet weights for EfficientNetB0 in ~/.keras/models and downloads are off "
+        "(PNEUMO_DOWNLOAD_WEIGHTS=0): place efficientnetb0_notop.h5 there, or drop it from "
+        "PNEUMO_CANDIDATES")
+    assert err.value.line("choose another --architecture").endswith(
+        "there, or choose another --architecture")
+
+
+def test_corrupt_cached_weights_are_not_used(empty_home):
+    cache = empty_home / ".keras" / "models"
+    cache.mkdir(parents=True)
+    (cache / BACKBONES["DenseNet121"].weights_file).write_bytes(b"partial download")
+    assert not transfer.imagenet_weights_available("DenseNet121")
+    with pytest.raises(transfer.WeightsUnavailable, match=r"\(the file there is incomplete\) "
+                       "and no network"):
+        transfer.build_transfer_model(backbone="DenseNet121", image_size=32)
+
+
+def test_efficientnet_weights_never_fetched_from_another_cache(tmp_path, monkeypatch):
+    # Valid-looking weights under a KERAS_HOME set after Keras was imported: Keras itself
+    # would look in its old folder and try to download, so the build must refuse.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "efficientnetb0_notop.h5").write_bytes(b"stand-in")
+    monkeypatch.setattr(transfer, "_md5", lambda path: BACKBONES["EfficientNetB0"].md5)
+    assert transfer.imagenet_weights_available("EfficientNetB0")
+    with pytest.raises(transfer.WeightsUnavailable, match="KERAS_HOME changed"):
+        transfer.build_transfer_model(image_size=32)
+
+
+def test_bad_transfer_arguments(tmp_path):
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        transfer.build_transfer_model(backbone="VGG16", weights=None)
+    with pytest.raises(transfer.WeightsUnavailable, match="does not exist"):
+        transfer.build_transfer_model(image_size=32, weights=str(tmp_path / "nope.h5"))
+    with pytest.raises(ValueError, match="not a transfer model"):
+        transfer.unfreeze_top(models.build_baseline_cnn(image_size=32))
+
+
+# --- candidates end to end ---------------------------------------------------------------
+
 @pytest.fixture(scope="module")
 def films():
     """(train rows, val rows): 8 training films per class and 16 validation films."""
-    rows = data.build_manifest(SAMPLE_DIR)
+    rows = obtain.build_manifest(SAMPLE_DIR)
     return (rows[rows["split"] == "train"].groupby("label").head(8).reset_index(drop=True),
             rows[rows["split"] == "val"].groupby("label").head(8).reset_index(drop=True))
 
 
-@pytest.fixture(scope="module", params=list(models.BACKBONES))
+@pytest.fixture(scope="module", params=list(BACKBONES))
 def trained(request, films, tmp_path_factory):
     """One backbone, random weights, trained one epoch per stage: (backbone, result)."""
     train_rows, val_rows = films
@@ -66,7 +187,7 @@ def test_two_stages_train_the_head_then_the_top_at_the_lower_rate(trained):
 def test_the_saved_model_loads_takes_gray_films_and_exports_to_litert(trained):
     backbone, result = trained
     loaded = inference.load_model(result.out_dir, runtime="keras")
-    assert loaded.image_size == SIZE and models.transfer_backbone(loaded.model) == backbone
+    assert loaded.image_size == SIZE and transfer_backbone(loaded.model) == backbone
     assert loaded.model.input_shape == (None, SIZE, SIZE, 1)
     p = loaded.predict(np.random.default_rng(0).integers(0, 255, (3, SIZE, SIZE), np.uint8))
     assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))
@@ -81,7 +202,7 @@ def test_grad_cam_reads_the_backbone_last_activation(trained):
     backbone, result = trained
     model = inference.load_model(result.out_dir, runtime="keras").model
     cam = gradcam.GradCam(model)
-    assert cam.layer.name == models.BACKBONES[backbone].feature_layer
+    assert cam.layer.name == BACKBONES[backbone].feature_layer
     assert cam.layer.output.shape[1:3] == (1, 1)  # 32 px / 32: the backbone's last maps
     maps = cam(np.random.default_rng(1).integers(0, 256, (2, SIZE, SIZE), np.uint8))
     assert maps.shape == (2, SIZE, SIZE) and np.isfinite(maps).all() and maps.max() <= 1
@@ -106,9 +227,9 @@ def test_missing_weights_and_no_network_give_the_issue_line(tmp_path, monkeypatc
     monkeypatch.delenv("KERAS_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     calls = []
-    monkeypatch.setattr(models, "_download", _offline(calls))
-    with pytest.raises(models.WeightsUnavailable) as err:
-        models.build_densenet121(image_size=SIZE)
+    monkeypatch.setattr(transfer, "_download", _offline(calls))
+    with pytest.raises(transfer.WeightsUnavailable) as err:
+        transfer.build_densenet121(image_size=SIZE)
     assert calls == ["DenseNet121"]  # a download was tried, and failed
     assert str(err.value) == (
         "no ImageNet weights for DenseNet121 in ~/.keras/models and no network: place "
@@ -118,28 +239,16 @@ def test_missing_weights_and_no_network_give_the_issue_line(tmp_path, monkeypatc
 
 def test_a_downloaded_file_is_used_where_keras_caches_it(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    spec = models.BACKBONES["ResNet50V2"]
+    spec = BACKBONES["ResNet50V2"]
 
     def fetch(backbone):  # what keras.utils.get_file leaves behind
         (tmp_path / "models").mkdir(exist_ok=True)
         (tmp_path / "models" / spec.weights_file).write_bytes(b"weights")
 
-    monkeypatch.setattr(models, "_download", fetch)
-    monkeypatch.setitem(models.BACKBONES, "ResNet50V2",
+    monkeypatch.setattr(transfer, "_download", fetch)
+    monkeypatch.setitem(BACKBONES, "ResNet50V2",
                         dataclasses.replace(spec, md5=hashlib.md5(b"weights").hexdigest()))
-    assert models.imagenet_weights("ResNet50V2") == tmp_path / "models" / spec.weights_file
-
-
-def test_urls_and_hashes_are_keras_own():
-    from keras.src.applications import densenet, efficientnet, resnet
-
-    assert models.BACKBONES["DenseNet121"].url == densenet.DENSENET121_WEIGHT_PATH_NO_TOP
-    assert models.BACKBONES["EfficientNetB0"].url == (efficientnet.BASE_WEIGHTS_PATH
-                                                      + "efficientnetb0_notop.h5")
-    assert models.BACKBONES["EfficientNetB0"].md5 == efficientnet.WEIGHTS_HASHES["b0"][1]
-    assert models.BACKBONES["ResNet50V2"].url == (resnet.BASE_WEIGHTS_PATH
-                                                  + models.BACKBONES["ResNet50V2"].weights_file)
-    assert models.BACKBONES["ResNet50V2"].md5 == resnet.WEIGHTS_HASHES["resnet50v2"][1]
+    assert transfer.imagenet_weights("ResNet50V2") == tmp_path / "models" / spec.weights_file
 
 
 def _config(tmp_path, **kwargs):
@@ -179,17 +288,17 @@ def test_a_weights_file_in_the_cache_makes_the_candidate_train_and_compete(tmp_p
     """The stand-in for ImageNet's file: a DenseNet121 with random weights saved as HDF5
     under the file name Keras caches, with its hash as the expected one."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    spec = models.BACKBONES["DenseNet121"]
+    spec = BACKBONES["DenseNet121"]
     cached = tmp_path / "keras" / "models" / spec.weights_file
     cached.parent.mkdir(parents=True)
     keras.utils.set_random_seed(5)
     stand_in = keras.applications.DenseNet121(include_top=False, weights=None,
                                               input_shape=(SIZE, SIZE, 3))
     stand_in.save(cached)
-    monkeypatch.setitem(models.BACKBONES, "DenseNet121",
-                        dataclasses.replace(spec, md5=models._md5(cached)))
+    monkeypatch.setitem(BACKBONES, "DenseNet121",
+                        dataclasses.replace(spec, md5=transfer._md5(cached)))
     calls = []
-    monkeypatch.setattr(models, "_download", _offline(calls))
+    monkeypatch.setattr(transfer, "_download", _offline(calls))
     train_rows, val_rows = films
     cfg = _config(tmp_path, candidates=("baseline-class_weight", "DenseNet121-oversample"))
     results = selection.compare_candidates(train_rows, val_rows, cfg, n_boot=10,
@@ -214,7 +323,7 @@ def test_candidates_come_from_the_config_and_the_environment(tmp_path, monkeypat
     assert pairs[:5] == [("baseline", "class_weight"), ("five_block", "none"),
                          ("five_block", "undersample"), ("five_block", "oversample"),
                          ("five_block", "class_weight")]
-    assert pairs[5:] == [(b, "class_weight") for b in models.BACKBONES]
+    assert pairs[5:] == [(b, "class_weight") for b in BACKBONES]
     monkeypatch.setenv("PNEUMO_CANDIDATES", "five_block-oversample, DenseNet121")
     monkeypatch.setenv("PNEUMO_DOWNLOAD_WEIGHTS", "1")
     cfg = RunConfig.from_params(run_dir=str(tmp_path), profile="full")
@@ -242,7 +351,7 @@ def test_pneumo_train_refuses_a_backbone_without_weights_in_one_line(tmp_path, m
 
 def test_the_cli_knows_every_builder():
     assert set(cli.ARCHITECTURES) == set(experiment.BUILDERS)
-    assert set(experiment.TRANSFER) == set(models.BACKBONES) < set(experiment.BUILDERS)
+    assert set(experiment.TRANSFER) == set(BACKBONES) < set(experiment.BUILDERS)
 
 
 def test_the_card_and_deck_line_quotes_the_benchmark(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from pneumo_helpers.files import sha256
-from pneumo_helpers.data import CLASSES, patient_id
+from pneumo_helpers.labels import CLASSES, patient_id
 
 # Images per (split, class): train keeps the 26/74 imbalance of Kaggle's train, val mirrors
 # Kaggle's 8/8 and test Kaggle's 38/62.

@@ -16,7 +16,7 @@ from pneumo_helpers import inference
 from pneumo_helpers.files import sha256
 from pneumo_helpers.runs import MetricsReport, ModelLayout
 from pneumo_helpers.config import SAMPLE_DIR
-from pneumo_helpers.data import CLASSES
+from pneumo_helpers.labels import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "shipped_model_reference.json"

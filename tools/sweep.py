@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pneumo_helpers import (evaluate, experiment, external, generators, inference, models,
-                            shifts, ship)
+from pneumo_helpers import (evaluate, experiment, external, generators, inference, shifts, ship,
+                            transfer)
 from pneumo_helpers.balance import encode_labels
 from pneumo_helpers.config import PROFILES, RunConfig
 from pneumo_helpers.runs import ModelLayout
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
                                              RECIPES[recipe].replace(seed=seed), out_dir=out,
                                              name=out.name, cache_dir=args.work / "cache",
                                              verbose=2)
-                except models.WeightsUnavailable as err:
+                except transfer.WeightsUnavailable as err:
                     print(f"{recipe}: skipped: {err.line('drop it from --recipes')}",
                           flush=True)
                     break
