@@ -50,7 +50,6 @@ class ModelLayout:
     export = property(lambda self: self.root / "export.json")
     config = property(lambda self: self.root / "config.json")
     history_csv = property(lambda self: self.root / "history.csv")
-    history_json = property(lambda self: self.root / "history.json")
     backup = property(lambda self: self.root / "backup")
     pretrain_history = property(lambda self: self.root / "pretrain_history.csv")
     val_metrics = property(lambda self: self.root / "val_metrics.json")
