@@ -134,7 +134,7 @@ def _join_data_parallel(args) -> None:
 
 
 def write_report(args) -> bool:
-    from . import deck, notebooks_pdf, report
+    from . import deck, notebooks_pdf, readme
     from .runner import run_series
 
     if args.data:
@@ -146,8 +146,8 @@ def write_report(args) -> bool:
         print(shown_path(deck.build_deck(args.run_dir, out / "presentation.pdf",
                                     evaluations=args.evaluations)))
         print(shown_path(notebooks_pdf.render(args.run_dir, out / "notebooks.pdf")))
-        print(shown_path(report.replace_readme_block(
-            Path("README.md"), report.readme_block(args.run_dir, readme_dir=Path.cwd(),
+        print(shown_path(readme.replace_readme_block(
+            Path("README.md"), readme.readme_block(args.run_dir, readme_dir=Path.cwd(),
                                                   evaluations=args.evaluations))))
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # no run, no Chromium
         raise UserError(str(exc)) from None

@@ -23,7 +23,7 @@ from sklearn import metrics as skm
 from .labels import call, encode_labels
 from .data import CLASSES
 from .recipe import THRESHOLD_RULE
-from .runs import Estimate, MetricsReport
+from .metrics_report import Estimate, MetricsReport
 
 __all__ = ["METRICS", "THRESHOLD_RULES", "DEFAULT_RULE", "predict_proba", "choose_threshold",
            "evaluate", "bootstrap", "pneumonia_column", "confusion", "report", "to_report",

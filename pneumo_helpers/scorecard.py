@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import files
-from .runs import ChosenModel, Estimate, MetricsReport, ModelLayout, RunLayout, SiteThreshold
+from .metrics_report import Estimate, MetricsReport
+from .runs import ChosenModel, ModelLayout, RunLayout, SiteThreshold
 
 __all__ = ["Line", "Receipt", "run_lines", "shipped_lines", "read_receipt", "markdown",
            "SPLIT_NAMES"]

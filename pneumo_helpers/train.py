@@ -22,7 +22,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from .runs import MetricsReport, ModelLayout
+from .metrics_report import MetricsReport
+
+from .runs import ModelLayout
 
 __all__ = ["set_seed", "train_model", "resumable", "EpochTimer", "save_model_card",
            "library_versions"]
@@ -213,9 +215,10 @@ def save_model_card(out_dir, *, config, val_metrics: MetricsReport, data_descrip
     Args:
         out_dir: the model folder (created if needed).
         config: dict or ``RunConfig`` of the run; shown as a settings table.
-        val_metrics: the model's validation :class:`~pneumo_helpers.runs.MetricsReport`
-            (its ``val_metrics.json``); its threshold and rule are stated next to the
-            metrics, which are computed at that threshold.
+        val_metrics: the model's validation
+            :class:`~pneumo_helpers.metrics_report.MetricsReport` (its ``val_metrics.json``);
+            its threshold and rule are stated next to the metrics, which are computed at
+            that threshold.
         data_description: a few sentences on the data (source, splits, counts).
         model_name: title of the card.
         intended_use, limitations: paragraphs replacing the defaults.

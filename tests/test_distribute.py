@@ -291,7 +291,8 @@ def test_pneumo_train_on_two_jax_processes_is_the_one_training_path(tmp_path):
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed: pip install pneumo[distributed]")
     from pneumo_helpers.config import SAMPLE_DIR
-    from pneumo_helpers.runs import MetricsReport, RunLayout
+    from pneumo_helpers.metrics_report import MetricsReport
+    from pneumo_helpers.runs import RunLayout
 
     port, run = _free_port(), RunLayout(tmp_path / "run")
     # With the shipped recipe's consistency term (both views of a film on one process) and

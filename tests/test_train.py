@@ -191,7 +191,7 @@ def test_train_model_rejects_bad_arguments(tmp_path):
 
 
 def test_model_card_with_confidence_intervals(tmp_path):
-    from pneumo_helpers.runs import Estimate, MetricsReport
+    from pneumo_helpers.metrics_report import Estimate, MetricsReport
 
     metrics = MetricsReport(metrics={"auc": Estimate(0.93, 0.9, 0.95),
                                      "accuracy": Estimate(0.88)},
