@@ -18,7 +18,7 @@ from pathlib import Path
 __all__ = ["without_library_noise", "private_library_homes"]
 
 # What TensorFlow, absl and LiteRT print at start-up on a machine without a GPU: not errors,
-# and no environment variable silences all of it (TF_CPP_MIN_LOG_LEVEL=3 still leaves six lines).
+# and no environment variable silences all of it (TF_CPP_MIN_LOG_LEVEL=3 leaves some).
 _NOISE = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl"
                     r"|To enable the following instructions|INFO: Created TensorFlow Lite)")
 
