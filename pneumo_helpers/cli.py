@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
-import re
-import stat
 import sys
-import tempfile
 from pathlib import Path
 
-from .config import RunConfig, shown_path
-from .recipe import THRESHOLD_RULE
+from . import commands
+from .commands import UserError, shown
+from .sandbox import private_library_homes, without_library_noise
 
 __all__ = ["main"]
 
@@ -38,13 +35,12 @@ EXIT_STATUSES = f"""exit status:
   {EXIT_USER_ERROR}    nothing done: a usage error, a missing or unusable input, model or output
   {EXIT_INTERNAL}    pneumo itself failed (a bug; set PNEUMO_DEBUG=1 for the traceback)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); no output written"""
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
 # experiment.BUILDERS' keys, spelled out so that --help does not import Keras.
 ARCHITECTURES = ("five_block", "baseline", "EfficientNetB0", "ResNet50V2", "DenseNet121")
-
-
-class UserError(Exception):
-    """An error in what the user asked for: printed as one line, exit status 2."""
+PROJECT_STEPS = {"run": commands.run_notebooks, "train": commands.train_shipped_model,
+                 "report": commands.write_report}
+MODEL_COMMANDS = {"predict": commands.predict_images, "evaluate": commands.evaluate_folder,
+                  "explain": commands.explain_image, "calibrate": commands.calibrate_site}
 
 
 def _int_in(low: int, high: int):
@@ -58,20 +54,6 @@ def _int_in(low: int, high: int):
             raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high:,}")
         return value
     return parse
-
-
-def shown(name) -> str:
-    """A file name as it may be printed or written: control characters (a newline in a name
-    would forge a line of output) escaped, bytes that are not UTF-8 as backslash escapes."""
-    text = os.fsencode(str(name)).decode("utf-8", "backslashreplace")
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode()
-                   for ch in text)
-
-
-def spreadsheet_safe(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula (OWASP CSV injection): text starting
-    with = + - @ or a tab/CR gets a leading apostrophe."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -211,355 +193,6 @@ def _default_evaluations() -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _series_settings(args) -> None:
-    """Folders the notebooks' kernels read from the environment, as every PNEUMO_* setting."""
-    for name, flag in (("external", "--external"), ("evaluations", "--evaluations")):
-        folder = getattr(args, name, None)
-        if folder is None:
-            continue
-        if not Path(folder).is_dir():
-            raise UserError(f"{folder}: no such folder ({flag})")
-        os.environ[f"PNEUMO_{name.upper()}_DIR"] = str(Path(folder).resolve())
-
-
-def _run(args) -> int:
-    from .runner import run_series
-
-    _series_settings(args)
-    cfg = RunConfig.from_params(data_dir=args.data, run_dir=args.run_dir,
-                                profile=args.profile)
-    run_series(cfg.run_dir, data=args.data, profile=cfg.profile, in_place=args.in_place,
-               only=args.only, report=lambda line: print(line, flush=True))
-    return 0
-
-
-def _manifest(args) -> int:
-    from .runs import ModelLayout
-
-    for folder in map(Path, args.folders):
-        if not (folder / "model.keras").is_file():
-            raise UserError(f"{folder}: no model.keras; not a model folder")
-        print(f"wrote {shown(ModelLayout(folder).write_manifest())}")
-    return 0
-
-
-def _train(args) -> int:
-    if not args.card_only and not args.data:
-        raise UserError("pneumo train needs --data DIR (a dataset folder in the Kaggle "
-                        "layout), or --card-only to rewrite the card of a finished run")
-    data_parallel = args.distribution == "jax" and not args.card_only
-    if data_parallel:
-        _join_data_parallel(args)
-    from . import ship
-
-    out = Path(args.out) if args.out else None
-    cfg = ship.shipping_config(args.data, run_dir=args.run_dir, seed=args.seed,
-                               architecture=args.architecture)
-    if not args.card_only:
-        _check_weights(cfg.architecture, download=cfg.download_weights)
-        ship.train_shipped(cfg, distribution=args.distribution,
-                           report=lambda line: print(line, flush=True))
-    if data_parallel:
-        # The card's LiteRT export needs TensorFlow: a second, ordinary process writes it.
-        if args.process_id == 0:
-            where = shown(shown_path(cfg.run_dir))
-            print(f"trained in {where}; write the card and export with: pneumo train "
-                  f"--card-only --run-dir {where}")
-        return 0
-    card = ship.write_card(cfg.run_dir, **({"out": out} if out else {}),
-                           external_dir=args.external)
-    print(f"shipped model, card and LiteRT export written to {shown(shown_path(card.parent))}")
-    return 0
-
-
-def _check_weights(architecture: str, *, download: bool) -> None:
-    """Before any data is read: an ImageNet backbone's weights are here or fetched, else one
-    line saying what to do."""
-    if architecture not in ("five_block", "baseline"):
-        from . import transfer
-
-        try:
-            transfer.imagenet_weights(architecture, download=download)
-        except transfer.WeightsUnavailable as err:
-            raise UserError(err.line("choose another --architecture")) from None
-
-
-def _join_data_parallel(args) -> None:
-    """Start this process on the JAX backend and join the others (before Keras is imported)."""
-    if not args.coordinator:
-        raise UserError("--distribution jax needs --coordinator HOST:PORT (process 0's "
-                        "address), --num-processes and --process-id")
-    if args.process_id >= args.num_processes:
-        raise UserError(f"--process-id must be below --num-processes ({args.num_processes})")
-    if "keras" in sys.modules and os.environ.get("KERAS_BACKEND") != "jax":
-        raise UserError("Keras is already loaded on another backend; run pneumo train "
-                        "--distribution jax in a fresh process")
-    os.environ["KERAS_BACKEND"] = "jax"
-    if importlib.util.find_spec("jax") is None:
-        raise UserError("--distribution jax needs JAX: pip install -e '.[distributed]'")
-    from . import distribute
-
-    distribute.init_data_parallel(args.coordinator, num_processes=args.num_processes,
-                                  process_id=args.process_id)
-
-
-def _report(args) -> int:
-    from . import deck, notebooks_pdf, report
-    from .runner import run_series
-
-    if args.data:
-        _series_settings(args)
-        run_series(args.run_dir, data=args.data, profile="full",
-                   report=lambda line: print(line, flush=True))
-    out = Path(args.out)
-    try:
-        print(shown_path(deck.build_deck(args.run_dir, out / "presentation.pdf",
-                                    evaluations=args.evaluations)))
-        print(shown_path(notebooks_pdf.render(args.run_dir, out / "notebooks.pdf")))
-        print(shown_path(report.replace_readme_block(
-            Path("README.md"), report.readme_block(args.run_dir, readme_dir=Path.cwd(),
-                                                  evaluations=args.evaluations))))
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # no run, no Chromium
-        raise UserError(str(exc)) from None
-    return 0
-
-
-#: Fewer images than this of a class and an evaluation's intervals say little.
-FEW_PER_CLASS = 30
-
-
-def _labelled_files(folder: Path, split: str) -> tuple[list[tuple[str, int]], str | None]:
-    """The (file, label) pairs of a labelled folder, and the split they came from (``None``
-    when the class folders sit at its root, where ``--split`` does not apply).
-
-    Raises:
-        UserError: no class folders, or a folder beside them whose images have no label.
-    """
-    from .labels import CLASSES
-    from .inference import collect_images
-
-    if not folder.is_dir():
-        raise UserError(f"{folder}: no such folder")
-    at_root = all((folder / c).is_dir() for c in CLASSES)
-    base = folder if at_root else folder / split
-    if not all((base / c).is_dir() for c in CLASSES):
-        raise UserError(f"{folder}: expected NORMAL/ and PNEUMONIA/ folders, or a Kaggle "
-                        f"layout with {split}/NORMAL and {split}/PNEUMONIA")
-    others = sorted(p.name for p in base.iterdir()
-                    if p.is_dir() and not p.name.startswith(".") and p.name not in CLASSES)
-    if others:
-        raise UserError(f"{base / others[0]}: a folder beside NORMAL/ and PNEUMONIA/, whose "
-                        "images have no known label; move it out to evaluate "
-                        f"({len(others)} such folder(s): {', '.join(others[:5])})")
-    pairs = [(path, label) for label, name in enumerate(CLASSES)
-             for path in collect_images([base / name])]
-    return pairs, (None if at_root else split)
-
-
-def _report_bad(table) -> int:
-    bad = table[table["error"] != ""]
-    for row in bad.itertuples():
-        print(f"pneumo: skipped {shown(row.file)}: {shown(row.error)}", file=sys.stderr)
-    return EXIT_SOME_FAILED if len(bad) else 0
-
-
-def _output_path(text: str, *, suffixes=None, inputs=()) -> Path:
-    """Where to write, checked before any work (:func:`pneumo_helpers.files.check_output`:
-    a regular file or a new name in a writable folder, never one of ``inputs``)."""
-    from .files import OutputError, check_output
-
-    path = Path(text).expanduser()
-    if suffixes and path.suffix.lower() not in suffixes and not path.is_dir():
-        kind = path.suffix or "a file without a suffix"
-        raise UserError(f"{text}: cannot write a picture as {kind}; use "
-                        f"{', '.join(suffixes)}")
-    try:
-        return check_output(path, inputs=inputs)
-    except OutputError as exc:
-        raise UserError(str(exc)) from None
-
-
-def _csv_ready(table):
-    """The predictions table with file names and errors safe to print and to open in a
-    spreadsheet."""
-    out = table.copy()
-    out["file"] = out["file"].map(lambda f: spreadsheet_safe(shown(f)))
-    out["error"] = out["error"].map(lambda e: spreadsheet_safe(shown(e)))
-    return out
-
-
-def _predict(args, loaded) -> int:
-    from .inference import collect_images, predict_files
-
-    inputs = collect_images(args.inputs)
-    output = _output_path(args.output, inputs=inputs) if args.output else None
-    if output is None and sys.stdout is None:  # started with stdout closed (`>&-`)
-        raise UserError("standard output is closed; give -o FILE to write the table")
-    table = predict_files(loaded, inputs, batch_size=args.batch_size)
-    csv = _csv_ready(table)
-    if output:
-        from .files import atomic_write
-
-        with atomic_write(output) as handle:
-            csv.to_csv(handle, index=False, float_format="%.4f")
-        print(f"wrote {len(table)} rows to {shown(output)} ({loaded.threshold_note()})")
-    else:
-        csv.to_csv(sys.stdout, index=False, float_format="%.4f")
-        sys.stdout.flush()  # a closed or full stdout fails here, not silently at exit
-    return _report_bad(table)
-
-
-def _evaluate(args, loaded) -> int:
-    from . import evaluate
-    from .labels import patient_id
-    from .inference import predict_files
-
-    pairs, split = _labelled_files(Path(args.data), args.split)
-    output = _output_path(args.output, inputs=[f for f, _ in pairs])
-    table = predict_files(loaded, [f for f, _ in pairs])
-    table["y"] = [label for _, label in pairs]
-    ok = table[table["error"] == ""]
-    if ok["y"].nunique() < 2:
-        raise UserError(f"{args.data}: need readable images of both classes to evaluate")
-    fewest = int(ok["y"].value_counts().min())
-    warning = (f"only {fewest} readable image(s) of a class (fewer than {FEW_PER_CLASS}): the "
-               "metrics and their intervals say little; evaluate on more films"
-               if fewest < FEW_PER_CLASS else None)
-    metrics = evaluate.evaluate(ok["y"], ok["probability"], threshold=loaded.threshold,
-                                groups=[patient_id(Path(f).name) for f in ok["file"]],
-                                n_boot=args.n_boot)
-    extra = {"warning": warning} if warning else {}
-    evaluate.to_report(metrics, threshold=loaded.threshold, rule=loaded.threshold_rule,
-                       split=split, model=shown(loaded.path), data=shown(args.data),
-                       threshold_source=loaded.threshold_source, **loaded.provenance(),
-                       images_given=len(table), images_left_out=len(table) - len(ok),
-                       **extra).write(output)
-    print(metrics.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"{loaded.threshold_note()}; {len(ok)} images; wrote {shown(output)}")
-    if warning:
-        print(f"pneumo: warning: {warning}", file=sys.stderr)
-    return _report_bad(table)
-
-
-def _calibrate(args, loaded) -> int:
-    from . import external
-    from .inference import predict_files
-
-    if loaded.path is None or not loaded.path.is_dir():
-        raise UserError("calibrate needs a model folder (--model FOLDER) to store the site "
-                        "threshold in")
-    rows = external.labelled_rows(args.data, split=args.split)
-    table = predict_files(loaded, rows["path"])
-    ok = (table["error"] == "").to_numpy()
-    if _report_bad(table):
-        print(f"left out {int((~ok).sum())} file(s) listed above (unreadable, or not "
-              "chest films)", file=sys.stderr)
-    rule = loaded.config.get("threshold_rule") or loaded.threshold_rule or THRESHOLD_RULE
-    site = external.choose_site_threshold(rows[ok].reset_index(drop=True),
-                                          table["probability"].to_numpy()[ok], rule=rule,
-                                          model_sha256=loaded.sha256, n_boot=args.n_boot)
-    target = site.write(loaded.path)  # and the folder's manifest, checked as it was loaded
-    fmt = "{:.3f} ({:.3f}-{:.3f})".format
-    print(f"site threshold {site.threshold:.3f} ({rule}) on {site.n_films} films "
-          f"({site.n_normal} NORMAL, {site.n_pneumonia} PNEUMONIA); there: sensitivity "
-          f"{fmt(*site.sensitivity)}, specificity {fmt(*site.specificity)} (in-sample, 95 % "
-          f"patient bootstrap); validation threshold was {loaded.threshold:.3f}; "
-          f"wrote {shown(shown_path(target))}")
-    return 0 if ok.all() else 1
-
-
-def _explain(args, loaded) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from . import gradcam, lime_explain, plots
-    from .explain import overlay
-    from .images import read_gray
-
-    plots.style()
-    output = _output_path(args.output, suffixes=PICTURE_SUFFIXES, inputs=[args.image])
-    pixels = read_gray(args.image, size=loaded.image_size, film=True)
-    probability = float(loaded.predict(pixels[None])[0])
-    label = loaded.label([probability])[0]
-    title = f"{shown(Path(args.image).name)}: P(pneumonia) = {probability:.2f} -> {label}"
-    if args.method == "lime":
-        result = lime_explain.LimeExplainer(loaded.model, settings=args.settings,
-                                            threshold=loaded.threshold).explain(pixels)
-        picture = lime_explain.lime_overlay(result)
-    else:
-        heatmap = gradcam.grad_cam(loaded.model, pixels[None], threshold=loaded.threshold)[0]
-        picture = overlay(pixels, heatmap)
-    plots.save(plots.image_panel(picture, title=title), output)
-    print(f"{title}; {loaded.threshold_note()}; wrote {shown(output)}")
-    return 0
-
-
-# What TensorFlow, absl and LiteRT print at start-up on a machine without a GPU: not errors,
-# and no environment variable silences all of it (TF_CPP_MIN_LOG_LEVEL=3 still leaves six lines).
-_NOISE = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl"
-                    r"|To enable the following instructions|INFO: Created TensorFlow Lite)")
-
-
-@contextlib.contextmanager
-def _without_library_noise():
-    """Route file descriptor 2 through a temporary file for the block and replay every line
-    that is not known start-up noise, so warnings and errors still reach the user."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode("utf-8", "replace").splitlines():
-                if line.strip() and not _NOISE.match(line):
-                    print(line, file=sys.stderr)
-
-
-def _scratch() -> Path:
-    """This user's private folder for library caches: ``$TMPDIR/pneumo-<uid>``, used only if
-    it is a real folder (not a link) owned by this user and closed to others; anyone can make
-    that name in a shared /tmp first, so otherwise a new private folder is made."""
-    scratch = Path(tempfile.gettempdir()) / f"pneumo-{os.getuid()}"
-    try:
-        os.mkdir(scratch, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return _throwaway_folder()
-    info = os.lstat(scratch)
-    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() \
-            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return scratch
-    return _throwaway_folder()
-
-
-def _throwaway_folder() -> Path:
-    """A new private folder, removed when the command ends."""
-    import atexit
-    import shutil
-
-    folder = Path(tempfile.mkdtemp(prefix="pneumo-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
-
-
-def _private_library_homes() -> None:
-    """Keras writes ~/.keras/keras.json and matplotlib a font cache on first import; a command
-    run on a few files should leave the home folder alone. Both go to a private temporary
-    folder (:func:`_scratch`) unless the user chose theirs."""
-    if all(variable in os.environ for variable in ("KERAS_HOME", "MPLCONFIGDIR")):
-        return
-    scratch = _scratch()
-    for variable, sub in (("KERAS_HOME", "keras"), ("MPLCONFIGDIR", "matplotlib")):
-        if variable not in os.environ:
-            (scratch / sub).mkdir(exist_ok=True)
-            os.environ[variable] = str(scratch / sub)
-
 
 def _fail(message: str, status: int) -> int:
     """Print one ``pneumo: error:`` line (if stderr is open at all) and return ``status``."""
@@ -574,11 +207,10 @@ def main(argv=None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    steps = {"run": _run, "train": _train, "report": _report}
     try:
-        if args.command not in steps:  # a user's quick command leaves the home folder alone
-            _private_library_homes()
-        return _command(args, steps)
+        if args.command not in PROJECT_STEPS:  # a user's quick command leaves home alone
+            private_library_homes()
+        return _command(args)
     except KeyboardInterrupt:
         return _fail("interrupted; nothing written", EXIT_INTERRUPTED)
     except BrokenPipeError:  # `pneumo predict ... | head`: the reader left before the end
@@ -593,7 +225,7 @@ def main(argv=None) -> int:
                      "(PNEUMO_DEBUG=1 shows the traceback)", EXIT_INTERNAL)
 
 
-def _command(args, steps) -> int:
+def _command(args) -> int:
     from .dataset import DatasetError
     from .external import ExternalError
     from .images import ImageError
@@ -601,17 +233,18 @@ def _command(args, steps) -> int:
     from .runner import NotebookError
 
     try:
-        with _without_library_noise():
-            if args.command in steps:  # long work: progress on stdout as it happens
-                return steps[args.command](args)
-            if args.command == "manifest":
-                return _manifest(args)
-            # Explanations need the Keras model (gradients, LIME on the model); predictions
-            # take the LiteRT export when the model folder holds a matching one.
-            loaded = load_model(args.model,
-                                runtime="keras" if args.command == "explain" else "auto")
-            return {"predict": _predict, "evaluate": _evaluate, "explain": _explain,
-                    "calibrate": _calibrate}[args.command](args, loaded)
+        with without_library_noise():
+            if args.command in PROJECT_STEPS:  # long work: progress on stdout as it happens
+                every_input_labelled = PROJECT_STEPS[args.command](args)
+            elif args.command == "manifest":
+                every_input_labelled = commands.write_manifests(args)
+            else:
+                # Explanations need the Keras model (gradients, LIME on the model); predictions
+                # take the LiteRT export when the model folder holds a matching one.
+                loaded = load_model(args.model,
+                                    runtime="keras" if args.command == "explain" else "auto")
+                every_input_labelled = MODEL_COMMANDS[args.command](args, loaded)
+        return 0 if every_input_labelled else EXIT_SOME_FAILED
     except (UserError, ImageError, ModelError, DatasetError, NotebookError,
             ExternalError) as exc:
         return _fail(shown(exc), EXIT_USER_ERROR)

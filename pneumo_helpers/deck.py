@@ -26,7 +26,8 @@ import pandas as pd
 from . import attention, evaluate, files, report, scorecard
 from .config import shown_path
 from .inference import SHIPPED_MODEL_DIR
-from .runs import Estimate, MetricsReport, ModelLayout, RunLayout, SiteThreshold
+from .metrics_report import Estimate, MetricsReport
+from .runs import ModelLayout, RunLayout, SiteThreshold
 
 __all__ = ["deck_context", "deck_html", "build_deck", "official_evaluation", "PUBLISHED"]
 

@@ -22,7 +22,7 @@ from sklearn import metrics as skm
 
 from .labels import CLASSES, call, encode_labels
 from .recipe import THRESHOLD_RULE
-from .runs import Estimate, MetricsReport
+from .metrics_report import Estimate, MetricsReport
 
 __all__ = ["METRICS", "THRESHOLD_RULES", "DEFAULT_RULE", "predict_proba", "choose_threshold",
            "evaluate", "bootstrap", "pneumonia_column", "confusion", "report", "to_report",
@@ -325,7 +325,7 @@ def to_report(df: pd.DataFrame, *, threshold: float | None = None, rule: str | N
 
 def write_run_metrics(tables: dict[str, pd.DataFrame], layout, *, threshold: float,
                       rule: str | None, model: str) -> dict[str, MetricsReport]:
-    """05's results: one :class:`~pneumo_helpers.runs.MetricsReport` per split, written to
+    """05's results: one :class:`~pneumo_helpers.metrics_report.MetricsReport` per split, written to
     ``metrics/<split>.json``, which the report, the deck and the README table read.
 
     Args:

@@ -235,7 +235,6 @@ def _fit_two_stages(net, fit_train, fit_val, *, out_dir: Path, epochs: int, clas
                         ignore_index=True)
     files = ModelLayout(out_dir)
     history.to_csv(files.history_csv, index=False)
-    history.to_json(files.history_json, orient="records", indent=2)
     record = json.loads(files.config.read_text())
     seconds = [round(float(s), 3) for s in history.get("epoch_seconds", [])]
     record.update(epochs_max=epochs, epochs_run=len(history),

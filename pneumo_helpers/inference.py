@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from . import files
-from .runs import MetricsReport, ModelLayout, SiteThreshold
+from .metrics_report import MetricsReport
+from .runs import ModelLayout, SiteThreshold
 from .images import IMAGE_SUFFIXES, ImageError, read_gray, to_unit
 from .labels import CLASSES, call
 

@@ -3,10 +3,11 @@
 
 Everything is read from the files a run wrote (``runs/<name>/``, through
 :mod:`pneumo_helpers.runs`): counts from the manifests, metrics and their 95 % intervals from
-``metrics/<split>.json`` (:class:`~pneumo_helpers.runs.MetricsReport`), settings from the
-chosen model's ``config.json``. No number is typed into this module, so the deck and the README
-table always match the run they name; a missing file leaves its field empty. When a run has
-no ``val`` results, the chosen model's ``models/<model>/val_metrics.json`` fills them.
+``metrics/<split>.json`` (:class:`~pneumo_helpers.metrics_report.MetricsReport`), settings
+from the chosen model's ``config.json``. No number is typed into this module, so the deck and
+the README table (:mod:`pneumo_helpers.readme`) always match the run they name; a missing file
+leaves its field empty. When a run has no ``val`` results, the chosen model's
+``models/<model>/val_metrics.json`` fills them.
 
     pneumo report RUN_DIR     # deck, notebooks PDF (notebooks_pdf) and README results block
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +24,12 @@ import pandas as pd
 
 from .config import SAMPLE_DIR, project_root
 from .labels import CLASSES
-from .runs import ChosenModel, Estimate, MetricsReport, ModelLayout, RunLayout
+from .metrics_report import Estimate, MetricsReport
+from .runs import ChosenModel, ModelLayout, RunLayout
 
-__all__ = ["METRIC_LABELS", "RunSummary", "summarize_run", "read_results", "results_table", "test_source", "frame_markdown",
-           "results_markdown", "format_ci", "readme_block", "replace_readme_block"]
+__all__ = ["METRIC_LABELS", "RunSummary", "summarize_run", "read_results", "results_table",
+           "test_source", "frame_markdown",
+           "results_markdown", "format_ci", "transfer_cost"]
 
 DEFAULT_TITLE = "pneumo: pneumonia detection in pediatric chest X-rays"
 
@@ -45,7 +47,6 @@ METRIC_LABELS: dict[str, str] = {
 }
 
 SPLIT_ORDER = ("train", "val", "test")
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 DISCLAIMER = ("NOT FOR CLINICAL USE: research and teaching project. The model has not been "
               "validated for diagnosis and must not be used to make decisions about patients.")
 
@@ -64,9 +65,10 @@ def read_results(source) -> dict[str, MetricsReport]:
     """Metrics per split from a metrics report file or a run folder.
 
     Args:
-        source: a :class:`~pneumo_helpers.runs.MetricsReport` JSON file (``pneumo evaluate
-            -o``, ``val_metrics.json``), or a run folder (its ``metrics/<split>.json``, plus
-            ``models/<chosen>/val_metrics.json`` for a missing ``val``).
+        source: a :class:`~pneumo_helpers.metrics_report.MetricsReport` JSON file
+            (``pneumo evaluate -o``, ``val_metrics.json``), or a run folder (its
+            ``metrics/<split>.json``, plus ``models/<chosen>/val_metrics.json`` for a missing
+            ``val``).
 
     Returns:
         ``{split: MetricsReport}`` with splits in the order train, val, test (a file's split
@@ -328,7 +330,7 @@ def summarize_run(run_dir) -> RunSummary:
     Raises:
         FileNotFoundError: ``run_dir`` is not a folder.
         ValueError: a JSON file of the run is not valid JSON, or a metrics file not a
-            :class:`~pneumo_helpers.runs.MetricsReport`.
+            :class:`~pneumo_helpers.metrics_report.MetricsReport`.
     """
     run_dir = Path(run_dir).expanduser().resolve()
     if not run_dir.is_dir():
@@ -347,68 +349,6 @@ def _prevalence(summary: RunSummary, split: str) -> float | None:
         return None
     total = counts.loc[split, "NORMAL"] + counts.loc[split, "PNEUMONIA"]
     return counts.loc[split, "PNEUMONIA"] / total if total else None
-
-
-# --------------------------------------------------------------------------- README block
-
-def readme_block(run_dir, *, readme_dir=None, digits: int = 3, evaluations=None) -> str:
-    """Markdown for the README: the run's results table (columns named by split and use),
-    the threshold, the test's origin, the shipped model's scorecard (with the receipt in
-    ``evaluations`` that names it) and the command that made it (``run_dir`` shown relative
-    to ``readme_dir`` when inside it)."""
-    run_dir = Path(run_dir).expanduser().resolve()
-    summary = summarize_run(run_dir)
-    shown = run_dir
-    if readme_dir is not None:
-        try:
-            shown = run_dir.relative_to(Path(readme_dir).resolve())
-        except ValueError:
-            pass
-    table = results_table(run_dir)
-    intro = f"Run `{shown}`"
-    if summary.model:
-        intro += f", model `{summary.model}`"
-    if summary.is_sample:
-        intro += " (bundled sample: these numbers only show that the pipeline works)"
-    lines = [intro + ":", "", results_markdown(run_dir, digits=digits), ""]
-    meta = table.attrs["meta"]
-    facts = ["Cells: estimate (95 % bootstrap confidence interval)."]
-    decision = meta.get("test", {}) if "test" in meta else next(iter(meta.values()), {})
-    if decision.get("threshold") is not None:
-        facts.append(f"Decision threshold on P(PNEUMONIA): {float(decision['threshold']):.3f}"
-                     + (f" (rule `{decision['rule']}`)." if decision.get("rule") else "."))
-    if "test" in meta:
-        facts.append(f"Test data: {summary.test_source}.")
-    lines += [f"- {fact}" for fact in facts]
-    from . import scorecard
-
-    shipped = scorecard.shipped_lines(evaluations=evaluations)
-    if shipped:
-        lines += ["", "The shipped model (`pneumo_helpers/shipped_model/`), from its folder and "
-                  "the official split's receipt naming it:", "", scorecard.markdown(shipped)]
-    lines += ["", f"Made with `pneumo report {shown}`."]
-    return "\n".join(lines)
-
-
-def replace_readme_block(readme, text: str) -> Path:
-    """Replace what lies between ``<!-- results:start -->`` and ``<!-- results:end -->``.
-
-    The markers stay; ``text`` goes between them on its own lines. Raises ValueError naming
-    the file when the markers are missing, repeated or out of order.
-    """
-    readme = Path(readme)
-    if not readme.is_file():
-        raise FileNotFoundError(f"{readme} not found; pass --readme PATH")
-    content = readme.read_text()
-    starts, ends = content.count(README_START), content.count(README_END)
-    if starts != 1 or ends != 1 or content.index(README_START) > content.index(README_END):
-        raise ValueError(f"{readme} needs exactly one '{README_START}' followed by one "
-                         f"'{README_END}' (found {starts} and {ends}); add them where the "
-                         "results table should go")
-    pattern = re.compile(re.escape(README_START) + r".*?" + re.escape(README_END), re.S)
-    new = pattern.sub(lambda _: f"{README_START}\n{text.strip()}\n{README_END}", content)
-    readme.write_text(new)
-    return readme
 
 
 # Written by benchmarks/bench_transfer.py; the model card and the deck quote it.

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import files
-from .runs import ChosenModel, Estimate, MetricsReport, ModelLayout, RunLayout, SiteThreshold
+from .metrics_report import Estimate, MetricsReport
+from .runs import ChosenModel, ModelLayout, RunLayout, SiteThreshold
 
 __all__ = ["Line", "Receipt", "run_lines", "shipped_lines", "read_receipt", "markdown",
            "SPLIT_NAMES"]
@@ -41,7 +42,7 @@ class Line:
         split: a key of :data:`SPLIT_NAMES`. films: films scored (None: unknown).
         chose: what these films chose, in words (``"nothing"`` for an untouched split).
         threshold: P(PNEUMONIA) of the threshold metrics; threshold_from: which films chose it.
-        roc_auc, sensitivity, specificity: the record's :class:`~pneumo_helpers.runs.Estimate`.
+        roc_auc, sensitivity, specificity: the record's :class:`~pneumo_helpers.metrics_report.Estimate`.
         source: the record the figures come from.
     """
 

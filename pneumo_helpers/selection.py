@@ -17,7 +17,8 @@ from . import balance, evaluate, transfer
 from .config import RunConfig
 from .experiment import BUILDERS, CandidateResult, run_candidate
 from .recipe import Recipe
-from .runs import ChosenModel, MetricsReport, ModelLayout
+from .metrics_report import MetricsReport
+from .runs import ChosenModel, ModelLayout
 
 __all__ = ["TIE", "CHOICE_RULE", "candidate_recipe", "candidate_pairs", "Comparison",
            "compare_candidates", "choose", "interpreted_model", "comparison_table", "compare",

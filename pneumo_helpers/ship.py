@@ -26,7 +26,8 @@ import pandas as pd
 from . import (dataset, distribute, experiment, external, generators, inference, obtain, report,
                scrub, selection, shifts, train)
 from .config import RunConfig, project_root, shown_path
-from .runs import MetricsReport, ModelLayout, RunLayout
+from .metrics_report import MetricsReport
+from .runs import ModelLayout, RunLayout
 
 __all__ = ["shipping_config", "split_rows", "train_shipped", "write_card", "SWEEP_SUMMARY"]
 

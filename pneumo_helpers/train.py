@@ -4,9 +4,8 @@
 stopping, learning-rate reduction, CSV log) plus ``BackupAndRestore``: a training that is
 killed (notebook kernel restart, CI timeout) continues from its last finished epoch when run
 again with the same ``out_dir``. Every run folder ends up with the best model, its history
-(CSV and JSON) and a ``config.json`` recording the settings, seed, library versions and timing,
-so :func:`load_run` can bring a run back without retraining. :func:`save_model_card` writes a
-short model card next to them.
+(``history.csv``) and a ``config.json`` recording the settings, seed, library versions and
+timing. :func:`save_model_card` writes a short model card next to them.
 """
 
 from __future__ import annotations
@@ -23,9 +22,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from .runs import MetricsReport, ModelLayout
+from .metrics_report import MetricsReport
 
-__all__ = ["set_seed", "train_model", "resumable", "EpochTimer", "load_run", "save_model_card",
+from .runs import ModelLayout
+
+__all__ = ["set_seed", "train_model", "resumable", "EpochTimer", "save_model_card",
            "library_versions"]
 
 
@@ -102,7 +103,7 @@ def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 
         train_ds, val_ds: ``tf.data.Dataset`` (or anything ``fit`` takes) of batches
             ``(x float32 (B, H, W, C), y float32 (B,))``.
         out_dir: run folder; created if needed. Holds ``model.keras`` (best epoch),
-            ``history.csv``, ``history.json``, ``config.json`` and, while training, ``backup/``.
+            ``history.csv``, ``config.json`` and, while training, ``backup/``.
         epochs: maximum number of epochs, counting those of an interrupted earlier attempt.
         class_weight: ``{0: w_normal, 1: w_pneumonia}`` or ``None``.
         patience: epochs without improvement of ``monitor`` before stopping early; the
@@ -171,7 +172,6 @@ def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 
     else:  # the monitored metric never appeared in the logs
         model.save(model_path)
     history.to_csv(csv_path, index=False)
-    history.to_json(files.history_json, orient="records", indent=2)
 
     seconds = history["epoch_seconds"].tolist() if "epoch_seconds" in history else []
     best = _best(history, monitor, mode)
@@ -197,25 +197,6 @@ def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 
     return history
 
 
-def load_run(out_dir) -> tuple[keras.Model, dict, pd.DataFrame]:
-    """Bring back a finished run: ``(model, config dict, history DataFrame)``.
-
-    Raises ``FileNotFoundError`` naming the missing file when ``out_dir`` is not a finished
-    run of :func:`train_model`.
-    """
-    out = Path(out_dir).expanduser()
-    files = ModelLayout(out)
-    for path in (files.model, files.config, files.history_csv):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: {out} is not a finished training "
-                                    "run; run train_model(..., out_dir=...) first")
-    from . import models
-
-    model = keras.models.load_model(files.model, custom_objects=models.CUSTOM_OBJECTS)
-    config = json.loads(files.config.read_text())
-    return model, config, _read_history(files.history_csv)
-
-
 def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -234,9 +215,10 @@ def save_model_card(out_dir, *, config, val_metrics: MetricsReport, data_descrip
     Args:
         out_dir: the model folder (created if needed).
         config: dict or ``RunConfig`` of the run; shown as a settings table.
-        val_metrics: the model's validation :class:`~pneumo_helpers.runs.MetricsReport`
-            (its ``val_metrics.json``); its threshold and rule are stated next to the
-            metrics, which are computed at that threshold.
+        val_metrics: the model's validation
+            :class:`~pneumo_helpers.metrics_report.MetricsReport` (its ``val_metrics.json``);
+            its threshold and rule are stated next to the metrics, which are computed at
+            that threshold.
         data_description: a few sentences on the data (source, splits, counts).
         model_name: title of the card.
         intended_use, limitations: paragraphs replacing the defaults.

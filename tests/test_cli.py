@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pneumo_helpers import cli, files, inference, models
-from pneumo_helpers.runs import MetricsReport
+from pneumo_helpers.metrics_report import MetricsReport
 from pneumo_helpers.config import SAMPLE_DIR
 
 

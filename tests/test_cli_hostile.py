@@ -130,24 +130,6 @@ def test_odd_file_names_are_written_safely(capsys, model_dir, tmp_path, monkeypa
     assert code == cli.EXIT_SOME_FAILED and err.count("\n") == 1 and "\\n" in err
 
 
-def test_a_failed_write_leaves_no_partial_file(tmp_path):
-    target = tmp_path / "out.csv"
-
-    with pytest.raises(UnicodeEncodeError):
-        with files.atomic_write(target) as handle:
-            handle.write("file,probability\n")
-            raise UnicodeEncodeError("utf-8", "x", 0, 1, "boom")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_written_files_are_readable_by_others(tmp_path):
-    # A shipped val_metrics.json written private (mkstemp's 0600) cannot be read by the
-    # users of a system-wide install: the model then has no threshold.
-    with files.atomic_write(tmp_path / "m.json") as handle:
-        handle.write("{}")
-    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
-
-
 # --- 5. a model folder of the wrong kind ------------------------------------------------------
 
 def _save(folder, model, metrics=None, config=None):

@@ -190,7 +190,7 @@ def test_confusion_and_report():
 
 
 def test_metrics_report_round_trip(tmp_path):
-    from pneumo_helpers.runs import MetricsReport
+    from pneumo_helpers.metrics_report import MetricsReport
 
     y, p = scores(200)
     df = ev.evaluate(y, p, threshold=0.4, n_boot=100)

@@ -41,7 +41,7 @@ def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path, s
     import pandas as pd
 
     from pneumo_helpers import gradcam, inference
-    from pneumo_helpers.runs import MetricsReport
+    from pneumo_helpers.metrics_report import MetricsReport
 
     train_rows, val_rows = sample_split
     members = [experiment.run_candidate(

@@ -220,34 +220,6 @@ def test_invalid_metrics_json_names_the_file(run_dir):
         report.results_table(run_dir)
 
 
-# --------------------------------------------------------------------------- README
-
-def test_readme_block_replacement(run_dir, tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# pneumo\n\nintro\n\n<!-- results:start -->\nold table\n"
-                      "<!-- results:end -->\n\n## Next\nkept\n")
-    def refresh():
-        report.replace_readme_block(readme, report.readme_block(run_dir, readme_dir=tmp_path))
-    refresh()
-    text = readme.read_text()
-    assert "old table" not in text
-    assert text.startswith("# pneumo\n\nintro\n\n<!-- results:start -->\n")
-    assert text.endswith("<!-- results:end -->\n\n## Next\nkept\n")
-    assert "| Accuracy | 0.950 (0.920–0.970) | 0.900 (0.870–0.920) |" in text
-    assert "pneumo report runs/demo" in text
-    assert "carved by patient" in text
-    refresh()
-    assert readme.read_text() == text                        # idempotent
-
-
-def test_readme_without_markers_is_a_clear_error(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("no markers here\n")
-    with pytest.raises(ValueError, match="results:start"):
-        report.replace_readme_block(readme, "table")
-    assert readme.read_text() == "no markers here\n"
-
-
 def test_table_and_errors(run_dir, tmp_path, capsys):
     from pneumo_helpers import cli
 

@@ -8,7 +8,8 @@ import pytest
 
 from pneumo_helpers import files, inference, scorecard
 from pneumo_helpers.report import format_ci
-from pneumo_helpers.runs import ChosenModel, Estimate, MetricsReport, ModelLayout, RunLayout
+from pneumo_helpers.metrics_report import Estimate, MetricsReport
+from pneumo_helpers.runs import ChosenModel, ModelLayout, RunLayout
 from pneumo_helpers.runs import SiteThreshold
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from pneumo_helpers import inference, ship
 from pneumo_helpers.config import SAMPLE_DIR
-from pneumo_helpers.runs import MetricsReport, ModelLayout, RunLayout, SiteThreshold
+from pneumo_helpers.metrics_report import MetricsReport
+from pneumo_helpers.runs import ModelLayout, RunLayout, SiteThreshold
 
 
 @pytest.fixture

@@ -54,7 +54,8 @@ def test_files_give_the_stored_probabilities(reference, shipped):
     assert (table["error"] == "").all(), table
     np.testing.assert_allclose(table["probability"].to_numpy(), expected, atol=TOLERANCE)
     # The reference holds the validation threshold; a site threshold, when shipped, calls.
-    from pneumo_helpers.runs import MetricsReport, ModelLayout
+    from pneumo_helpers.metrics_report import MetricsReport
+    from pneumo_helpers.runs import ModelLayout
 
     validation = MetricsReport.read(ModelLayout(shipped.path).val_metrics).threshold
     assert validation == pytest.approx(reference["threshold"], abs=1e-6)

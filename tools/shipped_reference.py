@@ -14,7 +14,8 @@ from pathlib import Path
 
 from pneumo_helpers import inference
 from pneumo_helpers.files import sha256
-from pneumo_helpers.runs import MetricsReport, ModelLayout
+from pneumo_helpers.metrics_report import MetricsReport
+from pneumo_helpers.runs import ModelLayout
 from pneumo_helpers.config import SAMPLE_DIR
 from pneumo_helpers.labels import CLASSES
 
