@@ -105,13 +105,13 @@ def test_a_run_pretrains_every_five_block_training_and_leaves_the_baseline_plain
 def compared(tmp_path_factory):
     """(cfg, train rows, val rows, Comparison) of two one-epoch candidates at 32 px, and an
     ImageNet backbone skipped for want of weights."""
-    from pneumo_helpers import data
+    from pneumo_helpers import obtain
 
     run = tmp_path_factory.mktemp("run")
     cfg = RunConfig(run_dir=str(run), image_size=32, batch_size=8, epochs=1, compare_epochs=1,
                     augment="mild", candidates=("baseline-class_weight", "five_block-none",
                                                 "DenseNet121"))
-    rows = data.build_manifest(SAMPLE_DIR)
+    rows = obtain.build_manifest(SAMPLE_DIR)
     train = rows[rows["split"] == "train"].groupby("label").head(16).reset_index(drop=True)
     val = rows[rows["split"] == "val"].reset_index(drop=True)
     lines = []

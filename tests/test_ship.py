@@ -27,7 +27,7 @@ def finished_run(tmp_path, monkeypatch, project):
     """(run folder, model folder to ship into): a 32 px baseline CNN as `pneumo train` leaves
     it, validated on the sample's validation films. The model folder is the one pneumo treats
     as the shipped model, which must have a manifest, and holds a previous model's files."""
-    from pneumo_helpers import data, models
+    from pneumo_helpers import models, obtain
 
     work = RunLayout(tmp_path / "run")
     trained = work.shipped
@@ -39,7 +39,7 @@ def finished_run(tmp_path, monkeypatch, project):
     MetricsReport(metrics={}, threshold=0.5, rule="youden").write(trained.val_metrics)
     work.training_record.write_text(json.dumps(dict(minutes=1.0, files=4, bad=0, dropped=0,
                                                     split_seed=42)))
-    rows = data.build_manifest(SAMPLE_DIR)
+    rows = obtain.build_manifest(SAMPLE_DIR)
     rows[rows["split"].isin(["train", "val"])].to_csv(work.clean_manifest, index=False)
     out = ModelLayout(tmp_path / "shipped")
     out.root.mkdir()
