@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import (dataset, distribute, experiment, external, generators, inference, obtain, report,
+from . import (dataset, distribute, experiment, external, inference, interpret, obtain, report,
                scrub, selection, shifts, train)
 from .config import RunConfig, project_root, shown_path
 from .metrics_report import MetricsReport
@@ -113,9 +113,7 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
 
 
 def _stress_section(loaded, val_rows: pd.DataFrame, cache_dir: Path) -> str:
-    images = generators.load_images(val_rows, image_size=loaded.image_size, cache_dir=cache_dir)
-    table = shifts.stress_test(loaded.predict, images, val_rows["label"],
-                               threshold=loaded.threshold)
+    table = interpret.stress(loaded, interpret.score(loaded, val_rows, cache_dir=cache_dir))
     lines = ["Every validation image shifted in one way at a time, scored at the unchanged "
              f"threshold {loaded.threshold:.3f} (see `pneumo_helpers/shifts.py` and "
              "`docs/generalisation.md`). A proxy for other X-ray systems, not a measurement "
@@ -167,12 +165,11 @@ def _external_section(loaded, folder, cache_dir: Path) -> str:
     (``site_threshold.json``), both written beside the model; the card shows the scorecard."""
     from . import evaluate, scorecard
 
-    rows = external.labelled_rows(folder)
-    images = generators.load_images(rows, image_size=loaded.image_size, cache_dir=cache_dir)
-    p = loaded.predict(images[..., 0])
-    table = evaluate.evaluate(rows["label"], p, threshold=loaded.threshold,
+    films = interpret.score(loaded, external.labelled_rows(folder), cache_dir=cache_dir)
+    rows = films.rows
+    table = evaluate.evaluate(films.y, films.p, threshold=loaded.threshold,
                               groups=rows["patient"], n_boot=1000, seed=0)
-    site = external.choose_site_threshold(rows, p, rule=loaded.threshold_rule,
+    site = external.choose_site_threshold(rows, films.p, rule=loaded.threshold_rule,
                                           model_sha256=loaded.sha256)
     evaluate.to_report(table, rule=loaded.threshold_rule, split="external", model="shipped",
                        model_sha256=loaded.sha256, sample_sha256=site.sample_sha256,
