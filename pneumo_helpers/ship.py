@@ -5,9 +5,8 @@ Steps: manifest and scrub as in notebooks 01-02, with a patient-level validation
 test carve-out (the official test split is held out elsewhere); then
 :func:`pneumo_helpers.experiment.run_candidate` with the recipe of the ``full`` profile of
 :class:`pneumo_helpers.config.RunConfig` (architecture, rebalancing, augmentation, size,
-epochs, seeds, threshold rule: one source of settings for notebooks and the shipped model),
-once per seed, and :func:`pneumo_helpers.experiment.average_candidates` joining the members
-into one model that averages their probabilities; then the model folder is copied into
+epochs, seed, threshold rule: one source of settings for notebooks and the shipped model);
+then the model folder is copied into
 ``pneumo_helpers/shipped_model/`` with its card (and, last, its ``manifest.json``), which
 adds the stress tests of :mod:`pneumo_helpers.shifts` on validation and, when
 ``tools/sweep.py`` has run, the recipe's spread over seeds. Training happens in the run folder
@@ -70,9 +69,8 @@ def split_rows(data_dir, *, val_fraction: float, split_seed: int, work,
 
 def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
                   report=print) -> experiment.CandidateResult:
-    """Scrub ``cfg.data_dir``, split by patient, train ``cfg.recipe`` into its run folder —
-    once per seed of ``cfg.seed`` and ``cfg.ensemble_seeds``, the models then averaged into
-    one — and record what the card needs. ``distribution``: see
+    """Scrub ``cfg.data_dir``, split by patient, train ``cfg.recipe`` into its run folder, and
+    record what the card needs. ``distribution``: see
     :func:`pneumo_helpers.experiment.run_candidate` (the same code trains on one device)."""
     start = time.time()
     layout = cfg.layout
@@ -83,25 +81,10 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
     report(f"{files} files -> train {len(train_rows)}, val {len(val_rows)} "
            f"({len(scrubbed.bad)} bad, {len(scrubbed.dropped)} dropped)")
     chief = distribute.is_chief()
-    run = dict(out_dir=layout.shipped.root, cache_dir=layout.cache, distribution=distribution,
-               verbose=2)
     recipe = selection.candidate_recipe(cfg)  # pretraining is the five-block CNN's
-    seeds = (recipe.seed, *cfg.ensemble_seeds)
-    if len(seeds) == 1:
-        result = experiment.run_candidate(train_rows, val_rows, recipe, name="shipped", **run)
-    else:
-        # Each member in its own folder, so an interrupted run resumes where it stopped.
-        members = []
-        for seed in seeds:
-            report(f"member {len(members) + 1} of {len(seeds)}: seed {seed}")
-            member = layout.member(seed)
-            members.append(experiment.run_candidate(
-                train_rows, val_rows, recipe.replace(seed=seed),
-                **{**run, "out_dir": member.root}, name=member.root.name))
-        result = experiment.average_candidates(members, val_rows,
-                                               out_dir=layout.shipped.root,
-                                               name="shipped", batch_size=cfg.batch_size,
-                                               cache_dir=layout.cache)
+    result = experiment.run_candidate(train_rows, val_rows, recipe, name="shipped",
+                                      out_dir=layout.shipped.root, cache_dir=layout.cache,
+                                      distribution=distribution, verbose=2)
     minutes = (time.time() - start) / 60
     if chief:
         layout.training_record.write_text(json.dumps(dict(
@@ -142,21 +125,6 @@ def _sweep_section(summary: Path) -> str:
         lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-
-def _members_section(work: RunLayout, config: dict) -> str:
-    lines = [f"The model averages the probabilities of {len(config['members'])} models trained "
-             "alike with seeds " + ", ".join(map(str, config["seeds"])) + " "
-             "(`experiment.average_candidates`). Each alone, on the same validation split, "
-             "at its own threshold chosen by the same rule:", "",
-             "| member | seed | ROC AUC | sensitivity | specificity | threshold |",
-             "|---|---|---|---|---|---|"]
-    for name, seed in zip(config["members"], config["seeds"]):
-        record = MetricsReport.read(work.model(name).val_metrics)
-        lines.append(f"| {name} | {seed} | {record['roc_auc'].value:.3f} | "
-                     f"{record['recall'].value:.3f} | {record['specificity'].value:.3f} | "
-                     f"{record.threshold:.3f} |")
-    return "\n".join(lines)
 
 
 def _external_section(loaded, folder, cache_dir: Path) -> str:
@@ -239,8 +207,6 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
     if external_dir:
         sections["New films: external validation and the site threshold"] = \
             _external_section(loaded, external_dir, work.cache)
-    if config.get("members"):
-        sections["Members (one per seed, averaged)"] = _members_section(work, config)
     summary = project_root() / SWEEP_SUMMARY
     if summary.is_file():
         sections["Recipe choice across seeds"] = _sweep_section(summary)
