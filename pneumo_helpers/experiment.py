@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import balance, distribute, evaluate, files, generators, models, pretrain, train, transfer
+from . import balance, distribute, evaluate, generators, models, pretrain, train, transfer
 from .augment import AUGMENTATIONS
 from .backbones import BACKBONES
 from .dataset import manifest_hash
 from .labels import encode_labels
 from .recipe import Recipe
-from .runs import ModelLayout
+from .runs import ModelLayout, write_csv, write_json
 
 __all__ = ["BUILDERS", "TRANSFER", "FINE_TUNE", "CandidateResult", "run_candidate"]
 
@@ -190,11 +190,10 @@ def _pretrain(net, train_rows: pd.DataFrame, *, out_dir: Path, epochs: int, augm
                 partial = weights.with_name(f"partial-{os.getpid()}-{weights.name}")
                 encoder.save_weights(partial)
                 partial.replace(weights)
-                with files.atomic_write(history) as handle:
-                    pretrained.to_csv(handle, index=False)
+                write_csv(history, pretrained)
     net.set_weights(encoder.get_weights())
     out_dir.mkdir(parents=True, exist_ok=True)
-    pretrained.to_csv(ModelLayout(out_dir).pretrain_history, index=False)
+    write_csv(ModelLayout(out_dir).pretrain_history, pretrained)
 
 
 def _fit_two_stages(net, fit_train, fit_val, *, out_dir: Path, epochs: int, class_weight,
@@ -233,14 +232,14 @@ def _fit_two_stages(net, fit_train, fit_val, *, out_dir: Path, epochs: int, clas
                          fine.assign(stage="fine-tune", epoch=fine["epoch"] + len(head))],
                         ignore_index=True)
     files = ModelLayout(out_dir)
-    history.to_csv(files.history_csv, index=False)
+    write_csv(files.history_csv, history)
     record = json.loads(files.config.read_text())
     seconds = [round(float(s), 3) for s in history.get("epoch_seconds", [])]
     record.update(epochs_max=epochs, epochs_run=len(history),
                   stages=dict(head=len(head), fine_tune=len(fine)), seconds_per_epoch=seconds,
                   mean_seconds_per_epoch=round(sum(seconds) / len(seconds), 3) if seconds
                   else None)
-    files.config.write_text(json.dumps(record, indent=2, default=str))
+    write_json(files.config, record)
     return history
 
 
@@ -256,8 +255,8 @@ def _validate(net, val_rows: pd.DataFrame, val_ds, *, out_dir: Path, name: str,
     files = ModelLayout(out_dir)
     evaluate.to_report(metrics, threshold=threshold, rule=threshold_rule, split="val",
                        model=name).write(files.val_metrics)
-    val_rows[["path", "label", "patient"]].assign(probability=p_val).to_csv(
-        files.val_predictions, index=False)
+    write_csv(files.val_predictions,
+              val_rows[["path", "label", "patient"]].assign(probability=p_val))
     return CandidateResult(name=name, out_dir=out_dir, history=history, metrics=metrics,
                            threshold=threshold,
                            config=json.loads(files.config.read_text()))

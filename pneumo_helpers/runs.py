@@ -31,7 +31,7 @@ from pathlib import Path
 from .files import atomic_write, sha256
 from .metrics_report import MetricsReport
 
-__all__ = ["RunLayout", "ModelLayout", "ChosenModel", "SiteThreshold", "write_csv"]
+__all__ = ["RunLayout", "ModelLayout", "ChosenModel", "SiteThreshold", "write_csv", "write_json"]
 
 
 @dataclass(frozen=True)
@@ -280,4 +280,12 @@ def write_csv(path: str | Path, table) -> Path:
     a temporary file, so a step that stops half-way never leaves half a table."""
     with atomic_write(path) as handle:
         table.to_csv(handle, index=False)
+    return Path(path)
+
+
+def write_json(path: str | Path, record: dict) -> Path:
+    """Write a record of a run folder as indented JSON (values JSON cannot hold as text), through
+    a temporary file like :func:`write_csv`."""
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(record, indent=2, default=str))
     return Path(path)

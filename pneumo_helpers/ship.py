@@ -26,7 +26,7 @@ from . import (dataset, distribute, experiment, external, inference, interpret, 
                scrub, selection, shifts, train)
 from .config import RunConfig, project_root, shown_path
 from .metrics_report import MetricsReport
-from .runs import ModelLayout, RunLayout
+from .runs import ModelLayout, RunLayout, write_csv, write_json
 
 __all__ = ["shipping_config", "split_rows", "train_shipped", "write_card", "SWEEP_SUMMARY"]
 
@@ -62,7 +62,7 @@ def split_rows(data_dir, *, val_fraction: float, split_seed: int, work,
         clean = scrubbed.clean
         if distribute.is_chief():
             Path(work).mkdir(parents=True, exist_ok=True)
-            clean.to_csv(target, index=False)
+            write_csv(target, clean)
     return (clean[clean["split"] == "train"].reset_index(drop=True),
             clean[clean["split"] == "val"].reset_index(drop=True), scrubbed)
 
@@ -87,9 +87,9 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
                                       distribution=distribution, verbose=2)
     minutes = (time.time() - start) / 60
     if chief:
-        layout.training_record.write_text(json.dumps(dict(
+        write_json(layout.training_record, dict(
             minutes=round(minutes, 2), files=files, bad=len(scrubbed.bad),
-            dropped=len(scrubbed.dropped), split_seed=cfg.split_seed), indent=2))
+            dropped=len(scrubbed.dropped), split_seed=cfg.split_seed))
     auc = result.metrics.set_index("metric").loc["roc_auc", "value"]
     report(f"trained in {minutes:.1f} min; validation ROC AUC {auc:.3f}")
     return result
