@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/model.json")
     parser.add_argument("--also", nargs="*", default=[], metavar="MODEL_DIR",
                         help="other model folders whose prediction speed is measured in the "
-                             "same run (e.g. one member of the shipped average)")
+                             "same run (e.g. a candidate of the sweep)")
     args = parser.parse_args()
 
     manifest = obtain.build_manifest(args.data)

@@ -18,9 +18,9 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 import pandas as pd
 from IPython.display import Markdown
 
-from pneumo_helpers import (attention, evaluate, explain, external, findings, gate,
-                            generators, gradcam, labels, lime_explain, plots, report,
-                            scorecard, selection, shifts)
+from pneumo_helpers import (attention, evaluate, explain, external, findings, gate, gradcam,
+                            interpret, lime_explain, plots, report, scorecard, selection,
+                            shifts)
 
 # %%
 loaded = selection.interpreted_model(cfg)  # cfg.model: None = 04's choice, 'shipped', or a name
@@ -28,17 +28,10 @@ print(f'model: {loaded.path.name}; input {loaded.image_size}px; '
       f'threshold {loaded.threshold:.3f} ({loaded.threshold_rule}, chosen on validation)')
 
 # %%
-clean = pd.read_csv(cfg.layout.clean_manifest)
-sets = {split: clean[clean['split'] == split].reset_index(drop=True) for split in ('val', 'test')}
-if cfg.external_dir:  # films from another site or batch, labelled: scored like the others
-    sets['external'] = external.labelled_rows(cfg.external_dir)
-splits, probs, pixels = {}, {}, {}
-for split, rows in sets.items():
-    pixels[split] = generators.load_images(rows, image_size=loaded.image_size,
-                                           cache_dir=cfg.layout.cache)[..., 0]
-    splits[split], probs[split] = rows, loaded.predict(pixels[split])
-y = {split: labels.encode_labels(rows['label']) for split, rows in splits.items()}
-print('test split:', report.test_source(clean, is_sample=cfg.profile == 'sample'))
+scored = interpret.score_splits(cfg, loaded)  # val, test and, when given, the external films
+test = scored['test']
+print('test split:', report.test_source(pd.read_csv(cfg.layout.clean_manifest),
+                                        is_sample=cfg.profile == 'sample'))
 
 # %% [markdown]
 # ## What `pneumo` would refuse to label
@@ -47,9 +40,9 @@ print('test split:', report.test_source(clean, is_sample=cfg.profile == 'sample'
 # each split is scored anyway; this says how many the command would have left without a label.
 
 # %%
-refused = {split: gate.abstentions(images) for split, images in pixels.items()}
-Markdown('\n'.join(f'- {split}: {len(found)} of {len(pixels[split])} films'
-                    + (f" (e.g. {splits[split]['path'].iloc[next(iter(found))].split('/')[-1]}: "
+refused = {split: gate.abstentions(s.films) for split, s in scored.items()}
+Markdown('\n'.join(f'- {split}: {len(found)} of {len(scored[split].films)} films'
+                    + (f" (e.g. {scored[split].rows['path'].iloc[next(iter(found))].split('/')[-1]}: "
                        f"{next(iter(found.values()))})" if found else '')
                     for split, found in refused.items()))
 
@@ -59,9 +52,9 @@ Markdown('\n'.join(f'- {split}: {len(found)} of {len(pixels[split])} films'
 # are not independent. The threshold comes from validation and is applied unchanged to test.
 
 # %%
-tables = {split: evaluate.evaluate(y[split], probs[split], threshold=loaded.threshold,
-                                   groups=splits[split]['patient'], n_boot=1000, seed=cfg.seed)
-          for split in splits}
+tables = {split: evaluate.evaluate(s.y, s.p, threshold=loaded.threshold,
+                                   groups=s.rows['patient'], n_boot=1000, seed=cfg.seed)
+          for split, s in scored.items()}
 evaluate.write_run_metrics(tables, cfg.layout, threshold=loaded.threshold,
                            rule=loaded.threshold_rule, model=loaded.path.name)
 Markdown(report.results_markdown(cfg.layout.root))
@@ -95,12 +88,11 @@ Markdown('\n'.join(f'- {line}' for line in external.gap_lines(tables))
 # NBVAL_CHECK_OUTPUT
 print(evaluate.floor_check('test ROC AUC', tables['test'].set_index('metric').loc['roc_auc', 'value'],
                            cfg.min_test_auc))
-called = sorted(set(loaded.label(probs['test'])))
+called = sorted(set(loaded.label(test.p)))
 print('classes called on test:', ', '.join(called))
 
 # %%
-calls = {split: loaded.label(p) == 'PNEUMONIA' for split, p in probs.items()}  # at the threshold
-cm = evaluate.confusion(y['test'], calls['test'])
+cm = evaluate.confusion(test.y, test.calls)
 
 # %% [markdown]
 # ## The test split at the validation threshold: confusion matrix
@@ -123,7 +115,7 @@ plots.confusion_matrix_plot(cm, path=cfg.layout.figure('05_confusion'));
 # pneumonia is the majority class.
 
 # %%
-plots.roc_pr_curves(y['test'], probs['test'], threshold=loaded.threshold, path=cfg.layout.figure('05_roc_pr'));
+plots.roc_pr_curves(test.y, test.p, threshold=loaded.threshold, path=cfg.layout.figure('05_roc_pr'));
 
 # %% [markdown]
 # The marked point is where the validation-chosen threshold lands on the test curves. How far it
@@ -137,9 +129,8 @@ plots.roc_pr_curves(y['test'], probs['test'], threshold=loaded.threshold, path=c
 # Calibration matters because a threshold, and any reader of a probability, trusts its scale.
 
 # %%
-plots.reliability_diagram(y['test'], probs['test'], path=cfg.layout.figure('05_calibration'));
-bins = evaluate.calibration_bins(y['test'], probs['test'])
-bins.to_csv(cfg.layout.test_calibration, index=False)
+plots.reliability_diagram(test.y, test.p, path=cfg.layout.figure('05_calibration'));
+bins = interpret.calibration(test, path=cfg.layout.test_calibration)
 Markdown(evaluate.calibration_sentence(bins))
 
 # %% [markdown]
@@ -151,7 +142,7 @@ Markdown(evaluate.calibration_sentence(bins))
 # ## Predicted probabilities per class (test split)
 
 # %%
-plots.probability_histogram(y['test'], probs['test'], threshold=loaded.threshold, path=cfg.layout.figure('05_probabilities'));
+plots.probability_histogram(test.y, test.p, threshold=loaded.threshold, path=cfg.layout.figure('05_probabilities'));
 
 # %% [markdown]
 # Predicted P(pneumonia) per true class, with the threshold as a line: two well-separated humps
@@ -162,7 +153,7 @@ plots.probability_histogram(y['test'], probs['test'], threshold=loaded.threshold
 # ## The most confident mistakes
 
 # %%
-plots.error_gallery(pixels['test'], y['test'], probs['test'], threshold=loaded.threshold, path=cfg.layout.figure('05_errors'));
+plots.error_gallery(test.films, test.y, test.p, threshold=loaded.threshold, path=cfg.layout.figure('05_errors'));
 
 # %% [markdown]
 # Top row: normal images the model called pneumonia, most confident first; bottom row: pneumonia
@@ -193,8 +184,7 @@ plots.model_comparison(selection.read_candidates(cfg.layout.models), metric=['ro
 # robustness without looking at any test split.
 
 # %%
-stress = shifts.stress_test(loaded.predict, pixels['val'], y['val'], threshold=loaded.threshold)
-stress.to_csv(cfg.layout.val_shifts, index=False)
+stress = interpret.stress(loaded, scored['val'], path=cfg.layout.val_shifts)
 Markdown(report.frame_markdown(stress))
 
 # %% [markdown]
@@ -221,11 +211,11 @@ plots.crop_curve(shifts.crop_curve(stress), threshold=loaded.threshold, path=cfg
 
 # %%
 # NBVAL_CHECK_OUTPUT
-picked = explain.pick_cases(y['test'], probs['test'], threshold=loaded.threshold)
+picked = explain.pick_cases(test.y, test.p, threshold=loaded.threshold)
 print('explained:', ', '.join(picked))
 
 # %%
-images = pixels['test'][list(picked.values())]  # uint8 films, as the explainers take them
+images = test.films[list(picked.values())]  # uint8 films, as the explainers take them
 lime = lime_explain.LimeExplainer(loaded.model, num_samples=cfg.lime_samples,
                                   threshold=loaded.threshold, random_state=cfg.seed)
 heatmaps = gradcam.grad_cam(loaded.model, images[..., None], threshold=loaded.threshold)
@@ -240,17 +230,15 @@ plots.explanation_panel(rows, path=cfg.layout.figure('05_explanations'));
 # mostly on the border strips (neck, shoulders, film edges, markers).
 
 # %%
-maps = gradcam.GradCam(loaded.model, threshold=loaded.threshold)(pixels['test'])
-heat = attention.heat_table(attention.central_share(maps), y['test'], calls['test'])
-heat.to_csv(cfg.layout.gradcam_heat)
-Markdown(attention.markdown(heat, uniform=attention.uniform_share(*maps.shape[1:])))
+heat, uniform = interpret.gradcam_heat(loaded, test, path=cfg.layout.gradcam_heat)
+Markdown(attention.markdown(heat, uniform=uniform))
 
 # %% [markdown]
 # ## Findings, from this run's numbers
 
 # %%
 Markdown('\n'.join(f'- {line}' for line in findings.interpretation(
-    tables, cm=cm, stress=stress, heat=heat, uniform=attention.uniform_share(*maps.shape[1:]),
+    tables, cm=cm, stress=stress, heat=heat, uniform=uniform,
     threshold=loaded.threshold, sample=cfg.profile == 'sample')))
 
 # %% [markdown]

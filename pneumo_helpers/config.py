@@ -37,10 +37,10 @@ SAMPLE_RECIPE = Recipe(image_size=64, batch_size=32, epochs=4, balance="class_we
 # (`pneumo train`). Why each part of it: docs/generalisation.md.
 PROFILES: dict[str, dict] = {
     "sample": dict(recipe=SAMPLE_RECIPE, compare_epochs=4, val_fraction=0.2, test_fraction=0.2,
-                   lime_samples=300, min_val_auc=0.85, min_test_auc=0.9, ensemble_seeds=(),
+                   lime_samples=300, min_val_auc=0.85, min_test_auc=0.9,
                    candidates=CANDIDATES),
     "full": dict(recipe=Recipe(), compare_epochs=6, val_fraction=0.15, test_fraction=0.15,
-                 lime_samples=1000, min_val_auc=0.95, min_test_auc=0.9, ensemble_seeds=(),
+                 lime_samples=1000, min_val_auc=0.95, min_test_auc=0.9,
                  candidates=CANDIDATES),
 }
 #: RunConfig fields that override the profile's recipe (``PNEUMO_EPOCHS=2``, ...).
@@ -121,9 +121,6 @@ class RunConfig:
             checks").
         seed: seed of every random choice in training (initialisation, shuffling,
             augmentation, rebalancing, bootstrap).
-        ensemble_seeds: the shipped model (``pneumo train``) averages models trained like
-            ``seed``'s with each of these seeds too (``experiment.average_candidates``);
-            empty: one model. Each costs one more training and one more model call per film.
         split_seed: seed of the patient-level validation/test split. Separate from ``seed`` so
             that varying the training seed keeps the images a run is validated on.
         ignore_unknown_folders: leave out folders of a split that are not a class (listed as
@@ -159,7 +156,6 @@ class RunConfig:
     min_val_auc: float | None = None
     min_test_auc: float | None = None
     seed: int | None = None
-    ensemble_seeds: tuple[int, ...] | None = None
     split_seed: int = 42
     ignore_unknown_folders: bool = False
     external_dir: str | None = None
@@ -230,7 +226,7 @@ class RunConfig:
 def _coerce(text: str, annotation) -> object:
     """An environment variable's text as the field's declared type (``int | None`` -> int)."""
     kind = next(t for t in (typing.get_args(annotation) or (annotation,)) if t is not type(None))
-    if typing.get_origin(kind) is tuple:  # "7,1" -> (7, 1); "" never gets here
+    if typing.get_origin(kind) is tuple:  # "a, b" -> ("a", "b"); "" never gets here
         item = typing.get_args(kind)[0]
         return tuple(item(part) for part in text.replace(" ", "").split(",") if part)
     if kind is bool:

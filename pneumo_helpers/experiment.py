@@ -23,16 +23,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import balance, distribute, evaluate, files, generators, models, pretrain, train, transfer
+from . import balance, distribute, evaluate, generators, models, pretrain, train, transfer
 from .augment import AUGMENTATIONS
 from .backbones import BACKBONES
 from .dataset import manifest_hash
 from .labels import encode_labels
 from .recipe import Recipe
-from .runs import ModelLayout
+from .runs import ModelLayout, write_csv, write_json
 
-__all__ = ["BUILDERS", "TRANSFER", "FINE_TUNE", "CandidateResult", "run_candidate",
-           "average_candidates"]
+__all__ = ["BUILDERS", "TRANSFER", "FINE_TUNE", "CandidateResult", "run_candidate"]
 
 BUILDERS = {"baseline": models.build_baseline_cnn, "five_block": models.build_five_block_cnn,
             "EfficientNetB0": transfer.build_efficientnetb0,
@@ -191,11 +190,10 @@ def _pretrain(net, train_rows: pd.DataFrame, *, out_dir: Path, epochs: int, augm
                 partial = weights.with_name(f"partial-{os.getpid()}-{weights.name}")
                 encoder.save_weights(partial)
                 partial.replace(weights)
-                with files.atomic_write(history) as handle:
-                    pretrained.to_csv(handle, index=False)
+                write_csv(history, pretrained)
     net.set_weights(encoder.get_weights())
     out_dir.mkdir(parents=True, exist_ok=True)
-    pretrained.to_csv(ModelLayout(out_dir).pretrain_history, index=False)
+    write_csv(ModelLayout(out_dir).pretrain_history, pretrained)
 
 
 def _fit_two_stages(net, fit_train, fit_val, *, out_dir: Path, epochs: int, class_weight,
@@ -234,14 +232,14 @@ def _fit_two_stages(net, fit_train, fit_val, *, out_dir: Path, epochs: int, clas
                          fine.assign(stage="fine-tune", epoch=fine["epoch"] + len(head))],
                         ignore_index=True)
     files = ModelLayout(out_dir)
-    history.to_csv(files.history_csv, index=False)
+    write_csv(files.history_csv, history)
     record = json.loads(files.config.read_text())
     seconds = [round(float(s), 3) for s in history.get("epoch_seconds", [])]
     record.update(epochs_max=epochs, epochs_run=len(history),
                   stages=dict(head=len(head), fine_tune=len(fine)), seconds_per_epoch=seconds,
                   mean_seconds_per_epoch=round(sum(seconds) / len(seconds), 3) if seconds
                   else None)
-    files.config.write_text(json.dumps(record, indent=2, default=str))
+    write_json(files.config, record)
     return history
 
 
@@ -257,57 +255,8 @@ def _validate(net, val_rows: pd.DataFrame, val_ds, *, out_dir: Path, name: str,
     files = ModelLayout(out_dir)
     evaluate.to_report(metrics, threshold=threshold, rule=threshold_rule, split="val",
                        model=name).write(files.val_metrics)
-    val_rows[["path", "label", "patient"]].assign(probability=p_val).to_csv(
-        files.val_predictions, index=False)
+    write_csv(files.val_predictions,
+              val_rows[["path", "label", "patient"]].assign(probability=p_val))
     return CandidateResult(name=name, out_dir=out_dir, history=history, metrics=metrics,
                            threshold=threshold,
                            config=json.loads(files.config.read_text()))
-
-
-def average_candidates(members: list[CandidateResult], val_rows: pd.DataFrame, *, out_dir,
-                       name: str = "average", batch_size: int = 64, n_boot: int = 1000,
-                       cache_dir=None) -> CandidateResult:
-    """One model averaging the trained ``members``' probabilities, validated like each of them.
-
-    The members (e.g. one recipe trained with several seeds by :func:`run_candidate`, on the
-    same rows) are joined by :func:`pneumo_helpers.models.average_models` into one
-    ``model.keras`` in ``out_dir``; its threshold is chosen on ``val_rows`` by the members'
-    rule, and the folder gets the files of :func:`run_candidate`: ``config.json`` (the
-    members' shared settings, their ``seeds`` and names, summed parameters, mean seconds per
-    epoch), ``history.csv`` (every member's epochs, with a ``member`` column),
-    ``val_metrics.json`` and ``val_predictions.csv``.
-    """
-    import keras
-
-    if len(members) < 2:
-        raise ValueError(f"average_candidates needs at least two members, got {len(members)}")
-    out_dir = distribute.process_out_dir(out_dir)  # the chief's is out_dir
-    files = ModelLayout(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    first = members[0].config
-    shared = ("model", "balance", "image_size", "channels", "batch_size", "epochs", "augment",
-              "model_kwargs", "consistency", "pretrain_epochs", "threshold_rule",
-              "manifest_hash", "n_train", "n_val", "versions")
-    differ = [key for key in shared if any(m.config.get(key) != first.get(key) for m in members)]
-    if differ:
-        raise ValueError(f"members differ in {differ}: only models trained alike on the same "
-                         "rows are averaged here")
-    config = dict(name=name, members=[m.name for m in members],
-                  seeds=[m.config["seed"] for m in members],
-                  **{key: first.get(key) for key in shared},
-                  mean_seconds_per_epoch=float(sum(m.config["mean_seconds_per_epoch"]
-                                                   for m in members) / len(members)))
-    history = pd.concat([m.history.assign(member=m.name) for m in members], ignore_index=True)
-    history.to_csv(files.history_csv, index=False)
-    val_ds = generators.make_dataset(val_rows, training=False, image_size=first["image_size"],
-                                     batch_size=batch_size, seed=first["seed"],
-                                     cache_dir=cache_dir)
-    with distribute.one_device():  # after a JAX data-parallel training: each process alone
-        net = models.average_models([keras.models.load_model(ModelLayout(m.out_dir).model,
-                                                             compile=False) for m in members])
-        net.save(files.model)
-        files.config.write_text(json.dumps(dict(config, parameters=int(net.count_params())),
-                                           indent=2))
-        return _validate(net, val_rows, val_ds, out_dir=out_dir, name=name, history=history,
-                         threshold_rule=first["threshold_rule"], n_boot=n_boot,
-                         seed=first["seed"])

@@ -14,7 +14,7 @@ import tensorflow as tf
 from .evaluate import pneumonia_column
 from .explain import input_shape, model_input
 from .labels import call
-from .models import ensemble_members, last_conv_layer_name, output_layer
+from .models import last_conv_layer_name, output_layer
 
 __all__ = ["GradCam", "grad_cam", "gradcam_layer"]
 
@@ -63,14 +63,9 @@ class GradCam:
     confident prediction, which would give an empty map. Otherwise the output probability
     is used.
 
-    A model that averages several members (:func:`pneumo_helpers.models.average_models`) gets
-    the mean of its members' maps, each for the class the *average* predicts, renormalised to
-    a peak of 1: where the members agree the map stays bright.
-
     Args:
         model: Keras functional model ``(B, H, W, C)`` -> P(PNEUMONIA) ``(B, 1)``.
-        layer_name: layer whose feature maps are weighted (see :func:`gradcam_layer`; in
-            each member for an average of models).
+        layer_name: layer whose feature maps are weighted (see :func:`gradcam_layer`).
         target: ``"predicted"`` (each image's predicted class at ``threshold``),
             ``"pneumonia"`` or ``"normal"``: the class whose evidence is shown.
         threshold: probability at which the predicted class becomes PNEUMONIA.
@@ -87,11 +82,6 @@ class GradCam:
         self.target = target
         self.batch_size = int(batch_size)
         self._threshold = float(threshold)
-        self._members = [GradCam(member, layer_name=layer_name, threshold=threshold,
-                                 batch_size=batch_size) for member in ensemble_members(model)]
-        if self._members:
-            self.layer = self._members[0].layer
-            return
         self.layer = gradcam_layer(model, layer_name)
         head = output_layer(model)
         if isinstance(head, keras.layers.Activation) and _is_sigmoid(head):
@@ -134,16 +124,12 @@ class GradCam:
         return tf.math.divide_no_nan(cam, peak)
 
     def _batch(self, x: np.ndarray) -> np.ndarray:
-        if self.target == "predicted":  # for an average, the class of the average
+        if self.target == "predicted":
             p = pneumonia_column(np.asarray(self.model.predict_on_batch(x)))
             sign = np.where(call(p, self._threshold), 1.0, -1.0).astype(np.float32)
         else:
             sign = np.full(len(x), 1.0 if self.target == "pneumonia" else -1.0, np.float32)
-        if not self._members:
-            return self._maps(x, sign).numpy()
-        mean = np.mean([m._maps(x, sign).numpy() for m in self._members], axis=0)
-        peak = mean.max(axis=(1, 2), keepdims=True)
-        return np.divide(mean, peak, out=np.zeros_like(mean), where=peak > 0)
+        return self._maps(x, sign).numpy()
 
     def __call__(self, images) -> np.ndarray:
         """Heatmaps float32 (N, H, W) in [0, 1] (1 = strongest evidence, upsampled to the

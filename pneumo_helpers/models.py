@@ -8,8 +8,7 @@ the first block and a global-average-pooling head instead of a large dense layer
 ``keras.layers`` and ``keras.ops`` are used, so the models run on any Keras 3 backend, and the
 custom layers are registered so ``keras.models.load_model`` restores them without arguments.
 
-Also here: what every model shares once built — averaging seeds into one model, the output
-layer, the Grad-CAM layer. Transfer models are built in :mod:`pneumo_helpers.transfer`.
+Also here: what every model shares once built — the output layer, the Grad-CAM layer. Transfer models are built in :mod:`pneumo_helpers.transfer`.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from .backbones import BACKBONES, BackbonePreprocessing, transfer_backbone
 __all__ = [
     "PerImageStandardization", "ViewConsistency", "CUSTOM_OBJECTS", "compile_binary",
     "check_input_size", "finish_model", "build_five_block_cnn", "build_baseline_cnn",
-    "average_models", "ensemble_members", "output_layer", "last_conv_layer_name",
+    "output_layer", "last_conv_layer_name",
 ]
 
 LAST_CONV = "last_conv"
@@ -227,43 +226,6 @@ def finish_model(inputs, outputs, *, name: str, learning_rate: float,
     if consistency:
         outputs = ViewConsistency(consistency, name="view_consistency")(outputs)
     return compile_binary(keras.Model(inputs, outputs, name=name), learning_rate)
-
-
-def average_models(members: list[keras.Model], *, name: str | None = None) -> keras.Model:
-    """One model whose output is the mean of ``members``' P(PNEUMONIA).
-
-    The members (same input shape, e.g. one recipe trained with several seeds) become nested
-    layers ``member_1``, ``member_2``, ... of one functional model, so the average is saved,
-    loaded, exported to LiteRT and applied as one model file, with the same input contract as
-    each member. Averaging probabilities cancels part of what each seed learned by chance
-    (``docs/generalisation.md``). Prediction costs one member call each.
-
-    Returns:
-        An uncompiled ``keras.Model`` ``float32 (B, S, S, C)`` -> ``float32 (B, 1)``, named
-        ``name`` or ``average_of_<n>_<first member's name>``.
-    """
-    members = list(members)
-    if len(members) < 2:
-        raise ValueError(f"average_models needs at least two models, got {len(members)}")
-    shapes = {tuple(m.input_shape[1:]) for m in members}
-    if len(shapes) != 1:
-        raise ValueError(f"the members take different inputs {sorted(shapes)}; train them at "
-                         "one image size and channel count")
-    name = name or f"average_of_{len(members)}_{members[0].name}"
-    inputs = keras.Input(shapes.pop(), name="image")
-    outputs = []
-    for i, member in enumerate(members, start=1):
-        member.name = f"member_{i}"  # nested models need distinct names to be saved
-        outputs.append(member(inputs))
-    mean = layers.Average(name="mean_probability")(outputs)
-    return keras.Model(inputs, mean, name=name)
-
-
-def ensemble_members(model: keras.Model) -> list[keras.Model]:
-    """The members of a model made by :func:`average_models` (empty for a single model)."""
-    if not any(layer.name == "mean_probability" for layer in model.layers):
-        return []
-    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
 
 
 def output_layer(model: keras.Model):

@@ -15,8 +15,8 @@ model card, training, the sweep and ``pneumo`` all go through :class:`RunLayout`
         metrics/test_calibration.csv  metrics/gradcam_heat.csv           05_interpret
         cache/  logs/  notebooks/                        decoded images, kernel logs, executed copies
 
-A run of ``pneumo train`` (``runs/train-full/``) holds the scrub's files, ``models/member-s<seed>/``
-(one per seed), ``models/model/`` (the shipped model, their average) and ``train_full.json``.
+A run of ``pneumo train`` (``runs/train-full/``) holds the scrub's files, ``models/model/`` (the
+shipped model) and ``train_full.json``.
 
 It sits at the bottom of the package: it imports nothing of the project but :mod:`files` and
 :mod:`metrics_report`.
@@ -31,7 +31,7 @@ from pathlib import Path
 from .files import atomic_write, sha256
 from .metrics_report import MetricsReport
 
-__all__ = ["RunLayout", "ModelLayout", "ChosenModel", "SiteThreshold", "write_csv"]
+__all__ = ["RunLayout", "ModelLayout", "ChosenModel", "SiteThreshold", "write_csv", "write_json"]
 
 
 @dataclass(frozen=True)
@@ -149,10 +149,6 @@ class RunLayout:
     # pneumo train
     shipped = property(lambda self: self.model("model"))
     training_record = property(lambda self: self.root / "train_full.json")  # minutes, counts
-
-    def member(self, seed: int) -> "ModelLayout":
-        """``models/member-s<seed>/``: one seed's model of an averaged shipped model."""
-        return self.model(f"member-s{seed}")
 
     # 05_interpret
     val_shifts = property(lambda self: self._folder("metrics") / "val_shifts.csv")
@@ -284,4 +280,12 @@ def write_csv(path: str | Path, table) -> Path:
     a temporary file, so a step that stops half-way never leaves half a table."""
     with atomic_write(path) as handle:
         table.to_csv(handle, index=False)
+    return Path(path)
+
+
+def write_json(path: str | Path, record: dict) -> Path:
+    """Write a record of a run folder as indented JSON (values JSON cannot hold as text), through
+    a temporary file like :func:`write_csv`."""
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(record, indent=2, default=str))
     return Path(path)

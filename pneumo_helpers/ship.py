@@ -5,9 +5,8 @@ Steps: manifest and scrub as in notebooks 01-02, with a patient-level validation
 test carve-out (the official test split is held out elsewhere); then
 :func:`pneumo_helpers.experiment.run_candidate` with the recipe of the ``full`` profile of
 :class:`pneumo_helpers.config.RunConfig` (architecture, rebalancing, augmentation, size,
-epochs, seeds, threshold rule: one source of settings for notebooks and the shipped model),
-once per seed, and :func:`pneumo_helpers.experiment.average_candidates` joining the members
-into one model that averages their probabilities; then the model folder is copied into
+epochs, seed, threshold rule: one source of settings for notebooks and the shipped model);
+then the model folder is copied into
 ``pneumo_helpers/shipped_model/`` with its card (and, last, its ``manifest.json``), which
 adds the stress tests of :mod:`pneumo_helpers.shifts` on validation and, when
 ``tools/sweep.py`` has run, the recipe's spread over seeds. Training happens in the run folder
@@ -23,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import (dataset, distribute, experiment, external, generators, inference, obtain, report,
+from . import (dataset, distribute, experiment, external, inference, interpret, obtain, report,
                scrub, selection, shifts, train)
 from .config import RunConfig, project_root, shown_path
 from .metrics_report import MetricsReport
-from .runs import ModelLayout, RunLayout
+from .runs import ModelLayout, RunLayout, write_csv, write_json
 
 __all__ = ["shipping_config", "split_rows", "train_shipped", "write_card", "SWEEP_SUMMARY"]
 
@@ -63,16 +62,15 @@ def split_rows(data_dir, *, val_fraction: float, split_seed: int, work,
         clean = scrubbed.clean
         if distribute.is_chief():
             Path(work).mkdir(parents=True, exist_ok=True)
-            clean.to_csv(target, index=False)
+            write_csv(target, clean)
     return (clean[clean["split"] == "train"].reset_index(drop=True),
             clean[clean["split"] == "val"].reset_index(drop=True), scrubbed)
 
 
 def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
                   report=print) -> experiment.CandidateResult:
-    """Scrub ``cfg.data_dir``, split by patient, train ``cfg.recipe`` into its run folder —
-    once per seed of ``cfg.seed`` and ``cfg.ensemble_seeds``, the models then averaged into
-    one — and record what the card needs. ``distribution``: see
+    """Scrub ``cfg.data_dir``, split by patient, train ``cfg.recipe`` into its run folder, and
+    record what the card needs. ``distribution``: see
     :func:`pneumo_helpers.experiment.run_candidate` (the same code trains on one device)."""
     start = time.time()
     layout = cfg.layout
@@ -83,39 +81,22 @@ def train_shipped(cfg: RunConfig, *, distribution: str | None = None,
     report(f"{files} files -> train {len(train_rows)}, val {len(val_rows)} "
            f"({len(scrubbed.bad)} bad, {len(scrubbed.dropped)} dropped)")
     chief = distribute.is_chief()
-    run = dict(out_dir=layout.shipped.root, cache_dir=layout.cache, distribution=distribution,
-               verbose=2)
     recipe = selection.candidate_recipe(cfg)  # pretraining is the five-block CNN's
-    seeds = (recipe.seed, *cfg.ensemble_seeds)
-    if len(seeds) == 1:
-        result = experiment.run_candidate(train_rows, val_rows, recipe, name="shipped", **run)
-    else:
-        # Each member in its own folder, so an interrupted run resumes where it stopped.
-        members = []
-        for seed in seeds:
-            report(f"member {len(members) + 1} of {len(seeds)}: seed {seed}")
-            member = layout.member(seed)
-            members.append(experiment.run_candidate(
-                train_rows, val_rows, recipe.replace(seed=seed),
-                **{**run, "out_dir": member.root}, name=member.root.name))
-        result = experiment.average_candidates(members, val_rows,
-                                               out_dir=layout.shipped.root,
-                                               name="shipped", batch_size=cfg.batch_size,
-                                               cache_dir=layout.cache)
+    result = experiment.run_candidate(train_rows, val_rows, recipe, name="shipped",
+                                      out_dir=layout.shipped.root, cache_dir=layout.cache,
+                                      distribution=distribution, verbose=2)
     minutes = (time.time() - start) / 60
     if chief:
-        layout.training_record.write_text(json.dumps(dict(
+        write_json(layout.training_record, dict(
             minutes=round(minutes, 2), files=files, bad=len(scrubbed.bad),
-            dropped=len(scrubbed.dropped), split_seed=cfg.split_seed), indent=2))
+            dropped=len(scrubbed.dropped), split_seed=cfg.split_seed))
     auc = result.metrics.set_index("metric").loc["roc_auc", "value"]
     report(f"trained in {minutes:.1f} min; validation ROC AUC {auc:.3f}")
     return result
 
 
 def _stress_section(loaded, val_rows: pd.DataFrame, cache_dir: Path) -> str:
-    images = generators.load_images(val_rows, image_size=loaded.image_size, cache_dir=cache_dir)
-    table = shifts.stress_test(loaded.predict, images, val_rows["label"],
-                               threshold=loaded.threshold)
+    table = interpret.stress(loaded, interpret.score(loaded, val_rows, cache_dir=cache_dir))
     lines = ["Every validation image shifted in one way at a time, scored at the unchanged "
              f"threshold {loaded.threshold:.3f} (see `pneumo_helpers/shifts.py` and "
              "`docs/generalisation.md`). A proxy for other X-ray systems, not a measurement "
@@ -146,33 +127,17 @@ def _sweep_section(summary: Path) -> str:
 
 
 
-def _members_section(work: RunLayout, config: dict) -> str:
-    lines = [f"The model averages the probabilities of {len(config['members'])} models trained "
-             "alike with seeds " + ", ".join(map(str, config["seeds"])) + " "
-             "(`experiment.average_candidates`). Each alone, on the same validation split, "
-             "at its own threshold chosen by the same rule:", "",
-             "| member | seed | ROC AUC | sensitivity | specificity | threshold |",
-             "|---|---|---|---|---|---|"]
-    for name, seed in zip(config["members"], config["seeds"]):
-        record = MetricsReport.read(work.model(name).val_metrics)
-        lines.append(f"| {name} | {seed} | {record['roc_auc'].value:.3f} | "
-                     f"{record['recall'].value:.3f} | {record['specificity'].value:.3f} | "
-                     f"{record.threshold:.3f} |")
-    return "\n".join(lines)
-
-
 def _external_section(loaded, folder, cache_dir: Path) -> str:
     """The model on labelled new films: scored at its validation threshold
     (``external_metrics.json``), then the site threshold chosen there by its rule
     (``site_threshold.json``), both written beside the model; the card shows the scorecard."""
     from . import evaluate, scorecard
 
-    rows = external.labelled_rows(folder)
-    images = generators.load_images(rows, image_size=loaded.image_size, cache_dir=cache_dir)
-    p = loaded.predict(images[..., 0])
-    table = evaluate.evaluate(rows["label"], p, threshold=loaded.threshold,
+    films = interpret.score(loaded, external.labelled_rows(folder), cache_dir=cache_dir)
+    rows = films.rows
+    table = evaluate.evaluate(films.y, films.p, threshold=loaded.threshold,
                               groups=rows["patient"], n_boot=1000, seed=0)
-    site = external.choose_site_threshold(rows, p, rule=loaded.threshold_rule,
+    site = external.choose_site_threshold(rows, films.p, rule=loaded.threshold_rule,
                                           model_sha256=loaded.sha256)
     evaluate.to_report(table, rule=loaded.threshold_rule, split="external", model="shipped",
                        model_sha256=loaded.sha256, sample_sha256=site.sample_sha256,
@@ -242,8 +207,6 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
     if external_dir:
         sections["New films: external validation and the site threshold"] = \
             _external_section(loaded, external_dir, work.cache)
-    if config.get("members"):
-        sections["Members (one per seed, averaged)"] = _members_section(work, config)
     summary = project_root() / SWEEP_SUMMARY
     if summary.is_file():
         sections["Recipe choice across seeds"] = _sweep_section(summary)

@@ -11,7 +11,6 @@ timing. :func:`save_model_card` writes a short model card next to them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import platform
 import time
@@ -24,7 +23,7 @@ import pandas as pd
 
 from .metrics_report import MetricsReport
 
-from .runs import ModelLayout
+from .runs import ModelLayout, write_csv, write_json
 
 __all__ = ["set_seed", "train_model", "resumable", "EpochTimer", "save_model_card",
            "library_versions"]
@@ -171,7 +170,7 @@ def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 
         model.load_weights(model_path)
     else:  # the monitored metric never appeared in the logs
         model.save(model_path)
-    history.to_csv(csv_path, index=False)
+    write_csv(csv_path, history)
 
     seconds = history["epoch_seconds"].tolist() if "epoch_seconds" in history else []
     best = _best(history, monitor, mode)
@@ -193,7 +192,7 @@ def train_model(model: keras.Model, train_ds, val_ds, *, out_dir, epochs: int = 
         "train_seconds_this_attempt": round(time.time() - started, 3),
         "parameters": int(model.count_params()),
     })
-    files.config.write_text(json.dumps(record, indent=2, default=str))
+    write_json(files.config, record)
     return history
 
 

@@ -20,9 +20,8 @@ def test_run_config_profiles_and_environment(monkeypatch, tmp_path):
     cfg = RunConfig.from_params()
     assert cfg.profile == "sample" and cfg.epochs == 7 and cfg.run_dir == str(tmp_path / "run")
     full = RunConfig.from_params(data_dir=str(tmp_path), epochs=None)
-    assert full.profile == "full" and full.image_size == 112 and full.ensemble_seeds == ()
-    assert cfg.ensemble_seeds == ()
-    monkeypatch.setenv("PNEUMO_ENSEMBLE_SEEDS", "3, 4")
-    assert RunConfig.from_params().ensemble_seeds == (3, 4)  # typed from the annotation
+    assert full.profile == "full" and full.image_size == 112
+    monkeypatch.setenv("PNEUMO_CANDIDATES", "five_block-none, baseline-class_weight")
+    assert RunConfig.from_params().candidates == ("five_block-none", "baseline-class_weight")
     with pytest.raises(TypeError, match="unknown run parameters"):
         RunConfig.from_params(imagesize=3)

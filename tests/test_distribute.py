@@ -286,8 +286,8 @@ def test_two_process_data_parallel_on_jax(tmp_path):
 
 def test_pneumo_train_on_two_jax_processes_is_the_one_training_path(tmp_path):
     """`pneumo train --distribution jax` twice (one process per machine, here both local):
-    the same run_candidate and average_candidates as on one device, each process in its own
-    folder, the chief's being the run's."""
+    the same run_candidate as on one device, each process in its own folder, the chief's being
+    the run's."""
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed: pip install pneumo[distributed]")
     from pneumo_helpers.config import SAMPLE_DIR
@@ -298,7 +298,7 @@ def test_pneumo_train_on_two_jax_processes_is_the_one_training_path(tmp_path):
     # With the shipped recipe's consistency term (both views of a film on one process) and
     # its pretraining (on one device in each process, then copied into the distributed model).
     tiny = dict(PNEUMO_EPOCHS="1", PNEUMO_IMAGE_SIZE="32", PNEUMO_BATCH_SIZE="16",
-                PNEUMO_ENSEMBLE_SEEDS="7", PNEUMO_CONSISTENCY="0.1",
+                PNEUMO_CONSISTENCY="0.1",
                 PNEUMO_PRETRAIN_EPOCHS="1", JAX_PLATFORMS="cpu")
     env = _env(**tiny)
     env.pop("KERAS_BACKEND", None)  # pneumo train --distribution jax chooses it
@@ -306,15 +306,12 @@ def test_pneumo_train_on_two_jax_processes_is_the_one_training_path(tmp_path):
                          "--data", str(SAMPLE_DIR), "--run-dir", str(run.root),
                          "--distribution", "jax", "--coordinator", f"127.0.0.1:{port}",
                          "--num-processes", "2", "--process-id", str(i)] for i in range(2)],
-                       env, timeout=4 * TIMEOUT)  # two trainings, each pretrained first
+                       env, timeout=2 * TIMEOUT)  # pretrained first
     assert "pneumo train --card-only" in outputs[0]
-    for seed in (42, 7):
-        member = run.member(seed)
-        config = json.loads(member.config.read_text())
-        assert config["distribution"] == "jax" and config["versions"]["backend"] == "jax"
-        assert config["consistency"] == 0.1 and config["pretrain_epochs"] == 1
-        assert member.pretrain_history.is_file()
-        assert member.model.is_file() and (member.root / "worker1" / "model.keras").is_file()
+    config = json.loads(run.shipped.config.read_text())
+    assert config["distribution"] == "jax" and config["versions"]["backend"] == "jax"
+    assert config["consistency"] == 0.1 and config["pretrain_epochs"] == 1
+    assert run.shipped.pretrain_history.is_file()
+    assert run.shipped.model.is_file() and (run.shipped.root / "worker1" / "model.keras").is_file()
     shipped = MetricsReport.read(run.shipped.val_metrics)
     assert shipped.split == "val" and 0 < shipped.threshold < 1
-    assert json.loads(run.shipped.config.read_text())["seeds"] == [42, 7]

@@ -36,41 +36,6 @@ def test_a_candidate_trains_the_same_way_under_a_distribution_strategy(tmp_path,
     assert isinstance(result.metrics, pd.DataFrame)
 
 
-def test_an_average_of_seeds_is_one_model_validated_like_its_members(tmp_path, sample_split):
-    import numpy as np
-    import pandas as pd
-
-    from pneumo_helpers import gradcam, inference
-    from pneumo_helpers.metrics_report import MetricsReport
-
-    train_rows, val_rows = sample_split
-    members = [experiment.run_candidate(
-        train_rows, val_rows, TINY.replace(seed=seed, epochs=1, image_size=32, batch_size=8),
-        out_dir=tmp_path / f"s{seed}", name=f"s{seed}", n_boot=10, verbose=0, cache_dir=tmp_path)
-               for seed in (1, 2)]
-    result = experiment.average_candidates(members, val_rows, out_dir=tmp_path / "avg",
-                                           batch_size=8, n_boot=10, cache_dir=tmp_path)
-    # Its validation probabilities are the mean of the members'; the threshold is its own.
-    probabilities = [pd.read_csv(tmp_path / name / "val_predictions.csv")["probability"]
-                     for name in ("s1", "s2", "avg")]
-    np.testing.assert_allclose(probabilities[2], (probabilities[0] + probabilities[1]) / 2,
-                               atol=1e-5)
-    assert MetricsReport.read(tmp_path / "avg" / "val_metrics.json").threshold == \
-        pytest.approx(result.threshold)
-    assert result.config["seeds"] == [1, 2] and result.config["members"] == ["s1", "s2"]
-    assert set(pd.read_csv(tmp_path / "avg" / "history.csv")["member"]) == {"s1", "s2"}
-    # One model file that pneumo loads, exports and explains like any other.
-    loaded = inference.load_model(tmp_path / "avg", runtime="keras")
-    images = (np.random.default_rng(0).uniform(size=(3, 32, 32)) * 255).astype(np.uint8)
-    assert loaded.predict(images).shape == (3,)
-    assert gradcam.GradCam(loaded.model)(images).shape == (3, 32, 32)
-    with pytest.raises(ValueError, match="differ in"):
-        other = experiment.run_candidate(
-            train_rows, val_rows, TINY.replace(epochs=1, image_size=48, batch_size=8),
-            out_dir=tmp_path / "wide", n_boot=10, verbose=0)
-        experiment.average_candidates([members[0], other], val_rows, out_dir=tmp_path / "x")
-
-
 def test_a_consistency_candidate_trains_on_paired_views_and_ships_as_a_plain_model(
         tmp_path, sample_split):
     import numpy as np

@@ -41,29 +41,6 @@ def test_gradcam_single_equals_batched_and_targets_differ(trained, test_set):
     assert not np.allclose(normal, batched)
 
 
-def test_gradcam_of_an_average_of_models(trained, test_set):
-    """An average of models gets the mean of its members' maps, for the average's class."""
-    images = positives(test_set, 3)[0]
-    twins = [keras.models.clone_model(trained) for _ in range(2)]
-    for twin in twins:
-        twin.set_weights(trained.get_weights())
-    average = models.average_models(twins)  # renames its members: never the fixture itself
-    for target in ("predicted", "normal"):
-        np.testing.assert_allclose(gradcam.GradCam(average, target=target)(images),
-                                   gradcam.GradCam(trained, target=target)(images), atol=1e-5)
-    # Members that disagree: every map is for the class the average predicts.
-    blank = keras.models.clone_model(trained)
-    blank.set_weights([np.zeros_like(w) for w in trained.get_weights()])  # P = 0.5 everywhere
-    mixed = models.average_models([keras.models.clone_model(trained), blank])
-    mixed.layers[1].set_weights(trained.get_weights())
-    p = mixed.predict_on_batch(to_unit(images)[..., None]).ravel()
-    threshold = float(np.median(p))
-    maps = gradcam.GradCam(mixed, threshold=threshold)(images)
-    for i, target in enumerate(np.where(p >= threshold, "pneumonia", "normal")):
-        alone = gradcam.GradCam(mixed.layers[1], target=target)(images[i:i + 1])
-        np.testing.assert_allclose(maps[i], alone[0], atol=1e-5)  # the blank member adds 0
-
-
 def test_gradcam_survives_a_saturated_sigmoid(trained, test_set):
     """A confident model (P == 1.0 in float32) still gets a map, via the logit."""
     saturated = keras.models.clone_model(trained)

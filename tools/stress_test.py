@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pneumo_helpers import generators, inference, shifts
+from pneumo_helpers import inference, interpret
 from pneumo_helpers.runs import RunLayout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +44,7 @@ def main(argv=None) -> int:
     tables = []
     for folder in args.models:
         loaded = inference.load_model(folder)
-        images = generators.load_images(rows, image_size=loaded.image_size, cache_dir=cache)
-        table = shifts.stress_test(loaded.predict, images, rows["label"],
-                                   threshold=loaded.threshold)
+        table = interpret.stress(loaded, interpret.score(loaded, rows, cache_dir=cache))
         table.insert(0, "model", str(folder))
         print(f"\n{folder} (threshold {loaded.threshold:.3f}, {len(rows)} {args.split} images)")
         print(table.drop(columns="model").round(3).to_string(index=False))
