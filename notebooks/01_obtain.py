@@ -4,11 +4,7 @@
 # First step of the OSEMiN series (Obtain, Scrub, Explore, Model, iNterpret). We find the dataset — Kermany et al. 2018, *Chest X-Ray Images (Pneumonia)*, CC BY 4.0 — and write a **manifest**: one row per file with its split, label, patient, hash and header facts. Every later notebook starts from this table, never from a directory walk of its own.
 
 # %% tags=["parameters"]
-# Parameters (papermill injects them); None: $PNEUMO_<NAME>, else the bundled sample.
-DATA_DIR = None  # dataset folder in the Kaggle layout (train/val/test)
-RUN_DIR = None   # folder for every artifact of this run; default runs/<profile>
-PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
-
+DATA_DIR = RUN_DIR = PROFILE = None  # papermill injects them; see runner.start_notebook
 
 # %%
 from pneumo_helpers.runner import start_notebook

@@ -4,11 +4,7 @@
 # We decode every file listed in the manifest from 01, set aside the ones that cannot be used (with the reason), find exact duplicates and patients that sit in two splits, and cut a **patient-level, class-stratified** validation split. Nothing on disk is changed; the result is `clean_manifest.csv` plus one table per problem in the run folder.
 
 # %% tags=["parameters"]
-# Parameters (papermill injects them); None: $PNEUMO_<NAME>, else the bundled sample.
-DATA_DIR = None  # dataset folder in the Kaggle layout (train/val/test)
-RUN_DIR = None   # folder for every artifact of this run; default runs/<profile>
-PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
-
+DATA_DIR = RUN_DIR = PROFILE = None  # papermill injects them; see runner.start_notebook
 
 # %%
 from pneumo_helpers.runner import start_notebook

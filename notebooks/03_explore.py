@@ -4,11 +4,7 @@
 # We look at the clean data from 02 before modelling: how unbalanced the classes are and what each rebalancing strategy would feed the model, what NORMAL, bacterial and viral pneumonia look like, how intensities and sizes differ between classes, and what a training batch looks like after augmentation.
 
 # %% tags=["parameters"]
-# Parameters (papermill injects them); None: $PNEUMO_<NAME>, else the bundled sample.
-DATA_DIR = None  # dataset folder in the Kaggle layout (train/val/test)
-RUN_DIR = None   # folder for every artifact of this run; default runs/<profile>
-PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
-
+DATA_DIR = RUN_DIR = PROFILE = None  # papermill injects them; see runner.start_notebook
 
 # %%
 from pneumo_helpers.runner import start_notebook

@@ -4,11 +4,7 @@
 # We train a small baseline CNN and the five-block CNN, compare the four rebalancing strategies and three ImageNet backbones fine-tuned on these films on the **patient-level validation split**, and choose the final configuration on validation only — by ROC AUC, with calibration (Brier score) breaking near-ties. The test split is not touched here. Every model folder holds `model.keras`, its `config.json` (settings, seed, library versions, manifest hash, timings), its history and its validation metrics.
 
 # %% tags=["parameters"]
-# Parameters (papermill injects them); None: $PNEUMO_<NAME>, else the bundled sample.
-DATA_DIR = None  # dataset folder in the Kaggle layout (train/val/test)
-RUN_DIR = None   # folder for every artifact of this run; default runs/<profile>
-PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
-
+DATA_DIR = RUN_DIR = PROFILE = None  # papermill injects them; see runner.start_notebook
 
 # %%
 from pneumo_helpers.runner import start_notebook

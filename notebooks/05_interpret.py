@@ -4,11 +4,7 @@
 # We load the model chosen in 04 (or the shipped one with `PNEUMO_MODEL=shipped`), evaluate it on validation, on the test split no choice has seen and, when given, on films from another site or batch, all **at the threshold chosen on validation**; then calibration, robustness, the most confident mistakes, and where the model looks (LIME and Grad-CAM).
 
 # %% tags=["parameters"]
-# Parameters (papermill injects them); None: $PNEUMO_<NAME>, else the bundled sample.
-DATA_DIR = None  # dataset folder in the Kaggle layout (train/val/test)
-RUN_DIR = None   # folder for every artifact of this run; default runs/<profile>
-PROFILE = None   # 'sample' (small, fast) or 'full'; default: 'full' if DATA_DIR
-
+DATA_DIR = RUN_DIR = PROFILE = None  # papermill injects them; see runner.start_notebook
 
 # %%
 from pneumo_helpers.runner import start_notebook

@@ -28,7 +28,7 @@ import pandas as pd
 from .labels import CLASSES, encode_labels
 from sklearn.utils.class_weight import compute_class_weight
 
-__all__ = ["STRATEGIES", "Rebalanced", "encode_labels", "rebalance",
+__all__ = ["STRATEGIES", "Rebalanced", "rebalance",
            "balance_table"]
 
 STRATEGIES = ("none", "undersample", "oversample", "class_weight")

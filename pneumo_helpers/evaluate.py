@@ -24,18 +24,13 @@ from .labels import CLASSES, call, encode_labels
 from .recipe import THRESHOLD_RULE
 from .metrics_report import Estimate, MetricsReport
 
-__all__ = ["METRICS", "THRESHOLD_RULES", "DEFAULT_RULE", "predict_proba", "choose_threshold",
+__all__ = ["METRICS", "THRESHOLD_RULES", "predict_proba", "choose_threshold",
            "evaluate", "bootstrap", "pneumonia_column", "confusion", "report", "to_report",
            "write_run_metrics", "floor_check"]
 
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1_pneumonia", "f1_normal",
            "roc_auc", "pr_auc", "brier")
 THRESHOLD_RULES = ("youden", "sens>=X (e.g. sens>=0.95)", "f1", "0.5")
-# The project's operating point: the most specific threshold that still finds 95% of the
-# pneumonias on validation. Youden's J balances the two errors on *this* distribution; on the
-# official test split published models lose specificity, not sensitivity (normal films called
-# pneumonia), so the highest threshold a screening sensitivity allows travels better.
-DEFAULT_RULE = THRESHOLD_RULE
 
 
 # --------------------------------------------------------------------------- inputs
@@ -106,7 +101,7 @@ def pneumonia_column(output) -> np.ndarray:
 
 # --------------------------------------------------------------------------- thresholds
 
-def choose_threshold(y_true, y_prob, *, rule: str = DEFAULT_RULE) -> float:
+def choose_threshold(y_true, y_prob, *, rule: str = THRESHOLD_RULE) -> float:
     """The decision threshold on P(PNEUMONIA) chosen by ``rule`` (usually on validation data).
 
     Rules:

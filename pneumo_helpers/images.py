@@ -42,10 +42,10 @@ import simplejpeg
 from PIL import Image
 
 from . import dicom
-from .gate import MIN_SIDE, film_reason, implausible
+from .gate import film_reason
 
 __all__ = ["ImageError", "IMAGE_SUFFIXES", "PIL_FORMATS", "MAX_PIXELS", "MAX_FILE_BYTES",
-           "MAX_PAGES", "MIN_SIDE", "read_gray", "describe", "implausible", "to_unit"]
+           "MAX_PAGES", "read_gray", "describe", "to_unit"]
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                   ".dcm", ".dicom"}

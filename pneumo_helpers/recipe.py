@@ -19,6 +19,8 @@ __all__ = ["Recipe", "THRESHOLD_RULE"]
 
 #: How a decision threshold is chosen on labelled films, everywhere: the highest threshold
 #: whose sensitivity there is at least 0.95 (:func:`pneumo_helpers.evaluate.choose_threshold`).
+#: A screening sensitivity fixed, new films cost specificity first (normal films called
+#: pneumonia), so the most specific threshold it allows travels better than Youden's J.
 THRESHOLD_RULE = "sens>=0.95"
 
 

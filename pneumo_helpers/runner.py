@@ -30,7 +30,13 @@ def start_notebook(**params) -> RunConfig:
     Keeps TensorFlow's C++ start-up lines out of the outputs (call it before importing the
     modules that load TensorFlow), gives figures the project's look, inline as JPEG, and prints
     :meth:`RunConfig.summary`. ``params``: the notebook's parameters, as for
-    :meth:`RunConfig.from_params`.
+    :meth:`RunConfig.from_params`. Every notebook has the same three, which papermill (and
+    ``pneumo run``) inject; None takes ``$PNEUMO_<NAME>``, else the bundled sample:
+
+    * ``data_dir``: the dataset folder in the Kaggle layout (``train/``, ``val/``, ``test/``);
+    * ``run_dir``: the folder for every artifact of the run, default ``runs/<profile>``;
+    * ``profile``: ``"sample"`` (small, fast) or ``"full"``; default ``"full"`` with a
+      ``data_dir``.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from . import plots

@@ -1,4 +1,4 @@
-"""Synthetic datasets in the Kaggle layout, written by the tests of obtain and scrub."""
+"""Synthetic films and datasets in the Kaggle layout, for the tests."""
 
 import numpy as np
 from PIL import Image
@@ -9,6 +9,16 @@ from pneumo_helpers.labels import CLASSES
 def gray(seed, size=40):
     """A random 8-bit grayscale image, ``size`` x ``size``."""
     return np.random.default_rng(seed).integers(0, 255, (size, size), dtype=np.uint8)
+
+
+def smooth_film(seed: int, size: int = 48) -> np.ndarray:
+    """A smooth, asymmetric uint8 picture: flips and shifts change it visibly."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    blobs = np.kron(rng.uniform(-50, 50, (4, 4)), np.ones((size // 4, size // 4)))
+    img = 110 + 60 * np.sin(3 * xx + rng.uniform(0, 3)) * yy + 40 * xx + blobs
+    img[: size // 3, : size // 4] = 250  # a bright block in one corner
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def make_dataset(root, *, splits=("train", "test"), per_class=6):

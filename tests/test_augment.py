@@ -6,19 +6,10 @@ import tensorflow as tf
 
 from pneumo_helpers.augment import AUGMENTATIONS, Augment
 from pneumo_helpers.images import to_unit
+from synthetic_dataset import smooth_film
 
 SIZE = 32
 OFF = dict(rotation=0, shift=0, zoom=0, brightness=0, contrast=0)  # every change off
-
-
-def _xray(seed: int, size: int = 48) -> np.ndarray:
-    """A smooth, asymmetric uint8 picture: flips and shifts change it visibly."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    blobs = np.kron(rng.uniform(-50, 50, (4, 4)), np.ones((size // 4, size // 4)))
-    img = 110 + 60 * np.sin(3 * xx + rng.uniform(0, 3)) * yy + 40 * xx + blobs
-    img[: size // 3, : size // 4] = 250  # a bright block in one corner
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def test_named_recipes_are_augments_and_mild_is_the_default():
@@ -28,7 +19,7 @@ def test_named_recipes_are_augments_and_mild_is_the_default():
 
 
 def test_everything_off_is_the_identity_in_float():
-    images = np.stack([_xray(i, SIZE) for i in range(3)])[..., None]
+    images = np.stack([smooth_film(i, SIZE) for i in range(3)])[..., None]
     out = Augment(**OFF)(images, 4)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, to_unit(images), atol=1e-6)
@@ -54,7 +45,7 @@ def test_fill_modes_fill_what_a_shift_uncovers(fill_mode):
 
 
 def test_brightness_and_contrast_stay_within_their_limits():
-    images = np.stack([_xray(i, SIZE) for i in range(8)])[..., None]
+    images = np.stack([smooth_film(i, SIZE) for i in range(8)])[..., None]
     x = to_unit(images)
     bright = Augment(**{**OFF, "brightness": 0.1})(images, 3)
     delta = (bright - x).reshape(8, -1)
@@ -68,7 +59,7 @@ def test_brightness_and_contrast_stay_within_their_limits():
 
 
 def test_gamma_bends_the_exposure_curve_within_its_limit_and_blur_smooths():
-    images = np.stack([_xray(i, SIZE) for i in range(8)])[..., None]
+    images = np.stack([smooth_film(i, SIZE) for i in range(8)])[..., None]
     before = images.copy()
     x = np.clip(to_unit(images), 1e-3, 1 - 1e-3)
     out = Augment(**OFF, gamma=0.3)(images, 5)
@@ -88,7 +79,7 @@ def test_gamma_bends_the_exposure_curve_within_its_limit_and_blur_smooths():
 
 def test_flips_are_off_by_default_and_exact_when_on():
     assert Augment().horizontal_flip is False and Augment().vertical_flip is False
-    pixels = np.stack([_xray(i, SIZE) for i in range(16)])[..., None]
+    pixels = np.stack([smooth_film(i, SIZE) for i in range(16)])[..., None]
     flip_only = Augment(**OFF, horizontal_flip=True)
     # A tensor in -> a tensor out; numpy in -> numpy out; both flip the same images.
     out = flip_only(tf.constant(pixels), tf.constant([1, 2])).numpy()

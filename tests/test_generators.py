@@ -13,18 +13,9 @@ from pneumo_helpers.obtain import build_manifest
 from pneumo_helpers.augment import Augment
 from pneumo_helpers.generators import cache_key, load_images, make_dataset
 from pneumo_helpers.images import ImageError
+from synthetic_dataset import smooth_film
 
 SIZE = 32
-
-
-def _xray(seed: int, size: int = 48) -> np.ndarray:
-    """A smooth, asymmetric uint8 picture: flips and shifts change it visibly."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    blobs = np.kron(rng.uniform(-50, 50, (4, 4)), np.ones((size // 4, size // 4)))
-    img = 110 + 60 * np.sin(3 * xx + rng.uniform(0, 3)) * yy + 40 * xx + blobs
-    img[: size // 3, : size // 4] = 250  # a bright block in one corner
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +27,7 @@ def dataset_dir(tmp_path_factory):
         folder.mkdir(parents=True)
         for i in range(count):
             seed = i + (100 if label == "PNEUMONIA" else 0)
-            Image.fromarray(_xray(seed)).save(folder / f"person{seed}_{i}.jpeg", quality=95)
+            Image.fromarray(smooth_film(seed)).save(folder / f"person{seed}_{i}.jpeg", quality=95)
     return root
 
 
@@ -53,7 +44,7 @@ def epoch(ds):
 # --- load_images and the cache --------------------------------------------------------------
 
 def test_formats_all_give_the_same_shape(tmp_path):
-    gray = _xray(1, 40)
+    gray = smooth_film(1, 40)
     files = {"gray.png": Image.fromarray(gray),
              "rgba.png": Image.fromarray(np.dstack([gray] * 3 + [np.full_like(gray, 200)])),
              "deep.png": Image.fromarray(gray.astype(np.uint16) * 200),  # 16-bit
@@ -90,14 +81,14 @@ def test_cache_is_invalidated_when_an_image_changes(tmp_path):
     for label in ("NORMAL", "PNEUMONIA"):
         (root / label).mkdir(parents=True)
         for i in range(2):
-            Image.fromarray(_xray(i)).save(root / label / f"{label}{i}.png")
+            Image.fromarray(smooth_film(i)).save(root / label / f"{label}{i}.png")
     manifest = build_manifest(tmp_path / "data")
     cache = tmp_path / "cache"
     before = load_images(manifest, image_size=SIZE, cache_dir=cache)
     key = cache_key(manifest, SIZE)
 
     changed = manifest["path"][1]
-    Image.fromarray(255 - _xray(1)).save(changed)  # same size in bytes is possible: mtime
+    Image.fromarray(255 - smooth_film(1)).save(changed)  # same size in bytes is possible: mtime
     stat = os.stat(changed)
     os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert cache_key(manifest, SIZE) != key  # the stale manifest still sees the change
