@@ -295,8 +295,8 @@ def test_a_weights_file_in_the_cache_makes_the_candidate_train_and_compete(tmp_p
     stand_in = keras.applications.DenseNet121(include_top=False, weights=None,
                                               input_shape=(SIZE, SIZE, 3))
     stand_in.save(cached)
-    monkeypatch.setitem(BACKBONES, "DenseNet121",
-                        dataclasses.replace(spec, md5=hashlib.md5(cached.read_bytes()).hexdigest()))
+    md5 = hashlib.md5(cached.read_bytes()).hexdigest()
+    monkeypatch.setitem(BACKBONES, "DenseNet121", dataclasses.replace(spec, md5=md5))
     calls = []
     monkeypatch.setattr(transfer, "_download", _offline(calls))
     train_rows, val_rows = films
