@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pneumo_helpers.images import ImageError, read_gray  # noqa: E402
-from pneumo_helpers.inference import collect_images  # noqa: E402
+from pneumo_helpers.image_files import collect_images  # noqa: E402
 
 SIZE = 112  # the shipped model's input
 WORDS = "the quick brown fox jumps over a lazy dog patient report chest film 2024".split()

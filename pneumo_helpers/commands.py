@@ -166,7 +166,7 @@ def _labelled_files(folder: Path, split: str) -> tuple[list[tuple[str, int]], st
         UserError: no class folders, or a folder beside them whose images have no label.
     """
     from .labels import CLASSES
-    from .inference import collect_images
+    from .image_files import collect_images
 
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
@@ -220,7 +220,8 @@ def _csv_ready(table):
 
 
 def predict_images(args, loaded) -> bool:
-    from .inference import collect_images, predict_files
+    from .image_files import collect_images
+    from .inference import predict_files
 
     inputs = collect_images(args.inputs)
     output = _output_path(args.output, inputs=inputs) if args.output else None

@@ -1,4 +1,4 @@
-"""Using a trained model on image files: load it with its settings, predict, collect files.
+"""Using a trained model on image files: load it with its settings, check it, predict.
 
 A saved model is a folder written by :func:`pneumo_helpers.train.train_model` — ``model.keras``
 plus ``config.json`` (image size, channels, …) and, once chosen on validation,
@@ -8,9 +8,7 @@ plus ``config.json`` (image size, channels, …) and, once chosen on validation,
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,11 +20,13 @@ import pandas as pd
 from . import files
 from .metrics_report import MetricsReport
 from .runs import ModelLayout, SiteThreshold
-from .images import IMAGE_SUFFIXES, ImageError, read_gray, to_unit
+from .image_files import collect_images
+from .images import ImageError, read_gray, to_unit
+from .litert import ExportChanged, LiteModel, matching_export
 from .labels import CLASSES, call
 
-__all__ = ["SHIPPED_MODEL_DIR", "MAX_BATCH", "RUNTIMES", "ModelError", "LoadedModel", "LiteModel",
-           "load_model", "export_litert", "collect_images", "predict_files"]
+__all__ = ["SHIPPED_MODEL_DIR", "MAX_BATCH", "RUNTIMES", "ModelError", "LoadedModel",
+           "load_model", "export_litert", "predict_files"]
 
 SHIPPED_MODEL_DIR = Path(__file__).parent / "shipped_model"
 MAX_BATCH = 1024  # beyond this a batch only costs memory (64 is as fast on 2 cores)
@@ -134,47 +134,6 @@ class LoadedModel:
 RUNTIMES = ("auto", "keras", "litert")
 
 
-class LiteModel:
-    """A LiteRT (TensorFlow Lite) export run by the small ``ai_edge_litert`` interpreter.
-
-    Stands in for the Keras model where only predictions are needed: importing it takes
-    ~0.1 s against ~7 s for TensorFlow, and its XNNPACK kernels are faster on a CPU. Offers
-    what :class:`LoadedModel` uses of a Keras model: ``input_shape``, ``output_shape`` and
-    ``predict_on_batch`` (float32 ``(B, S, S, C)`` -> ``(B, 1)``).
-    """
-
-    def __init__(self, path: Path, *, threads: int | None = None,
-                 expected_sha256: str | None = None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.path = Path(path)
-        content = self.path.read_bytes()  # hashed as read: the provenance is what runs
-        self.sha256 = hashlib.sha256(content).hexdigest()
-        if expected_sha256 is not None and self.sha256 != expected_sha256:
-            raise ModelError(f"{self.path}: not the export {self.path.with_name('export.json')} "
-                             "records (its sha256 differs); restore it, or make it again "
-                             "with inference.export_litert")
-        self._interpreter = Interpreter(model_content=content,
-                                        num_threads=threads or min(os.cpu_count() or 1, 4))
-        inputs, outputs = (self._interpreter.get_input_details(),
-                           self._interpreter.get_output_details())
-        self.n_inputs, self.n_outputs = len(inputs), len(outputs)
-        self._input, self._output = inputs[0]["index"], outputs[0]["index"]
-        self.input_shape = (None, *map(int, inputs[0]["shape_signature"][1:]))
-        self.output_shape = (None, *map(int, outputs[0]["shape_signature"][1:]))
-        self._batch = None
-
-    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
-        if self._batch != len(x):  # re-plan only when the batch size changes
-            self._interpreter.resize_tensor_input(self._input, list(x.shape))
-            self._interpreter.allocate_tensors()
-            self._batch = len(x)
-        self._interpreter.set_tensor(self._input, x)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output).copy()
-
-
 def export_litert(folder: str | Path, *, tolerance: float = 1e-4) -> Path:
     """Write ``model.tflite`` next to ``model.keras`` in a model folder, checked.
 
@@ -209,19 +168,6 @@ def export_litert(folder: str | Path, *, tolerance: float = 1e-4) -> Path:
     return target.lite
 
 
-def _export_record(folder: Path, model_sha256: str) -> dict | None:
-    """``export.json`` when it says ``model.tflite`` was made from the ``model.keras`` of
-    sha256 ``model_sha256`` (its ``lite_sha256`` is checked as the export is loaded)."""
-    layout = ModelLayout(folder)
-    try:
-        record = json.loads(layout.export.read_text())
-    except (OSError, ValueError):
-        return None
-    ok = layout.lite.is_file() and isinstance(record, dict) \
-        and record.get("model_sha256") == model_sha256
-    return record if ok else None
-
-
 def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> LoadedModel:
     """Load a saved model folder (or a bare ``.keras`` file); default: the shipped model.
 
@@ -248,7 +194,7 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> Load
     digests = _check_folder(folder, shipped=path == SHIPPED_MODEL_DIR)
     digests["model.keras"] = digests.get("model.keras") or files.sha256(model_file)
     if runtime != "keras":
-        record = _export_record(folder, digests["model.keras"])
+        record = matching_export(folder, digests["model.keras"])
         usable = record is not None
         if usable:
             try:
@@ -256,8 +202,8 @@ def load_model(path: str | Path | None = None, *, runtime: str = "auto") -> Load
                                   expected_sha256=record.get("lite_sha256"))
             except ImportError:
                 usable = False
-            except ModelError:
-                raise
+            except ExportChanged as exc:
+                raise ModelError(str(exc)) from None
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"{ModelLayout(folder).lite}: not a LiteRT model ({exc}); delete "
                                  "it to use model.keras") from None
@@ -384,55 +330,6 @@ def _read_json(path: Path) -> dict:
     if not isinstance(value, dict):
         raise ModelError(f"{path}: expected a JSON object, found {type(value).__name__}")
     return value
-
-
-def _search(folder: Path) -> list[Path]:
-    """The image files under ``folder``, sorted, hidden files and folders (``.git/``) left
-    out; a subfolder that cannot be listed, or a symbolic link to a folder (not followed), is
-    returned too, so that it gets a row saying why its images are missing."""
-    found, unlisted, errors = [], [], []
-
-    def refused(exc: OSError):
-        unlisted.append(Path(exc.filename))
-        errors.append(exc)
-    for root, dirs, names in os.walk(folder, onerror=refused):
-        base = Path(root)
-        found += [base / d for d in dirs if not d.startswith(".") and (base / d).is_symlink()]
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and not (base / d).is_symlink())
-        found += [base / n for n in names
-                  if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
-    if unlisted and unlisted[0] == folder:
-        raise ImageError(f"{folder}: folder cannot be read ({errors[0].strerror or errors[0]}); "
-                         "check its permissions")
-    return sorted(found + unlisted)
-
-
-def collect_images(inputs) -> list[str]:
-    """Image files named in ``inputs`` (files, or folders searched recursively).
-
-    A file named directly is kept as written (``./-scan.jpeg`` stays that, not ``-scan.jpeg``);
-    files found in a folder come sorted, as paths under it (see :func:`_search`: hidden files
-    and folders are left out; a subfolder that cannot be read is listed, and gets an error
-    row when predicted).
-
-    Raises:
-        ImageError: a path that does not exist, or a folder holding no image files.
-    """
-    files: list[str] = []
-    for text in map(os.fspath, inputs):
-        item = Path(text)
-        if item.is_dir():
-            found = _search(item)
-            if not found:
-                raise ImageError(f"{item}: folder holds no image files "
-                                 f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-            files += [os.fspath(p) for p in found]
-        elif item.exists() or item.is_symlink():
-            files.append(text)
-        else:
-            raise ImageError(f"{item}: no such file or folder")
-    return files
 
 
 def predict_files(loaded: LoadedModel, files, *, batch_size: int = 64,

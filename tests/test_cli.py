@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pneumo_helpers.image_files import collect_images
 from pneumo_helpers import cli, files, inference, models
 from pneumo_helpers.metrics_report import MetricsReport
 from pneumo_helpers.config import SAMPLE_DIR
@@ -113,7 +114,7 @@ def test_loaded_model_reads_threshold_and_size(model_dir):
 def test_streamed_batches_match_one_call_and_keep_the_file_order(model_dir, images):
     (images / "broken.jpeg").write_text("not a jpeg")
     loaded = inference.load_model(model_dir)
-    files = inference.collect_images([images])
+    files = collect_images([images])
     # batch 2 with 5 files: two full batches, one padded, one bad file in the middle.
     streamed = inference.predict_files(loaded, files, batch_size=2, prefetch=1)
     assert streamed["file"].tolist() == [str(f) for f in files]

@@ -9,7 +9,6 @@ changes; the test refuses to compare against numbers stored for another model fi
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ import pytest
 
 from pneumo_helpers import files, inference
 from pneumo_helpers.config import SAMPLE_DIR
-from pneumo_helpers.runs import ModelLayout
 
 REFERENCE = Path(__file__).parent / "data" / "shipped_model_reference.json"
 TOLERANCE = 1e-3
@@ -71,23 +69,3 @@ def test_labels_follow_the_stored_probabilities(reference, shipped):
     expected = ["PNEUMONIA" if reference["probabilities"][n] >= shipped.threshold
                 else "NORMAL" for n in names]
     assert table["label"].tolist() == expected
-
-
-def test_auto_runtime_is_the_litert_export_while_it_matches(tmp_path):
-    assert inference.load_model().runtime == "litert"
-    copy = tmp_path / "model"
-    shutil.copytree(inference.SHIPPED_MODEL_DIR, copy)
-    record = json.loads((copy / "export.json").read_text())
-    (copy / "export.json").write_text(json.dumps({**record, "model_sha256": "0" * 64}))
-    ModelLayout(copy).write_manifest()  # a change of the owner's, not a tampered file
-    assert inference.load_model(copy).runtime == "keras"  # stale export: Keras
-    with pytest.raises(inference.ModelError, match="no LiteRT export matching"):
-        inference.load_model(copy, runtime="litert")
-
-
-def test_litert_export_matches_keras_on_the_whole_sample():
-    files = inference.collect_images([SAMPLE_DIR])
-    keras_p = inference.predict_files(inference.load_model(runtime="keras"), files)
-    lite_p = inference.predict_files(inference.load_model(runtime="litert"), files)
-    difference = np.abs(keras_p["probability"] - lite_p["probability"]).max()
-    assert difference <= 1e-4, difference

@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pneumo_helpers import gate, images  # noqa: E402
-from pneumo_helpers.inference import collect_images  # noqa: E402
+from pneumo_helpers.image_files import collect_images  # noqa: E402
 
 MODEL_SIZE = 112  # the shipped model's input: films are decoded at the scale pneumo uses
 
