@@ -12,6 +12,7 @@ from pneumo_helpers.runner import start_notebook
 cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
 import pandas as pd
+from IPython.display import display
 
 from pneumo_helpers import dataset, obtain, plots
 
@@ -71,12 +72,12 @@ manifest.drop(columns=['path', 'sha256']).head()
 # %%
 # NBVAL_CHECK_OUTPUT
 counts = dataset.count_table(manifest)
-print(counts.to_string())
+display(counts)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 subtypes = pd.crosstab(manifest['split'], manifest['subtype'])
-print(subtypes.to_string())
+display(subtypes)
 
 # %%
 plots.class_counts(counts, title='Files per split and class', path=cfg.layout.figure('01_counts'));

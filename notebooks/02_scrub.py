@@ -59,13 +59,13 @@ print(result.dropped['reason'].value_counts().to_string())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(result.before_after().to_string())
+display(result.before_after())
 
 # %%
 # NBVAL_CHECK_OUTPUT
 clean = result.clean
 per_split = clean.groupby('split').agg(images=('path', 'size'), patients=('patient', 'nunique'))
-print(per_split.loc[[s for s in dataset.SPLITS if s in per_split.index]].to_string())
+display(per_split.loc[[s for s in dataset.SPLITS if s in per_split.index]])
 assert scrub.patients_in_several_splits(clean).empty, 'a patient sits in two splits'
 print('no patient in two splits')
 

@@ -12,6 +12,7 @@ from pneumo_helpers.runner import start_notebook
 cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
 import pandas as pd
+from IPython.display import display
 
 from pneumo_helpers import augment, balance, dataset, generators, plots
 from pneumo_helpers.images import read_gray
@@ -21,7 +22,7 @@ from pneumo_helpers.labels import CLASSES
 # NBVAL_CHECK_OUTPUT
 clean = pd.read_csv(cfg.layout.clean_manifest)
 train = clean[clean['split'] == 'train'].reset_index(drop=True)
-print(dataset.count_table(clean).to_string())
+display(dataset.count_table(clean))
 
 # %% [markdown]
 # ## Class balance, before and after each rebalancing strategy
@@ -31,7 +32,7 @@ print(dataset.count_table(clean).to_string())
 # %%
 # NBVAL_CHECK_OUTPUT
 table = balance.balance_table(train['label'], seed=cfg.seed)
-print(table.drop(columns='note').to_string())
+display(table.drop(columns='note'))
 
 # %%
 plots.class_counts(table, title='Training images per epoch, by strategy', path=cfg.layout.figure('03_balance'));
@@ -90,7 +91,7 @@ plots.mean_images(pixels, train['label'], path=cfg.layout.figure('03_mean_images
 
 # %%
 sizes = dataset.size_summary(clean)
-print(sizes.to_string())
+display(sizes)
 if sizes['distinct sizes'].max() > 1:  # a plot of one point says nothing
     plots.size_stats(clean, path=cfg.layout.figure('03_sizes'));
 

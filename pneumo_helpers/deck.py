@@ -194,6 +194,34 @@ def _findings(summary, results, official, *, crop15, heat_line) -> list[str]:
     return out
 
 
+# What makes two trainings the same recipe, with the words a reviewer reads for each.
+_RECIPE_PARTS = {"model": "architecture", "balance": "class balance", "image_size": "film size",
+                 "augment": "augmentation", "epochs": "epochs", "consistency": "consistency term",
+                 "pretrain_epochs": "pretraining"}
+
+
+def studied_model(model: str | None, config: dict,
+                  shipped_dir: Path = SHIPPED_MODEL_DIR) -> str | None:
+    """One sentence for the slides about the run's model: which model they study, on how many
+    films it trained, and how it relates to the shipped model (same recipe or not)."""
+    if not model or not config:
+        return None
+    shipped_config = ModelLayout(shipped_dir).config
+    trained = f"trained on {config['n_train']:,} films" if config.get("n_train") else "trained"
+    text = f"These slides study this run's model, {model}, {trained} of this run's training split"
+    if not shipped_config.is_file():
+        return text + "; no shipped model was found to compare it with."
+    shipped = report._read_json(shipped_config)
+    differ = [words for key, words in _RECIPE_PARTS.items()
+              if config.get(key) != shipped.get(key)]
+    relation = ("the same recipe" if not differ
+                else "another recipe (it differs in " + ", ".join(differ) + ")")
+    sha = files.sha256(ModelLayout(shipped_dir).model)[:8]
+    films = f" on {shipped['n_train']:,} films" if shipped.get("n_train") else ""
+    return (f"{text}. The shipped model {sha} is {relation}, trained{films}; its own figures "
+            "are the shipped rows of the table on slide 3.")
+
+
 def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
     """Everything the template shows, read from ``run_dir`` (and the evaluations folder)."""
     summary = report.summarize_run(run_dir)
@@ -268,7 +296,8 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
             for split, r in summary.counts.iterrows()],
         raw_files=summary.raw_files, bad_files=summary.bad_files, dropped=summary.dropped,
         test_source=summary.test_source, model=summary.model,
-        model_reason=summary.model_reason, architecture=_architecture(config) if config
+        model_reason=summary.model_reason, studied=studied_model(summary.model, config),
+        architecture=_architecture(config) if config
         else None, config=config, candidates=candidates, rule=rule, threshold=threshold,
         results=None if table is None else dict(
             columns=list(table.columns),

@@ -95,3 +95,25 @@ def test_the_deck_prints_to_a_pdf(tmp_path):
     out = deck.build_deck(run, tmp_path / "deck.pdf")
     assert out.read_bytes().startswith(b"%PDF")
     assert len(re.findall(rb"/Type\s*/Page\b", out.read_bytes())) >= 10
+
+
+def test_the_model_slides_say_which_model_they_study_and_how_it_relates_to_the_shipped_one(
+        tmp_path):
+    from pneumo_helpers.deck import studied_model
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "model.keras").write_bytes(b"weights")
+    recipe = dict(model="five_block", balance="oversample", image_size=112, epochs=15,
+                  augment={"zoom": 0.45}, consistency=0.1, pretrain_epochs=30)
+    (shipped / "config.json").write_text(json.dumps({**recipe, "n_train": 4448}))
+    sha = files.sha256(shipped / "model.keras")[:8]
+    same = studied_model("five_block-oversample-final", {**recipe, "n_train": 3700}, shipped)
+    assert "five_block-oversample-final, trained on 3,700 films" in same
+    assert f"The shipped model {sha} is the same recipe, trained on 4,448 films" in same
+    other = studied_model("five_block-none-final",
+                          {**recipe, "balance": "none", "consistency": 0.0, "n_train": 3700},
+                          shipped)
+    assert "another recipe (it differs in class balance, consistency term)" in other
+    assert studied_model(None, recipe, shipped) is None
+    assert "no shipped model" in studied_model("m", recipe, tmp_path / "nothing")
