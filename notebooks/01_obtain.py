@@ -4,7 +4,10 @@
 # First step of the OSEMiN series (Obtain, Scrub, Explore, Model, iNterpret). We find the dataset — Kermany et al. 2018, *Chest X-Ray Images (Pneumonia)*, CC BY 4.0 — and write a **manifest**: one row per file with its split, label, patient, hash and header facts. Every later notebook starts from this table, never from a directory walk of its own.
 
 # %% tags=["parameters"]
-DATA_DIR = RUN_DIR = PROFILE = None  # papermill injects them; see runner.start_notebook
+# papermill injects these (one per line, so it can read them); see runner.start_notebook
+DATA_DIR = None
+RUN_DIR = None
+PROFILE = None
 
 # %%
 from pneumo_helpers.runner import start_notebook

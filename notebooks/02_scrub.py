@@ -4,7 +4,10 @@
 # We decode every file listed in the manifest from 01, set aside the ones that cannot be used (with the reason), find exact duplicates and patients that sit in two splits, and cut a **patient-level, class-stratified** validation split. Nothing on disk is changed; the result is `clean_manifest.csv` plus one table per problem in the run folder.
 
 # %% tags=["parameters"]
-DATA_DIR = RUN_DIR = PROFILE = None  # papermill injects them; see runner.start_notebook
+# papermill injects these (one per line, so it can read them); see runner.start_notebook
+DATA_DIR = None
+RUN_DIR = None
+PROFILE = None
 
 # %%
 from pneumo_helpers.runner import start_notebook

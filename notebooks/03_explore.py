@@ -4,7 +4,10 @@
 # We look at the clean data from 02 before modelling: how unbalanced the classes are and what each rebalancing strategy would feed the model, what NORMAL, bacterial and viral pneumonia look like, how intensities and sizes differ between classes, and what a training batch looks like after augmentation.
 
 # %% tags=["parameters"]
-DATA_DIR = RUN_DIR = PROFILE = None  # papermill injects them; see runner.start_notebook
+# papermill injects these (one per line, so it can read them); see runner.start_notebook
+DATA_DIR = None
+RUN_DIR = None
+PROFILE = None
 
 # %%
 from pneumo_helpers.runner import start_notebook

@@ -4,7 +4,10 @@
 # We train a small baseline CNN and the five-block CNN, compare the four rebalancing strategies and three ImageNet backbones fine-tuned on these films on the **patient-level validation split**, and choose the final configuration on validation only — by ROC AUC, with calibration (Brier score) breaking near-ties. The test split is not touched here. Every model folder holds `model.keras`, its `config.json` (settings, seed, library versions, manifest hash, timings), its history and its validation metrics.
 
 # %% tags=["parameters"]
-DATA_DIR = RUN_DIR = PROFILE = None  # papermill injects them; see runner.start_notebook
+# papermill injects these (one per line, so it can read them); see runner.start_notebook
+DATA_DIR = None
+RUN_DIR = None
+PROFILE = None
 
 # %%
 from pneumo_helpers.runner import start_notebook

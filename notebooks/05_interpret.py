@@ -4,7 +4,10 @@
 # We load the model chosen in 04 (or the shipped one with `PNEUMO_MODEL=shipped`), evaluate it on validation, on the test split no choice has seen and, when given, on films from another site or batch, all **at the threshold chosen on validation**; then calibration, robustness, the most confident mistakes, and where the model looks (LIME and Grad-CAM).
 
 # %% tags=["parameters"]
-DATA_DIR = RUN_DIR = PROFILE = None  # papermill injects them; see runner.start_notebook
+# papermill injects these (one per line, so it can read them); see runner.start_notebook
+DATA_DIR = None
+RUN_DIR = None
+PROFILE = None
 
 # %%
 from pneumo_helpers.runner import start_notebook
