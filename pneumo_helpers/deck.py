@@ -15,6 +15,7 @@ the same headless Chromium that prints the notebooks.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import math
 import tempfile
@@ -27,7 +28,8 @@ from . import attention, evaluate, files, report, scorecard
 from .config import shown_path
 from .inference import SHIPPED_MODEL_DIR
 from .metrics_report import Estimate, MetricsReport
-from .runs import ModelLayout, RunLayout, SiteThreshold
+from .recipe import Recipe
+from .runs import ModelLayout, RunLayout, SiteThreshold, read_json
 
 __all__ = ["deck_context", "deck_html", "build_deck", "official_evaluation", "PUBLISHED"]
 
@@ -194,10 +196,20 @@ def _findings(summary, results, official, *, crop15, heat_line) -> list[str]:
     return out
 
 
-# What makes two trainings the same recipe, with the words a reviewer reads for each.
-_RECIPE_PARTS = {"model": "architecture", "balance": "class balance", "image_size": "film size",
-                 "augment": "augmentation", "epochs": "epochs", "consistency": "consistency term",
+# Plain words for the recipe fields a reviewer reads; other fields read as their names.
+_RECIPE_WORDS = {"balance": "class balance", "image_size": "film size",
+                 "augment": "augmentation", "consistency": "two-view consistency term",
                  "pretrain_epochs": "pretraining"}
+
+
+def recipe_differences(one: dict, other: dict) -> list[str]:
+    """The recipe fields, in plain words, in which two model folders' ``config.json`` records
+    differ (seed and weight download excepted: they do not make another recipe)."""
+    a, b = Recipe.from_config(one), Recipe.from_config(other)
+    return [_RECIPE_WORDS.get(f.name, f.name.replace("_", " "))
+            for f in dataclasses.fields(Recipe)
+            if f.name not in ("seed", "download_weights")
+            and getattr(a, f.name) != getattr(b, f.name)]
 
 
 def studied_model(model: str | None, config: dict,
@@ -211,15 +223,14 @@ def studied_model(model: str | None, config: dict,
     text = f"These slides study this run's model, {model}, {trained} of this run's training split"
     if not shipped_config.is_file():
         return text + "; no shipped model was found to compare it with."
-    shipped = report._read_json(shipped_config)
-    differ = [words for key, words in _RECIPE_PARTS.items()
-              if config.get(key) != shipped.get(key)]
+    shipped = read_json(shipped_config)
+    differ = recipe_differences(config, shipped)
     relation = ("the same recipe" if not differ
                 else "another recipe (it differs in " + ", ".join(differ) + ")")
     sha = files.sha256(ModelLayout(shipped_dir).model)[:8]
     films = f" on {shipped['n_train']:,} films" if shipped.get("n_train") else ""
     return (f"{text}. The shipped model {sha} is {relation}, trained{films}; its own figures "
-            "are the shipped rows of the table on slide 3.")
+            "are the shipped rows of the table of films and choices.")
 
 
 def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
@@ -238,7 +249,7 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
     candidates = []
     for name, row in summary.models.iterrows():
         model_config = layout.model(name).config
-        epochs = report._read_json(model_config).get("epochs") if model_config.is_file() \
+        epochs = read_json(model_config).get("epochs") if model_config.is_file() \
             else None
         candidates.append(dict(name=name, chosen=name == summary.model, epochs=epochs,
                                roc_auc=_fmt(row["roc_auc"]), brier=_fmt(row["brier"]),

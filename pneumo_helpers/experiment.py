@@ -16,7 +16,6 @@ timings), ``history.csv``, ``val_metrics.json`` (with the threshold) and
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from .backbones import BACKBONES
 from .dataset import manifest_hash
 from .labels import encode_labels
 from .recipe import Recipe
-from .runs import ModelLayout, write_csv, write_json
+from .runs import ModelLayout, read_json, write_csv, write_json
 
 __all__ = ["BUILDERS", "TRANSFER", "FINE_TUNE", "CandidateResult", "run_candidate"]
 
@@ -233,7 +232,7 @@ def _fit_two_stages(net, fit_train, fit_val, *, out_dir: Path, epochs: int, clas
                         ignore_index=True)
     files = ModelLayout(out_dir)
     write_csv(files.history_csv, history)
-    record = json.loads(files.config.read_text())
+    record = read_json(files.config)
     seconds = [round(float(s), 3) for s in history.get("epoch_seconds", [])]
     record.update(epochs_max=epochs, epochs_run=len(history),
                   stages=dict(head=len(head), fine_tune=len(fine)), seconds_per_epoch=seconds,
@@ -259,4 +258,4 @@ def _validate(net, val_rows: pd.DataFrame, val_ds, *, out_dir: Path, name: str,
               val_rows[["path", "label", "patient"]].assign(probability=p_val))
     return CandidateResult(name=name, out_dir=out_dir, history=history, metrics=metrics,
                            threshold=threshold,
-                           config=json.loads(files.config.read_text()))
+                           config=read_json(files.config))

@@ -78,8 +78,11 @@ class Recipe:
 
     @classmethod
     def from_config(cls, config: dict) -> "Recipe":
-        """The recipe a model folder's ``config.json`` records (its ``model`` key is the
-        architecture; keys a recipe does not have are ignored)."""
+        """The recipe a model folder's ``config.json`` records: its ``recipe`` record when it
+        has one, else its top-level keys (``model`` is the architecture; keys a recipe does not
+        have are ignored)."""
+        if isinstance(config.get("recipe"), dict):
+            return cls(**config["recipe"])
         values = {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config}
         if "model" in config:
             values["architecture"] = config["model"]

@@ -15,7 +15,6 @@ leaves its field empty. When a run has no ``val`` results, the chosen model's
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import pandas as pd
 from .config import SAMPLE_DIR, project_root
 from .labels import CLASSES
 from .metrics_report import Estimate, MetricsReport
-from .runs import ChosenModel, ModelLayout, RunLayout
+from .runs import ChosenModel, ModelLayout, RunLayout, read_json
 
 __all__ = ["METRIC_LABELS", "RunSummary", "summarize_run", "read_results", "results_table",
            "test_source", "frame_markdown",
@@ -52,14 +51,6 @@ DISCLAIMER = ("NOT FOR CLINICAL USE: research and teaching project. The model ha
 
 
 # --------------------------------------------------------------------------- metrics
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); re-run the notebook that "
-                         "writes it") from None
-
 
 def read_results(source) -> dict[str, MetricsReport]:
     """Metrics per split from a metrics report file or a run folder.
@@ -316,7 +307,7 @@ def _summarize_models(summary: RunSummary) -> None:
     if summary.model:
         config = run.model(summary.model).config
         if config.is_file():
-            summary.model_config = _read_json(config)
+            summary.model_config = read_json(config)
         val = run.model(summary.model).val_metrics
         if "val" not in summary.results and val.is_file():
             block = dataclasses.replace(MetricsReport.read(val), split="val",
@@ -365,7 +356,7 @@ def transfer_cost(path: str | Path | None = None) -> str | None:
     path = Path(path) if path else project_root() / TRANSFER_BENCH
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    record = read_json(path)
     costs = ", ".join(f"{b['backbone']} {b['head_epoch_seconds']:.0f} s (head) and "
                       f"{b['fine_tune_epoch_seconds']:.0f} s (top layers fine-tuned)"
                       for b in record["backbones"])

@@ -31,7 +31,8 @@ from pathlib import Path
 from .files import atomic_write, sha256
 from .metrics_report import MetricsReport
 
-__all__ = ["RunLayout", "ModelLayout", "ChosenModel", "SiteThreshold", "write_csv", "write_json"]
+__all__ = ["RunLayout", "ModelLayout", "ChosenModel", "SiteThreshold", "read_json", "write_csv",
+           "write_json"]
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,16 @@ def write_csv(path: str | Path, table) -> Path:
     with atomic_write(path) as handle:
         table.to_csv(handle, index=False)
     return Path(path)
+
+
+def read_json(path: str | Path) -> dict:
+    """A JSON record of a run or model folder; a file that is not JSON raises ``ValueError``
+    naming it and the way out."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); re-run the step that writes it")\
+            from None
 
 
 def write_json(path: str | Path, record: dict) -> Path:

@@ -15,7 +15,6 @@ adds the stress tests of :mod:`pneumo_helpers.shifts` on validation and, when
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from . import (dataset, distribute, experiment, external, inference, interpret, 
                scrub, selection, shifts, train)
 from .config import RunConfig, project_root, shown_path
 from .metrics_report import MetricsReport
-from .runs import ModelLayout, RunLayout, write_csv, write_json
+from .runs import ModelLayout, RunLayout, read_json, write_csv, write_json
 
 __all__ = ["shipping_config", "split_rows", "train_shipped", "write_card", "SWEEP_SUMMARY"]
 
@@ -170,7 +169,7 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
     if not (trained.model.is_file() and work.training_record.is_file()):
         raise inference.ModelError(f"no finished training in {shown_path(work.root)}: run "
                                    "pneumo train --data DIR first")
-    run = json.loads(work.training_record.read_text())
+    run = read_json(work.training_record)
     out.root.mkdir(parents=True, exist_ok=True)
     # An export or site threshold of the previous model must not outlive it.
     out.export.unlink(missing_ok=True)

@@ -1,12 +1,15 @@
-"""Tests for pneumo_helpers.deck beyond tests/test_report.py's: the model's description, the
-official-split receipt it shows, and the printed PDF."""
+"""Tests for pneumo_helpers.deck: the numbers and sentences of each slide, read from the run
+folder and the evaluations, and the printed PDF."""
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
-from pneumo_helpers import deck, files
+from pneumo_helpers import deck, files, report
+from pneumo_helpers.recipe import Recipe
+from run_folders import demo_run, metric_block
 
 
 def run_with_model(tmp_path, config):
@@ -104,16 +107,98 @@ def test_the_model_slides_say_which_model_they_study_and_how_it_relates_to_the_s
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     (shipped / "model.keras").write_bytes(b"weights")
-    recipe = dict(model="five_block", balance="oversample", image_size=112, epochs=15,
-                  augment={"zoom": 0.45}, consistency=0.1, pretrain_epochs=30)
+    recipe = {"model": "five_block", "recipe": Recipe().to_dict()}
     (shipped / "config.json").write_text(json.dumps({**recipe, "n_train": 4448}))
     sha = files.sha256(shipped / "model.keras")[:8]
-    same = studied_model("five_block-oversample-final", {**recipe, "n_train": 3700}, shipped)
+    # Another seed is the same recipe; the settings dict older folders stored is not compared.
+    again = {"model": "five_block", "augment": {"zoom": 0.3}, "n_train": 3700,
+             "recipe": Recipe(seed=7).to_dict()}
+    same = studied_model("five_block-oversample-final", again, shipped)
     assert "five_block-oversample-final, trained on 3,700 films" in same
     assert f"The shipped model {sha} is the same recipe, trained on 4,448 films" in same
-    other = studied_model("five_block-none-final",
-                          {**recipe, "balance": "none", "consistency": 0.0, "n_train": 3700},
-                          shipped)
-    assert "another recipe (it differs in class balance, consistency term)" in other
+    changed = Recipe(balance="none", consistency=0.0).to_dict()
+    other = studied_model("five_block-none-final", {"recipe": changed, "n_train": 3700}, shipped)
+    assert "another recipe (it differs in class balance, two-view consistency term)" in other
     assert studied_model(None, recipe, shipped) is None
     assert "no shipped model" in studied_model("m", recipe, tmp_path / "nothing")
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    return demo_run(tmp_path)
+
+
+# --------------------------------------------------------------------------- deck
+
+def slides(html: str) -> list[str]:
+    """Text of each slide of the deck's HTML, tags removed, whitespace collapsed."""
+    parts = html.split('<section class="slide')[1:]
+    return [" ".join(re.sub(r"<[^>]+>", " ", part).split()) for part in parts]
+
+
+def test_deck_numbers_are_the_run_metrics_file(run_dir):
+    html = deck.deck_html(run_dir)
+    results = next(s for s in slides(html) if s.startswith('"> Results') or "Results" in s[:40])
+    for split in ("val", "test"):
+        metrics = json.loads((run_dir / "metrics" / f"{split}.json").read_text())
+        for name, cell in metrics["metrics"].items():
+            shown = report.format_ci(cell["value"], cell["ci_low"], cell["ci_high"])
+            assert shown in results, (split, name, shown)
+    assert "test (chose nothing), n = 95" in results and "0.412" in results
+    assert "carved by patient from the training data" in results
+
+
+def test_deck_names_models_in_full_and_marks_the_chosen_one(run_dir):
+    for name in ("tiny", "five_block-oversample", "five_block-undersample"):
+        folder = run_dir / "models" / name
+        folder.mkdir(exist_ok=True)
+        (folder / "val_metrics.json").write_text(json.dumps(
+            {"metrics": {"roc_auc": {"value": 0.99, "ci_low": 0.98, "ci_high": 1.0}}}))
+    html = deck.deck_html(run_dir)
+    assert "five_block-oversample" in html and "five_block-undersample" in html
+    assert 'class="chosen"><td>tiny ←' in html
+    text = " ".join(slides(html))
+    assert "12,345 parameters" in text and "normal films weighted up in the loss" in text
+    assert "1 dropped (duplicate of another file)" in text
+
+
+def test_missing_files_give_notes_not_errors(tmp_path):
+    empty = tmp_path / "runs" / "empty"
+    empty.mkdir(parents=True)
+    text = " ".join(slides(deck.deck_html(empty)))
+    for key, name in deck.FIGURES.items():
+        if key != "class_balance":  # its slide says the manifests are missing instead
+            assert f"figure not produced in this run: figures/{name}.png" in text
+    assert "no manifest in this run" in text and "metrics not produced in this run" in text
+    assert len(slides(deck.deck_html(empty))) == 14
+
+
+def test_deck_shows_an_official_evaluation_only_for_the_shipped_model(tmp_path, run_dir):
+    from pneumo_helpers import files
+    from pneumo_helpers.inference import SHIPPED_MODEL_DIR
+
+    folder = tmp_path / "evaluations"
+    folder.mkdir()
+    block = metric_block(0.8, 624, "test")
+    (folder / "old.json").write_text(json.dumps({**block, "model_sha256": "ab" * 32}))
+    (folder / "old.json").write_text(json.dumps({**block, "model_sha256": "ab" * 32,
+                                                 "external_half": {**block}}))
+    html = deck.deck_html(run_dir, evaluations=folder)
+    digest = files.sha256(SHIPPED_MODEL_DIR / "model.keras")
+    assert "awaits its receipt on the official split's locked half" in html
+    assert "abababab" in html  # named as an earlier model's, with its figures
+    assert "1 earlier shipped models scored ROC AUC 0.740–0.740 there" in html
+    (folder / "new.json").write_text(json.dumps({**block, "model_sha256": digest,
+                                                 "external_half": {**block, "n": 315}}))
+    html = deck.deck_html(run_dir, evaluations=folder)
+    assert "on the official split's locked half: ROC AUC 0.740" in html
+    text = " ".join(slides(html))
+    assert "locked half B (judged) 624 0.740 (0.710–0.760)" in text
+    assert "external half A (used in development) 315" in text
+    # The scorecard slide has the receipt's line for the shipped model, and no other.
+    assert text.count("locked half B, 624") == 1
+
+
+def test_deck_rejects_a_missing_run_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run folder"):
+        deck.deck_html(tmp_path / "nope")

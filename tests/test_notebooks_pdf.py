@@ -1,10 +1,14 @@
-"""Tests for pneumo_helpers.notebooks_pdf beyond tests/test_report.py's: what the HTML keeps
-and drops, how Chromium is found, and its failures."""
+"""Tests for pneumo_helpers.notebooks_pdf: what the HTML keeps and drops, how Chromium is
+found, its failures, and the printed PDF."""
 
+import base64
+import io
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
+from matplotlib.figure import Figure
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from pneumo_helpers import notebooks_pdf
@@ -92,3 +96,64 @@ def test_a_chromium_that_writes_no_pdf_is_an_error_with_its_log(tmp_path):
     page.write_text("<p>hello</p>")
     with pytest.raises(RuntimeError, match=r"exited with 3(.|\n)*cannot open display"):
         notebooks_pdf.html_to_pdf(page, tmp_path / "out.pdf", chromium=str(fake))
+
+
+def pdf_pages(path: Path) -> int:
+    """Page objects in a PDF (matplotlib and Chromium write them as plain dictionaries)."""
+    return len(re.findall(rb"/Type\s*/Page\b", path.read_bytes()))
+
+
+@pytest.fixture
+def executed_run(tmp_path) -> Path:
+    """Two small 'executed' notebooks with outputs, as papermill leaves them."""
+    buffer = io.BytesIO()
+    png_fig = Figure(figsize=(2, 1.5))
+    png_fig.add_subplot().plot([0, 1], [1, 0])
+    png_fig.savefig(buffer, format="png", dpi=40)
+    image = base64.b64encode(buffer.getvalue()).decode()
+    folder = tmp_path / "runs" / "demo" / "notebooks"
+    folder.mkdir(parents=True)
+    for i, name in enumerate(["01_first", "02_second"], start=1):
+        params = new_code_cell("SECRET_PARAMETER = 1")
+        params.metadata["tags"] = ["parameters"]
+        cells = [
+            new_markdown_cell(f"# 0{i} · Notebook number {i}\n\nSome *text*."),
+            params,
+            new_code_cell("print('visible output')", outputs=[
+                new_output("stream", name="stdout", text="visible output\n"),
+                new_output("stream", name="stderr", text="tensorflow start-up noise\n")]),
+            new_code_cell("plot()", outputs=[new_output(
+                "display_data", data={"image/png": image, "text/plain": "<Figure>"})]),
+            new_code_cell("silent = 1"),
+        ]
+        nbformat.write(new_notebook(cells=cells), folder / f"{name}.ipynb")
+    return folder.parent
+
+
+def test_notebooks_html_is_offline_and_hides_code(executed_run):
+    notebooks = notebooks_pdf.find_notebooks(executed_run)
+    assert [p.name for p in notebooks] == ["01_first.ipynb", "02_second.ipynb"]
+    page = notebooks_pdf.build_html(notebooks, run_name="demo")
+    assert "<script" not in page
+    assert not re.search(r'(src|href)="https?:', page)          # nothing to fetch
+    assert "visible output" in page and "data:image/png;base64," in page
+    assert "SECRET_PARAMETER" not in page                       # parameters cell dropped
+    assert "print(" not in page and "silent = 1" not in page    # code hidden
+    assert "start-up noise" not in page                         # stderr dropped
+    assert 'href="#nb-2">02 · Notebook number 2' in page        # contents entry
+
+
+def test_find_notebooks_explains_an_empty_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pneumo run"):
+        notebooks_pdf.find_notebooks(tmp_path)
+
+
+def test_notebooks_pdf_with_chromium(executed_run, tmp_path):
+    try:
+        notebooks_pdf.find_chromium()
+    except FileNotFoundError:
+        pytest.skip("Chromium is not installed (apt-get install chromium); the PDF step "
+                    "of pneumo_helpers.notebooks_pdf cannot run here")
+    out = notebooks_pdf.render(executed_run, tmp_path / "notebooks.pdf")
+    assert out.read_bytes().startswith(b"%PDF")
+    assert pdf_pages(out) >= 4          # cover, contents, one page per notebook at least

@@ -52,6 +52,13 @@ def test_from_config_takes_defaults_for_what_a_folder_does_not_record():
     assert Recipe.from_config({"model": "five_block", "epochs": 2}) == Recipe(epochs=2)
 
 
+def test_from_config_reads_the_recipe_record_first():
+    recipe = Recipe(augment="mild", balance="none", seed=7)
+    config = {"model": "five_block", "augment": {"rotation": 0.1}, "balance": "none",
+              "recipe": recipe.to_dict()}
+    assert Recipe.from_config(config) == recipe
+
+
 def test_from_config_ignores_augmentation_settings_stored_as_a_dict():
     config = {"model": "five_block", "augment": {"rotation": 0.1}}
     assert Recipe.from_config(config).augment == Recipe().augment
