@@ -55,6 +55,7 @@ import tensorflow as tf  # noqa: E402
 from pneumo_helpers.obtain import build_manifest  # noqa: E402
 from pneumo_helpers.augment import Augment  # noqa: E402
 from pneumo_helpers.generators import load_images, make_dataset  # noqa: E402
+from pneumo_helpers.images import to_unit  # noqa: E402
 from pneumo_helpers.models import build_five_block_cnn  # noqa: E402
 
 TARGET_IMAGES_PER_S = 4000
@@ -85,7 +86,7 @@ def naive_batches(paths: list[str], labels: np.ndarray, size: int, batch: int):
         for path in paths[start:start + batch]:
             with Image.open(path) as img:
                 gray = img.convert("L").resize((size, size), Image.BILINEAR)
-            xs.append(np.asarray(gray, dtype=np.float32) / 255.0)
+            xs.append(to_unit(np.asarray(gray)))
         yield np.stack(xs)[..., None], labels[start:start + batch]
 
 

@@ -35,9 +35,10 @@ import numpy as np  # noqa: E402
 from pneumo_helpers import experiment, generators, transfer  # noqa: E402
 from pneumo_helpers.backbones import BACKBONES  # noqa: E402
 from pneumo_helpers.config import SAMPLE_DIR  # noqa: E402
+from pneumo_helpers.images import to_unit  # noqa: E402
 from pneumo_helpers.obtain import build_manifest  # noqa: E402
 from pneumo_helpers.inference import SHIPPED_MODEL_DIR  # noqa: E402
-from pneumo_helpers.runs import ModelLayout  # noqa: E402
+from pneumo_helpers.runs import ModelLayout, read_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,10 +89,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
                         "transfer.json")
     args = parser.parse_args(argv)
-    shipped = json.loads(ModelLayout(SHIPPED_MODEL_DIR).config.read_text())
+    shipped = read_json(ModelLayout(SHIPPED_MODEL_DIR).config)
     n_train, n_val = shipped["n_train"], shipped["n_val"]
     rows = build_manifest(SAMPLE_DIR).sample(args.batch, random_state=0).reset_index(drop=True)
-    x = generators.load_images(rows, image_size=args.image_size).astype("float32") / 255.0
+    x = to_unit(generators.load_images(rows, image_size=args.image_size))
     y = (rows["label"] == "PNEUMONIA").to_numpy("float32")
     load_start = os.getloadavg()
     results = [measure(b, x, y, batches=args.batches, n_train=n_train, n_val=n_val)

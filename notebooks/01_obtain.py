@@ -15,9 +15,9 @@ from pneumo_helpers.runner import start_notebook
 cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from pneumo_helpers import dataset, obtain, plots
+from pneumo_helpers import dataset, obtain, plots, report
 
 # %% [markdown]
 # ## Where the data comes from
@@ -55,7 +55,7 @@ print(f'{len(manifest)} files, {manifest["patient"].nunique()} patients, '
 skipped = obtained.not_taken
 print(f'{len(skipped)} files not taken' + (':' if len(skipped) else ''))
 if len(skipped):
-    print(skipped['reason'].value_counts().to_string())
+    print(report.count_words(skipped['reason']))
 
 # %% [markdown]
 # Where the dataset comes with a sha256 list (the bundled sample does; so does the shared copy of
@@ -67,7 +67,7 @@ if len(skipped):
 print(obtained.checksums)
 
 # %%
-manifest.drop(columns=['path', 'sha256']).head()
+Markdown(report.frame_markdown(manifest.drop(columns=['path', 'sha256']).head()))
 
 # %% [markdown]
 # ## Counts per split and class

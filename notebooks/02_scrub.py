@@ -16,7 +16,7 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 
 from IPython.display import display
 
-from pneumo_helpers import dataset, plots, scrub
+from pneumo_helpers import dataset, plots, report, scrub
 
 # %%
 result = scrub.run(cfg)  # reads manifest.csv, writes the four tables into the run folder
@@ -35,7 +35,7 @@ display(result.bad) if len(result.bad) else None
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(manifest['mode'].value_counts().to_string())
+print('Colour modes of the files:', report.count_words(manifest['mode']))
 
 # %% [markdown]
 # ## Duplicates and leakage
@@ -47,9 +47,9 @@ print(manifest['mode'].value_counts().to_string())
 # NBVAL_CHECK_OUTPUT
 n_groups = result.duplicates['sha256'].nunique()
 print(f'{len(result.duplicates)} files in {n_groups} groups of identical images')
-print(result.duplicates['kind'].value_counts().to_string())
+print('Where the copies lie:', report.count_words(result.duplicates['kind']) or 'none')
 print(f'{len(result.leaks)} patient(s) in more than one original split')
-print(result.dropped['reason'].value_counts().to_string())
+print('Files dropped:', report.count_words(result.dropped['reason']) or 'none')
 
 # %% [markdown]
 # ## The new split
@@ -70,7 +70,7 @@ clean = result.clean
 per_split = clean.groupby('split').agg(images=('path', 'size'), patients=('patient', 'nunique'))
 display(per_split.loc[[s for s in dataset.SPLITS if s in per_split.index]])
 assert scrub.patients_in_several_splits(clean).empty, 'a patient sits in two splits'
-print('no patient in two splits')
+print('Checked: no patient appears in two splits.')
 
 # %%
 plots.class_counts(dataset.count_table(clean), title='Clean images per split and class', path=cfg.layout.figure('02_clean_counts'));

@@ -41,7 +41,8 @@ display(table.drop(columns='note'))
 plots.class_counts(table, title='Training images per epoch, by strategy', path=cfg.layout.figure('03_balance'));
 
 # %% [markdown]
-# Undersampling balances the classes by throwing away about half the pneumonia images; oversampling
+# Undersampling balances the classes by throwing away about two thirds of the pneumonia images
+# (the table above); oversampling
 # and class weights keep them all. We compare the strategies on validation ROC AUC in 04 rather than
 # guess.
 
@@ -68,7 +69,8 @@ plots.image_grid([read_gray(p, size=128) for p in picks['path']],
 # %%
 # NBVAL_CHECK_OUTPUT
 pixels = generators.load_images(train, image_size=cfg.image_size, cache_dir=cfg.layout.cache)
-print(f'training images as an array: {pixels.shape} {pixels.dtype}')
+print(f'{len(pixels):,} training films, each {pixels.shape[1]} × {pixels.shape[2]} px, '
+      f'grey levels 0-255')
 
 # %%
 plots.intensity_histograms(pixels, train['label'], path=cfg.layout.figure('03_intensity'));
@@ -107,12 +109,12 @@ if sizes['distinct sizes'].max() > 1:  # a plot of one point says nothing
 # ## A training batch after augmentation
 # Rotations, shifts and zooms (fused into one affine transform per image) plus brightness and
 # contrast changes mimic different patient positions, exposures and devices; the run's recipe
-# (`cfg.augment`) sets how far. The sample run uses `mild`; full runs and the shipped model use
-# `framing-acq`, which also zooms out and in by up to 45 %, blanks edge strips and corners, and
-# changes the exposure curve and sharpness, so the model cannot rely on the field of view or
-# one X-ray system's look; they see each film twice, and a consistency term asks for the same
-# answer on both, after the network has been pretrained, without labels, to tell that two such
-# views are one film (`docs/generalisation.md`). Horizontal flips stay off: a mirrored chest (heart
+# sets how far. The sample run alters films mildly; full runs and the shipped model also zoom
+# out and in by up to 45 %, blank edge strips and corners, and change the exposure curve and
+# sharpness, so the model cannot rely on the field of view or one X-ray system's look. They see
+# each film twice, altered differently, and training penalises different answers for the two
+# copies, after the network has first learned, without labels, to tell that two such copies are
+# one film. Horizontal flips stay off: a mirrored chest (heart
 # on the right) is not a realistic X-ray.
 
 # %%
@@ -120,8 +122,8 @@ batches = generators.make_dataset(train, image_size=cfg.image_size, batch_size=1
                                   augment=augment.AUGMENTATIONS[cfg.augment], seed=cfg.seed,
                                   cache_dir=cfg.layout.cache)
 x, y = next(iter(batches))
-print(f'batch x: {tuple(x.shape)} {x.dtype.name} in [{float(x.numpy().min()):.2f}, '
-      f'{float(x.numpy().max()):.2f}]; y: {tuple(y.shape)}')
+print(f'One batch of {len(y)} films, pixel values scaled to {float(x.numpy().min()):.2f}-'
+      f'{float(x.numpy().max()):.2f}')
 plots.image_grid(list(x.numpy()), [CLASSES[int(v)] for v in y.numpy()],
                  title=f'One training batch, augmentation "{cfg.augment}"',
                  path=cfg.layout.figure('03_augmented'));

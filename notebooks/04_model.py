@@ -1,7 +1,7 @@
 # %% [markdown]
-# # 04 · Model: baseline vs five-block CNN vs ImageNet backbones, four rebalancing strategies, one choice
+# # 04 · Model: baseline vs five-block CNN, four rebalancing strategies, ImageNet backbones where their weights can be had, one choice
 #
-# We train a small baseline CNN and the five-block CNN, compare the four rebalancing strategies and three ImageNet backbones fine-tuned on these films on the **patient-level validation split**, and choose the final configuration on validation only — by ROC AUC, with calibration (Brier score) breaking near-ties. The test split is not touched here. Every model folder holds `model.keras`, its `config.json` (settings, seed, library versions, manifest hash, timings), its history and its validation metrics.
+# We train a small baseline CNN and the five-block CNN, compare the four rebalancing strategies and, when their ImageNet weights are on the machine or can be downloaded, three ImageNet backbones fine-tuned on these films, all on the **patient-level validation split**, and choose the final configuration on validation only — by ROC AUC, with calibration (Brier score) breaking near-ties. The test split is not touched here. Every model folder holds `model.keras`, its `config.json` (settings, seed, library versions, manifest hash, timings), its history and its validation metrics.
 
 # %% tags=["parameters"]
 # papermill injects these (one per line, so it can read them); see runner.start_notebook
@@ -57,10 +57,11 @@ results = selection.compare_candidates(train_rows, val_rows, cfg)
 
 # %% [markdown]
 # ## The candidates on new films
-# Validation is carved from the training films and cannot see what films from another site or
-# batch do. With an external folder (`PNEUMO_EXTERNAL_DIR`, `pneumo run --external DIR`), every
+# Validation is carved from the training films and cannot see what films from another batch or
+# site do. With an external folder (`PNEUMO_EXTERNAL_DIR`, `pneumo run --external DIR`), every
 # candidate is also scored there at its own validation threshold. Here it informs; the choice
-# below stays on validation, so 05 can report the external films as untouched by this run.
+# below stays on validation, so the external films choose nothing in this run. (Half A of the
+# official test split did choose the full profile's recipe, in earlier sweeps.)
 
 # %%
 if cfg.external_dir:
@@ -101,15 +102,15 @@ for line in selection.learning_checks(table, floor=cfg.min_val_auc):
 
 # %% [markdown]
 # ## Comparison on validation
-# One row per candidate; a skipped one has no numbers (—), and the line under the table says
-# why and what to do.
+# One row per candidate trained; the line under the table names any that were skipped (the
+# training cell above said why).
 
 # %%
 comparison = selection.comparison_table(results)
-display(Markdown(report.frame_markdown(comparison.drop(columns='status'), index=True)))
-for name, status in comparison['status'].items():
-    if status != 'trained':
-        print(f'{name}: {status}')
+trained = comparison['status'] == 'trained'
+display(Markdown(report.frame_markdown(comparison[trained].drop(columns='status'), index=True)))
+if not trained.all():
+    print('Skipped:', ', '.join(comparison.index[~trained]))
 
 # %% [markdown]
 # The same comparison as a chart: each dot is a candidate's validation value, each bar its 95%
@@ -122,8 +123,8 @@ plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], path=c
 
 # %% [markdown]
 # Sensitivity and specificity here are at each model's own validation-chosen threshold (the
-# run's `threshold_rule`: by default the highest threshold that keeps validation sensitivity at
-# 0.95 or more, the specificity-friendly end), so they are comparable; ROC AUC does not depend on a threshold at all. Where two candidates'
+# run's threshold rule: the highest threshold that keeps validation sensitivity at 0.95 or more,
+# the specificity-friendly end), so they are comparable; ROC AUC does not depend on a threshold at all. Where two candidates'
 # intervals overlap, this validation split does not establish that one is better. The choice rule
 # below takes the best point estimate and, among candidates within 0.005 of it, the best
 # calibrated (Brier score), which separates candidates more clearly than ROC AUC once all of them

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · Interpret: honest evaluation, errors and explanations
 #
-# We load the model chosen in 04 (or the shipped one with `PNEUMO_MODEL=shipped`), evaluate it on validation, on the test split no choice has seen and, when given, on films from another site or batch, all **at the threshold chosen on validation**; then calibration, robustness, the most confident mistakes, and where the model looks (LIME and Grad-CAM).
+# We load the model chosen in 04 (or the shipped one with `PNEUMO_MODEL=shipped`), evaluate it on validation, on the test split no choice has seen and, when given, on labelled films from another batch or site, all **at the threshold chosen on validation**; then calibration, robustness, the most confident mistakes, and where the model looks (LIME and Grad-CAM).
 
 # %% tags=["parameters"]
 # papermill injects these (one per line, so it can read them); see runner.start_notebook
@@ -20,11 +20,12 @@ from IPython.display import Markdown
 from pneumo_helpers import (attention, evaluate, explain, external, findings, gate, gradcam,
                             interpret, lime_explain, plots, report, scorecard, selection,
                             shifts)
+from pneumo_helpers.recipe import model_words, rule_words
 
 # %%
 loaded = selection.interpreted_model(cfg)  # cfg.model: None = 04's choice, 'shipped', or a name
-print(f'model: {loaded.path.name}; input {loaded.image_size}px; '
-      f'threshold {loaded.threshold:.3f} ({loaded.threshold_rule}, chosen on validation)')
+print(f'model: {model_words(loaded.path.name)}, reading {loaded.image_size} px films; '
+      f'threshold {loaded.threshold:.3f}, chosen on validation: {rule_words(loaded.threshold_rule)}')
 
 # %%
 scored = interpret.score_splits(cfg, loaded)  # val, test and, when given, the external films
@@ -34,8 +35,8 @@ print('test split:', report.test_source(pd.read_csv(cfg.layout.clean_manifest),
 
 # %% [markdown]
 # ## What `pneumo` would refuse to label
-# `pneumo predict` abstains on an image that does not look like a chest film (the gate of
-# `pneumo_helpers.gate`: grey, many grey levels, a chest's layout, upright). Here every film of
+# `pneumo predict` abstains on an image that does not look like a chest film (its input check:
+# grey, many grey levels, a chest's layout, upright). Here every film of
 # each split is scored anyway; this says how many the command would have left without a label.
 
 # %%
@@ -60,9 +61,11 @@ Markdown(report.results_markdown(cfg.layout.root))
 
 # %% [markdown]
 # ## Which films measured each figure, and what they chose
-# Validation chose this model's epochs and threshold (and, in 04, the model); the test split and
-# the external films chose nothing in this run. The shipped model's rows come from its folder and,
-# when one names its model file, from the receipt of the official split's locked half.
+# Validation chose this model's epochs and threshold (and, in 04, the model); the test split
+# chose nothing. The external films chose nothing in this run, but half A of the official test
+# split chose the full profile's recipe in earlier sweeps, so it is not new films: only the
+# locked half B is. The shipped model's rows come from its folder and, when one names its model
+# file, from the receipt of the official split's locked half.
 
 # %%
 Markdown(scorecard.markdown(scorecard.run_lines(cfg.layout.root)
@@ -71,7 +74,8 @@ Markdown(scorecard.markdown(scorecard.run_lines(cfg.layout.root)
 # %% [markdown]
 # ## Validation against new films
 # With an external folder the same metrics, at the same validation threshold, on films from
-# another site or batch; the gap between the two columns is what validation cannot see.
+# another batch (here the official test split's half A, from the same hospital); the gap between
+# the two columns is what validation cannot see.
 
 # %%
 Markdown('\n'.join(f'- {line}' for line in external.gap_lines(tables))
@@ -177,8 +181,8 @@ plots.model_comparison(selection.read_candidates(cfg.layout.models), metric=['ro
 # Validation images come from the same hospital as the training images, so validation metrics
 # cannot show what happens on other films — where published models lose specificity. Here every
 # validation image is shifted in one plausible way (exposure curve, detector sharpness,
-# resolution, CLAHE processing, noise) or framed differently (border crops, zoom-out with padding,
-# translations; see `pneumo_helpers.shifts`) and the model is
+# resolution, local contrast equalisation (CLAHE), an unsharp mask that sharpens edges, noise) or
+# framed differently (border crops, zoom-out with padding, translations) and the model is
 # scored again **at the unchanged threshold**. A proxy, not the real shift: it ranks models by
 # robustness without looking at any test split.
 
@@ -196,22 +200,23 @@ plots.crop_curve(shifts.crop_curve(stress), threshold=loaded.threshold, path=cfg
 
 # %% [markdown]
 # ROC AUC says whether the ranking of images survives a shift; sensitivity and specificity say
-# whether the *threshold* does. `mean_p_normal` (the mean P(pneumonia) of normal films) creeping up
+# whether the *threshold* does. The mean P of NORMAL films creeping up
 # is the early sign of the failure seen on the official test split: normal films called pneumonia.
 
 # %% [markdown]
 # ## Why did the model say that? LIME and Grad-CAM
 # For the first true positive, true negative, false positive and false negative of the test split
 # (when they exist; not hand-picked), one column each; rows: the film with its P(pneumonia) (a case is a
-# positive when P reaches the validation threshold, not 0.5), LIME's five strongest superpixels
-# (SLIC segments that follow the lung outline; green pushes towards pneumonia, red towards normal),
-# and Grad-CAM on the last block's feature maps (warm colours: the regions whose features raised
-# the score of the class the model predicted).
+# positive when P reaches the validation threshold, not 0.5); LIME, which blanks regions of the
+# film at random and sees how P moves: the five regions that moved it most in each direction
+# (regions cut along edges in the film; green pushes towards pneumonia, red towards normal); and
+# Grad-CAM, which traces the score back to where the last convolution layers found their evidence
+# (warm colours: the regions that raised the score of the class the model predicted).
 
 # %%
 # NBVAL_CHECK_OUTPUT
 picked = explain.pick_cases(test.y, test.p, threshold=loaded.threshold)
-print('explained:', ', '.join(picked))
+print('Films explained, the first of each kind in the test split:', ', '.join(picked))
 
 # %%
 images = test.films[list(picked.values())]  # uint8 films, as the explainers take them

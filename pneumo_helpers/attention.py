@@ -101,6 +101,12 @@ def conclusion(table: pd.DataFrame, *, uniform: float) -> str:
         right = np.average(calls["right"]["mean"], weights=calls["right"]["films"])
         wrong = np.average(calls["wrong"]["mean"], weights=calls["wrong"]["films"])
         parts.append(f"right calls {right:.0%} inside, wrong calls {wrong:.0%}")
+    groups = table.drop(index=("all", "all"))
+    if len(groups):
+        (cls, call), worst = groups["on border"].idxmax(), groups["on border"].max()
+        if worst > 0.5:
+            parts.append(f"most of all in the {call} calls on {cls} films: {worst:.0%} of "
+                         "those maps lie mostly on the border strips")
     if everything["mean"] > uniform + 0.1:
         verdict = "the model mostly reads the middle of the film, where the lungs are"
     elif everything["mean"] < uniform:

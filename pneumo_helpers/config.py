@@ -216,8 +216,9 @@ class RunConfig:
     def summary(self) -> str:
         """Two lines for the top of a notebook: the settings that shape the run, and where it
         writes (relative to the project)."""
-        return (f"profile={self.profile}  image_size={self.image_size}  epochs={self.epochs}  "
-                f"seed={self.seed}\nrun folder: {shown_path(self.run_dir)}")
+        films = "the bundled sample" if self.profile == "sample" else "the full dataset"
+        return (f"Settings for {films}: films at {self.image_size} px, up to {self.epochs} "
+                f"epochs, seed {self.seed}.\nResults go to {shown_path(self.run_dir)}/.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

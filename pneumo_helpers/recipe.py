@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["Recipe", "THRESHOLD_RULE"]
+__all__ = ["Recipe", "THRESHOLD_RULE", "model_words", "rule_words"]
 
 #: How a decision threshold is chosen on labelled films, everywhere: the highest threshold
 #: whose sensitivity there is at least 0.95 (:func:`pneumo_helpers.evaluate.choose_threshold`).
@@ -89,3 +89,31 @@ class Recipe:
         if isinstance(values.get("augment"), dict):  # older folders stored the settings
             values.pop("augment")
         return cls(**values)
+
+
+_ARCHITECTURE_WORDS = {"five_block": "five-block CNN", "baseline": "baseline CNN"}
+_BALANCE_WORDS = {"oversample": "oversampling", "undersample": "undersampling",
+                  "class_weight": "class weights", "none": "no rebalancing"}
+
+
+def model_words(name: str) -> str:
+    """A model folder's name (``"<architecture>-<balance>[-final]"``, :attr:`Recipe.name`) in
+    the words a reviewer reads, e.g. ``"five-block CNN, oversampling, retrained in full"``;
+    other names come back unchanged."""
+    parts = name.split("-")
+    if len(parts) not in (2, 3) or parts[1] not in _BALANCE_WORDS or \
+            (len(parts) == 3 and parts[2] != "final"):
+        return name
+    words = [_ARCHITECTURE_WORDS.get(parts[0], parts[0]), _BALANCE_WORDS[parts[1]]]
+    return ", ".join(words + (["retrained in full"] if len(parts) == 3 else []))
+
+
+def rule_words(rule: str) -> str:
+    """A threshold rule (:func:`pneumo_helpers.evaluate.choose_threshold`) in plain words:
+    ``"sens>=0.95"`` -> ``"the highest threshold that keeps sensitivity at 0.95 or more"``."""
+    rule = str(rule).strip().lower().replace(" ", "")
+    if rule.startswith("sens>="):
+        return f"the highest threshold that keeps sensitivity at {rule[6:]} or more"
+    return {"youden": "the threshold with the largest sensitivity + specificity",
+            "f1": "the threshold with the best F1 score for pneumonia"}.get(
+        rule, f"a fixed threshold of {rule}")

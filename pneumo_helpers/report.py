@@ -27,7 +27,7 @@ from .metrics_report import Estimate, MetricsReport
 from .runs import ChosenModel, ModelLayout, RunLayout, read_json
 
 __all__ = ["METRIC_LABELS", "RunSummary", "summarize_run", "read_results", "results_table",
-           "test_source", "frame_markdown",
+           "test_source", "frame_markdown", "count_words",
            "results_markdown", "format_ci", "transfer_cost"]
 
 DEFAULT_TITLE = "pneumo: pneumonia detection in pediatric chest X-rays"
@@ -134,6 +134,12 @@ def frame_markdown(frame: pd.DataFrame, *, digits: int = 3, index: bool = False)
     return "\n".join(lines)
 
 
+def count_words(values) -> str:
+    """Each distinct value with how often it occurs, most frequent first, as one line of
+    text: ``"RGB 5,206; L 10"``."""
+    return "; ".join(f"{value} {n:,}" for value, n in pd.Series(values).value_counts().items())
+
+
 def format_ci(value, ci_low=math.nan, ci_high=math.nan, *, digits: int = 3) -> str:
     """``"0.953 (0.941–0.964)"``; ``"0.953"`` without an interval; ``"n/a"`` without a value."""
     value, ci_low, ci_high = (math.nan if v is None else float(v)
@@ -150,7 +156,7 @@ def format_ci(value, ci_low=math.nan, ci_high=math.nan, *, digits: int = 3) -> s
 SPLIT_USES = {"train": "train (fitted the weights)",
               "val": "validation (chose epochs, model, threshold)",
               "test": "test (chose nothing)",
-              "external": "external films (chose nothing in this run)"}
+              "external": "external films (chose the recipe earlier, nothing in this run)"}
 
 
 def _split_header(split: str, meta: dict) -> str:
@@ -248,8 +254,8 @@ def test_source(clean: pd.DataFrame, *, is_sample: bool = False) -> str:
                 "removed from training)")
     if official == 0:
         return ("test split carved by patient from the training data, apart from the "
-                "validation patients that chose recipes, models and thresholds (no official "
-                "test split given)")
+                "validation patients that chose recipes, models and thresholds (the dataset "
+                "folder has no test/ of its own)")
     return f"a mix: {official:.0%} official test images, the rest carved from training"
 
 
@@ -360,11 +366,8 @@ def transfer_cost(path: str | Path | None = None) -> str | None:
     costs = ", ".join(f"{b['backbone']} {b['head_epoch_seconds']:.0f} s (head) and "
                       f"{b['fine_tune_epoch_seconds']:.0f} s (top layers fine-tuned)"
                       for b in record["backbones"])
-    return (f"A transfer candidate (an ImageNet backbone, `docs/transfer.md`) costs per epoch "
-            f"of {record['n_train']:,} training and {record['n_val']:,} validation films at "
-            f"{record['image_size']} px on this machine's {record['machine']['cpus']} CPU "
-            f"cores: {costs} (measured with random weights, extrapolated from "
-            f"{record['timed_steps']} batches of {record['batch_size']} films). Its quality "
-            "on new films could not be measured here: this machine has not got the ImageNet "
-            "weights and cannot download them.")
+    return (f"A network pretrained on ImageNet would cost per epoch of {record['n_train']:,} "
+            f"training films at {record['image_size']} px on {record['machine']['cpus']} CPU "
+            f"cores: {costs} (timed with random weights). Its quality on new films is not "
+            "measured: this machine cannot download the ImageNet weights.")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import files
 from .metrics_report import Estimate, MetricsReport
+from .recipe import model_words
 from .runs import ChosenModel, ModelLayout, RunLayout, SiteThreshold
 
 __all__ = ["Line", "Receipt", "run_lines", "shipped_lines", "read_receipt", "markdown",
@@ -117,17 +118,19 @@ def _line(model, split, report: MetricsReport, *, chose, threshold_from, source)
 def run_lines(run_dir) -> list[Line]:
     """The run's chosen model on each split 05 scored (``metrics/<split>.json``).
 
-    Validation chose the epochs, the model (04) and the threshold; the test split and the
-    external films chose nothing in the run (:func:`pneumo_helpers.scrub.scrub` keeps a carved
-    test split apart from the patients the shipped recipe was chosen on)."""
+    Validation chose the epochs, the model (04) and the threshold; the test split chose
+    nothing (:func:`pneumo_helpers.scrub.scrub` keeps a carved test split apart from the
+    patients the shipped recipe was chosen on). The external films chose nothing in the run,
+    but half A chose the recipe the full profile trains, in earlier sweeps."""
     layout = RunLayout(run_dir)
     results = layout.results()
     chosen = ChosenModel.read(layout) if layout.chosen.is_file() else None
     name = next((r.model for r in results.values() if r.model), None) or \
         (chosen.model if chosen else layout.root.name)
     chose = {"val": "epochs, model, threshold" if chosen and chosen.model == name
-             else "epochs, threshold", "test": "nothing", "external": "nothing in this run"}
-    return [_line(f"run: {name}", split, results[split], chose=chose[split],
+             else "epochs, threshold", "test": "nothing",
+             "external": "recipe, earlier; nothing in this run"}
+    return [_line(f"run: {model_words(name)}", split, results[split], chose=chose[split],
                   threshold_from="validation", source=f"metrics/{split}.json")
             for split in ("val", "test", "external") if split in results]
 

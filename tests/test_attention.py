@@ -35,3 +35,14 @@ def test_heat_table_groups_by_class_and_call():
     assert table.loc[("PNEUMONIA", "right"), "mean"] == pytest.approx(0.15)
     assert table.loc[("PNEUMONIA", "right"), "on border"] == 1.0
     assert table.loc[("all", "all"), "films"] == 4  # the NaN map is left out
+
+
+def test_conclusion_names_the_group_whose_maps_sit_on_the_borders():
+    shares = np.array([0.9, 0.8, 0.2, 0.1, 0.3])
+    y_true = np.array([0, 0, 1, 1, 1])
+    y_pred = np.array([0, 1, 1, 1, 1])
+    text = attention.conclusion(attention.heat_table(shares, y_true, y_pred), uniform=0.49)
+    assert "right calls on PNEUMONIA films: 100% of those maps lie mostly on the border" in text
+    central = attention.conclusion(attention.heat_table(np.full(5, 0.9), y_true, y_pred),
+                                   uniform=0.49)
+    assert "border strips" in central and "those maps" not in central

@@ -5,9 +5,11 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pneumo_helpers import deck, files, report
+from pneumo_helpers.runs import RunLayout
 from pneumo_helpers.recipe import Recipe
 from run_folders import demo_run, metric_block
 
@@ -114,7 +116,7 @@ def test_the_model_slides_say_which_model_they_study_and_how_it_relates_to_the_s
     again = {"model": "five_block", "augment": {"zoom": 0.3}, "n_train": 3700,
              "recipe": Recipe(seed=7).to_dict()}
     same = studied_model("five_block-oversample-final", again, shipped)
-    assert "five_block-oversample-final, trained on 3,700 films" in same
+    assert "(five-block CNN, oversampling, retrained in full), trained on 3,700 films" in same
     assert f"The shipped model {sha} is the same recipe, trained on 4,448 films" in same
     changed = Recipe(balance="none", consistency=0.0).to_dict()
     other = studied_model("five_block-none-final", {"recipe": changed, "n_train": 3700}, shipped)
@@ -148,14 +150,15 @@ def test_deck_numbers_are_the_run_metrics_file(run_dir):
     assert "carved by patient from the training data" in results
 
 
-def test_deck_names_models_in_full_and_marks_the_chosen_one(run_dir):
+def test_deck_names_models_in_words_and_marks_the_chosen_one(run_dir):
     for name in ("tiny", "five_block-oversample", "five_block-undersample"):
         folder = run_dir / "models" / name
         folder.mkdir(exist_ok=True)
         (folder / "val_metrics.json").write_text(json.dumps(
             {"metrics": {"roc_auc": {"value": 0.99, "ci_low": 0.98, "ci_high": 1.0}}}))
     html = deck.deck_html(run_dir)
-    assert "five_block-oversample" in html and "five_block-undersample" in html
+    assert "five-block CNN, oversampling" in html and "five-block CNN, undersampling" in html
+    assert "five_block-" not in html
     assert 'class="chosen"><td>tiny ←' in html
     text = " ".join(slides(html))
     assert "12,345 parameters" in text and "normal films weighted up in the loss" in text
@@ -202,3 +205,38 @@ def test_deck_shows_an_official_evaluation_only_for_the_shipped_model(tmp_path, 
 def test_deck_rejects_a_missing_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="run folder"):
         deck.deck_html(tmp_path / "nope")
+
+
+def stress_rows(**specificity):
+    return [dict(shift=shift, roc_auc=0.99, specificity=spec)
+            for shift, spec in specificity.items()]
+
+
+def test_the_crop_finding_reports_20_percent_and_says_when_framing_matters(tmp_path):
+    run = demo_run(tmp_path)
+    for name, spec20 in (("leans", 0.72), ("holds", 0.97)):
+        pd.DataFrame(stress_rows(**{"none": 0.99, "crop 15% per side": 0.95,
+                                    "crop 20% per side": spec20})).to_csv(
+            RunLayout(run).val_shifts, index=False)
+        findings = " ".join(deck.deck_context(run)["findings"])
+        assert "20 % per side brings specificity to " + f"{spec20:.3f}" in findings
+        assert ("leans partly on the field of view" in findings) == (name == "leans")
+        assert ("does not lean on the field of view up to 20 %" in findings) == (name == "holds")
+
+
+def test_site_curve_line_follows_the_shipped_model_file(tmp_path):
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "model.keras").write_bytes(b"weights")
+    row = dict(films_per_class=50, draws=200, site_sensitivity=[0.94, 0.03],
+               site_specificity=[0.91, 0.05], validation_sensitivity=[0.97, 0.01],
+               validation_specificity=[0.84, 0.03])
+    curve = tmp_path / "site_threshold.json"
+    curve.write_text(json.dumps(dict(model_sha256=files.sha256(shipped / "model.keras"),
+                                     rows=[row])))
+    line = deck.site_curve_line(shipped, curve=curve)
+    assert "chosen on 50 films per class" in line
+    assert "sensitivity 0.94 and specificity 0.91 (mean of 200 draws)" in line
+    assert "against 0.97 and 0.84 at the validation threshold" in line
+    (shipped / "model.keras").write_bytes(b"other weights")
+    assert deck.site_curve_line(shipped, curve=curve) is None

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from pneumo_helpers.recipe import THRESHOLD_RULE, Recipe
+from pneumo_helpers.recipe import THRESHOLD_RULE, Recipe, model_words, rule_words
 
 
 def test_a_recipe_is_frozen_and_replace_leaves_the_original():
@@ -62,3 +62,19 @@ def test_from_config_reads_the_recipe_record_first():
 def test_from_config_ignores_augmentation_settings_stored_as_a_dict():
     config = {"model": "five_block", "augment": {"rotation": 0.1}}
     assert Recipe.from_config(config).augment == Recipe().augment
+
+
+def test_model_words_reads_folder_names_in_plain_words():
+    assert model_words("five_block-oversample-final") == \
+        "five-block CNN, oversampling, retrained in full"
+    assert model_words("baseline-class_weight") == "baseline CNN, class weights"
+    assert model_words("DenseNet121-none") == "DenseNet121, no rebalancing"
+    assert model_words("shipped") == "shipped"
+    assert model_words("a-b-c") == "a-b-c"
+
+
+def test_rule_words_say_each_threshold_rule_plainly():
+    assert rule_words(THRESHOLD_RULE) == \
+        "the highest threshold that keeps sensitivity at 0.95 or more"
+    assert "largest sensitivity + specificity" in rule_words("Youden")
+    assert rule_words("0.5") == "a fixed threshold of 0.5"

@@ -104,3 +104,8 @@ def test_table_and_errors(run_dir, tmp_path, capsys):
     assert "not found" in err and err.count("\n") == 1
 
 
+
+
+def test_count_words_lists_values_most_frequent_first():
+    assert report.count_words(["RGB"] * 1200 + ["L"] * 3) == "RGB 1,200; L 3"
+    assert report.count_words([]) == ""

@@ -94,5 +94,5 @@ def test_run_lines_say_what_each_split_chose(tmp_path):
     lines = scorecard.run_lines(tmp_path)
     assert [(l.split, l.films, l.chose) for l in lines] == [
         ("val", 742, "epochs, model, threshold"), ("test", 745, "nothing"),
-        ("external", 315, "nothing in this run")]
+        ("external", 315, "recipe, earlier; nothing in this run")]
     assert all(l.model == "run: m" and math.isclose(l.threshold, 0.5) for l in lines)
