@@ -17,7 +17,7 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 import pandas as pd
 from IPython.display import Markdown, display
 
-from pneumo_helpers import external, plots, report, selection
+from pneumo_helpers import external, model_plots, report, selection
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -78,7 +78,7 @@ else:
 # candidate learned at all, whether it overfits, and whether more epochs would help.
 
 # %%
-plots.training_curves({r.name: r.history for r in results}, path=cfg.layout.figure('04_training_curves'));
+model_plots.training_curves({r.name: r.history for r in results}, path=cfg.layout.figure('04_training_curves'));
 
 # %% [markdown]
 # A dashed curve that flattens or turns up (loss) while its solid twin keeps improving is
@@ -119,7 +119,7 @@ if not trained.all():
 # candidate's validation threshold.
 
 # %%
-plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], path=cfg.layout.figure('04_model_comparison'));
+model_plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], path=cfg.layout.figure('04_model_comparison'));
 
 # %% [markdown]
 # Sensitivity and specificity here are at each model's own validation-chosen threshold (the

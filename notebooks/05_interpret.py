@@ -18,8 +18,8 @@ import pandas as pd
 from IPython.display import Markdown
 
 from pneumo_helpers import (attention, evaluate, explain, external, findings, gate, gradcam,
-                            interpret, lime_explain, plots, report, scorecard, selection,
-                            shifts)
+                            interpret, lime_explain, model_plots, report, scorecard,
+                            selection, shifts)
 from pneumo_helpers.recipe import model_words, rule_words
 
 # %%
@@ -102,7 +102,7 @@ cm = evaluate.confusion(test.y, test.calls)
 # Counts, and each row as rates (the share of each true class given each label).
 
 # %%
-plots.confusion_matrix_plot(cm, path=cfg.layout.figure('05_confusion'));
+model_plots.confusion_matrix_plot(cm, path=cfg.layout.figure('05_confusion'));
 
 # %% [markdown]
 # Rows are the truth, columns the prediction. The off-diagonal cells are the two kinds of error:
@@ -118,7 +118,7 @@ plots.confusion_matrix_plot(cm, path=cfg.layout.figure('05_confusion'));
 # pneumonia is the majority class.
 
 # %%
-plots.roc_pr_curves(test.y, test.p, threshold=loaded.threshold, path=cfg.layout.figure('05_roc_pr'));
+model_plots.roc_pr_curves(test.y, test.p, threshold=loaded.threshold, path=cfg.layout.figure('05_roc_pr'));
 
 # %% [markdown]
 # The marked point is where the validation-chosen threshold lands on the test curves. How far it
@@ -132,7 +132,7 @@ plots.roc_pr_curves(test.y, test.p, threshold=loaded.threshold, path=cfg.layout.
 # Calibration matters because a threshold, and any reader of a probability, trusts its scale.
 
 # %%
-plots.reliability_diagram(test.y, test.p, path=cfg.layout.figure('05_calibration'));
+model_plots.reliability_diagram(test.y, test.p, path=cfg.layout.figure('05_calibration'));
 bins = interpret.calibration(test, path=cfg.layout.test_calibration)
 Markdown(evaluate.calibration_sentence(bins))
 
@@ -145,7 +145,7 @@ Markdown(evaluate.calibration_sentence(bins))
 # ## Predicted probabilities per class (test split)
 
 # %%
-plots.probability_histogram(test.y, test.p, threshold=loaded.threshold, path=cfg.layout.figure('05_probabilities'));
+model_plots.probability_histogram(test.y, test.p, threshold=loaded.threshold, path=cfg.layout.figure('05_probabilities'));
 
 # %% [markdown]
 # Predicted P(pneumonia) per true class, with the threshold as a line: two well-separated humps
@@ -156,7 +156,7 @@ plots.probability_histogram(test.y, test.p, threshold=loaded.threshold, path=cfg
 # ## The most confident mistakes
 
 # %%
-plots.error_gallery(test.films, test.y, test.p, threshold=loaded.threshold, path=cfg.layout.figure('05_errors'));
+model_plots.error_gallery(test.films, test.y, test.p, threshold=loaded.threshold, path=cfg.layout.figure('05_errors'));
 
 # %% [markdown]
 # Top row: normal images the model called pneumonia, most confident first; bottom row: pneumonia
@@ -169,7 +169,7 @@ plots.error_gallery(test.films, test.y, test.p, threshold=loaded.threshold, path
 # ## The models compared in 04
 
 # %%
-plots.model_comparison(selection.read_candidates(cfg.layout.models), metric=['roc_auc', 'brier'], path=cfg.layout.figure('05_model_comparison'));
+model_plots.model_comparison(selection.read_candidates(cfg.layout.models), metric=['roc_auc', 'brier'], path=cfg.layout.figure('05_model_comparison'));
 
 # %% [markdown]
 # Validation ROC AUC and Brier score of every model trained in 04, with 95% intervals: the chosen
@@ -196,7 +196,7 @@ Markdown(report.frame_markdown(stress))
 # sensitivity rises).
 
 # %%
-plots.crop_curve(shifts.crop_curve(stress), threshold=loaded.threshold, path=cfg.layout.figure('05_crop_curve'));
+model_plots.crop_curve(shifts.crop_curve(stress), threshold=loaded.threshold, path=cfg.layout.figure('05_crop_curve'));
 
 # %% [markdown]
 # ROC AUC says whether the ranking of images survives a shift; sensitivity and specificity say
@@ -224,7 +224,7 @@ lime = lime_explain.LimeExplainer(loaded.model, num_samples=cfg.lime_samples,
                                   threshold=loaded.threshold, random_state=cfg.seed)
 heatmaps = gradcam.grad_cam(loaded.model, images[..., None], threshold=loaded.threshold)
 rows = [(img, lime.explain(img), heat, name) for img, heat, name in zip(images, heatmaps, picked)]
-plots.explanation_panel(rows, path=cfg.layout.figure('05_explanations'));
+model_plots.explanation_panel(rows, path=cfg.layout.figure('05_explanations'));
 
 # %% [markdown]
 # Four films are anecdotes. Over the whole test split: the share of each Grad-CAM map's heat inside

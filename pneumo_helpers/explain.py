@@ -9,7 +9,7 @@ Two complementary views of one prediction live in their own modules:
 
 Both take films as :func:`pneumo_helpers.images.read_gray` gives them: uint8 ``(H, W)`` or
 ``(N, H, W)`` (a trailing channel of 1 is fine), scaled by :func:`~.images.to_unit`. Weights
-and heatmaps are arrays; :mod:`.plots` draws them. Labels: NORMAL = 0, PNEUMONIA = 1.
+and heatmaps are arrays; :mod:`.model_plots` draws them. Labels: NORMAL = 0, PNEUMONIA = 1.
 """
 
 from __future__ import annotations

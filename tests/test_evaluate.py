@@ -1,21 +1,15 @@
-"""Tests of pneumo_helpers.evaluate and of the evaluation/explanation figures in plots."""
+"""Tests of pneumo_helpers.evaluate (its figures: tests/test_model_plots.py)."""
 
 import json
 import time
 
-import matplotlib
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
 
-matplotlib.use("Agg")
-
-import keras  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
-
-from pneumo_helpers import evaluate as ev  # noqa: E402
-from pneumo_helpers import plots  # noqa: E402
+from pneumo_helpers import evaluate as ev
 
 
 def scores(n: int, seed: int = 0, separation: float = 0.3):
@@ -230,96 +224,6 @@ def test_predict_proba_with_arrays_and_datasets():
     np.testing.assert_array_equal(ev.pneumonia_column([[0.3, 0.7], [0.9, 0.1]]), [0.7, 0.1])
     with pytest.raises(ValueError, match="expected"):
         ev.pneumonia_column(np.zeros((2, 3)))
-
-
-# --------------------------------------------------------------------------- figures
-
-@pytest.fixture
-def results():
-    y, p = scores(120, seed=5)
-    return y, p, ev.choose_threshold(y, p)
-
-
-def check_figure(fig, path):
-    assert isinstance(fig, plt.Figure)
-    assert path.is_file() and path.stat().st_size > 1000
-    plt.close(fig)
-
-
-def test_confusion_matrix_plot(results, tmp_path):
-    y, p, t = results
-    fig = plots.confusion_matrix_plot(ev.confusion(y, p >= t), path=tmp_path / "cm.png")
-    texts = [text.get_text() for text in fig.axes[1].texts]
-    assert any(text.endswith("%") for text in texts)  # row rates on the right
-    check_figure(fig, tmp_path / "cm.png")
-
-
-def test_roc_pr_curves(results, tmp_path):
-    y, p, t = results
-    fig = plots.roc_pr_curves(y, p, threshold=t, path=tmp_path / "roc.png")
-    assert len(fig.axes) == 2
-    check_figure(fig, tmp_path / "roc.png")
-
-
-def test_reliability_diagram(results, tmp_path):
-    y, p, _ = results
-    check_figure(plots.reliability_diagram(y, p, n_bins=5, path=tmp_path / "rel.png"),
-                 tmp_path / "rel.png")
-
-
-def test_probability_histogram(results, tmp_path):
-    y, p, t = results
-    fig = plots.probability_histogram(y, p, threshold=t, path=tmp_path / "hist.png")
-    colors = {matplotlib.colors.to_hex(patch.get_facecolor()[:3])
-              for patch in fig.axes[0].patches}
-    assert colors == {c.lower() for c in plots.CLASS_COLORS.values()}
-    check_figure(fig, tmp_path / "hist.png")
-
-
-def test_error_gallery(results, tmp_path):
-    y, p, t = results
-    images = np.random.default_rng(0).integers(0, 255, (len(y), 16, 16), dtype=np.uint8)
-    fig = plots.error_gallery(images, y, p, threshold=t, n=4, path=tmp_path / "err.png")
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    fp_probs = [float(s.split("=")[1]) for s in titles[:4]]
-    assert fp_probs == sorted(fp_probs, reverse=True) and min(fp_probs) >= t
-    check_figure(fig, tmp_path / "err.png")
-
-
-def test_model_comparison(results, tmp_path):
-    y, p, _ = results
-    table = pd.concat({"a": ev.evaluate(y, p, n_boot=50),
-                       "b": ev.evaluate(y, 1 - p, n_boot=50)}, names=["model"]).reset_index(0)
-    fig = plots.model_comparison(table, metric=["roc_auc", "recall"],
-                                 path=tmp_path / "cmp.png")
-    assert len(fig.axes) == 2
-    with pytest.raises(ValueError, match="not in df"):
-        plots.model_comparison(table, metric="kappa")
-    check_figure(fig, tmp_path / "cmp.png")
-
-
-def test_explanation_panel(tmp_path):
-    from pneumo_helpers.lime_explain import Explanation
-
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (24, 24), np.uint8)
-    segments = np.repeat(np.arange(4), 144).reshape(24, 24)
-    weights = np.array([0.3, -0.2, 0.05, -0.01])
-    e = Explanation(image=image, segments=segments, weights=weights, heatmap=weights[segments],
-                    probability=0.83, label="PNEUMONIA", score=0.9, intercept=0.1)
-    heat = rng.random((24, 24))
-    fig = plots.explanation_panel([(image, e, heat, "false positive"),
-                                   (image, None, None, "no explainers")],
-                                  path=tmp_path / "panel.png")
-    assert fig.axes[0].get_title().endswith("P(PNEUMONIA) = 0.830")
-    # Headings take the true class's colour (a false positive is a NORMAL film), as the
-    # error gallery's frames do, whatever the model called it.
-    assert matplotlib.colors.same_color(fig.axes[0].title.get_color(),
-                                        plots.CLASS_COLORS["NORMAL"])
-    assert {t.get_text() for t in fig.legends[0].get_texts()} == {
-        "heading: true NORMAL", "heading: true PNEUMONIA"}
-    assert len(fig.axes) == 6
-    check_figure(fig, tmp_path / "panel.png")
 
 
 def test_calibration_bins_and_the_sentence_that_quotes_them():
