@@ -24,7 +24,7 @@ from pneumo_helpers.labels import CLASSES
 # %%
 # NBVAL_CHECK_OUTPUT
 clean = pd.read_csv(cfg.layout.clean_manifest)
-train = clean[clean['split'] == 'train'].reset_index(drop=True)
+train = dataset.split_rows(clean, 'train')
 display(dataset.count_table(clean))
 
 # %% [markdown]

@@ -17,13 +17,13 @@ cfg = start_notebook(data_dir=DATA_DIR, run_dir=RUN_DIR, profile=PROFILE)
 import pandas as pd
 from IPython.display import Markdown, display
 
-from pneumo_helpers import external, model_plots, report, selection
+from pneumo_helpers import dataset, external, model_plots, report, selection
+from pneumo_helpers.metrics_report import METRIC_LABELS
 
 # %%
 # NBVAL_CHECK_OUTPUT
 clean = pd.read_csv(cfg.layout.clean_manifest)
-train_rows = clean[clean['split'] == 'train'].reset_index(drop=True)
-val_rows = clean[clean['split'] == 'val'].reset_index(drop=True)
+train_rows, val_rows = (dataset.split_rows(clean, split) for split in ('train', 'val'))
 print(f'train {len(train_rows)} images, validation {len(val_rows)} images')
 
 # %% [markdown]
@@ -140,7 +140,7 @@ model_plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], 
 chosen = selection.choose(results, train_rows, val_rows, cfg)
 print(f'chosen: {chosen.name} (threshold {chosen.threshold:.3f} chosen on validation)')
 Markdown(report.frame_markdown(chosen.metrics.set_index('metric')[['value', 'ci_low', 'ci_high']]
-                               .rename(index=report.METRIC_LABELS, columns={
+                               .rename(index=METRIC_LABELS, columns={
                                    'value': 'validation', 'ci_low': '95 % CI from', 'ci_high': 'to'}),
                                index=True))
 

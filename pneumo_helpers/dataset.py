@@ -15,7 +15,7 @@ import pandas as pd
 from .labels import CLASSES
 
 __all__ = ["SPLITS", "MANIFEST_COLUMNS", "DatasetError", "manifest_hash", "size_summary",
-           "count_table"]
+           "count_table", "split_rows"]
 
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = ["path", "split", "label", "subtype", "patient", "sha256", "width",
@@ -24,6 +24,13 @@ MANIFEST_COLUMNS = ["path", "split", "label", "subtype", "patient", "sha256", "w
 
 class DatasetError(RuntimeError):
     """The dataset folder cannot be used; the message says why and what to do."""
+
+
+def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The rows of one split (``"train"``, ``"val"`` or ``"test"``), numbered from 0."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return manifest[manifest["split"] == split].reset_index(drop=True)
 
 
 def manifest_hash(manifest: pd.DataFrame) -> str:

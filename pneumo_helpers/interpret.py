@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import attention, evaluate, external, generators, gradcam, shifts
 from .config import RunConfig
+from .dataset import split_rows
 from .labels import call, encode_labels
 from .runs import write_csv
 
@@ -66,7 +67,7 @@ def score_splits(cfg: RunConfig, loaded) -> dict[str, Scored]:
     """``{"val", "test"[, "external"]: Scored}``: the run's validation and test splits from its
     clean manifest and, when ``cfg.external_dir`` is set, the labelled films there."""
     clean = pd.read_csv(cfg.layout.clean_manifest)
-    sets = {split: clean[clean["split"] == split] for split in ("val", "test")}
+    sets = {split: split_rows(clean, split) for split in ("val", "test")}
     if cfg.external_dir:
         sets["external"] = external.labelled_rows(cfg.external_dir)
     return {split: score(loaded, rows, cache_dir=cfg.layout.cache) for split, rows in sets.items()}

@@ -15,7 +15,20 @@ from typing import NamedTuple
 
 from .files import atomic_write
 
-__all__ = ["Estimate", "MetricsReport"]
+__all__ = ["Estimate", "MetricsReport", "METRIC_LABELS"]
+
+# Row order and reader-facing names of the metrics; other metrics found follow in file order.
+METRIC_LABELS: dict[str, str] = {
+    "accuracy": "Accuracy",
+    "precision": "Precision (PPV)",
+    "recall": "Recall (sensitivity)",
+    "specificity": "Specificity",
+    "f1_pneumonia": "F1 PNEUMONIA",
+    "f1_normal": "F1 NORMAL",
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "brier": "Brier score (lower is better)",
+}
 
 
 class Estimate(NamedTuple):

@@ -15,6 +15,7 @@ import pandas as pd
 import seaborn as sns
 
 from .labels import CLASSES, call, encode_labels
+from .metrics_report import METRIC_LABELS
 from .plots import CLASS_COLORS, DPI, save, show_film
 
 
@@ -96,7 +97,7 @@ def reliability_diagram(y_true, y_prob, *, n_bins: int = 10,
              label=f"model (Brier {brier_score_loss(y, p):.3f})")
     top.set(ylabel="observed share of PNEUMONIA", title=title, ylim=(-0.02, 1.02))
     # "best": a reliability curve can run through any corner; the legend must not hide it.
-    top.legend(loc="best", fontsize=8, frameon=True, framealpha=0.9)
+    top.legend(loc="best", fontsize=9.5, frameon=True, framealpha=0.9)
     bottom.hist(p, bins=np.linspace(0, 1, n_bins + 1), color="0.5")
     bottom.set(xlabel="predicted P(PNEUMONIA)", ylabel="images", xlim=(0, 1))
     fig.tight_layout()
@@ -192,7 +193,8 @@ def model_comparison(df: pd.DataFrame, *, metric="roc_auc", title: str | None = 
                         color="0.25", capsize=4, ms=6)  # not a class colour
             ax.annotate(f"{row['value']:.3f}", (row["value"], y_), xytext=(0, 7),
                         textcoords="offset points", ha="center", fontsize=8)
-        ax.set(title=name, xlabel=f"{name} (95% CI)", ylim=(-0.7, len(models) - 0.3))
+        label = METRIC_LABELS.get(name, name)
+        ax.set(title=label, xlabel=f"{label} (95% CI)", ylim=(-0.7, len(models) - 0.3))
         ax.set_yticks(ypos, models)
         ax.invert_yaxis()
     if title:

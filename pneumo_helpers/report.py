@@ -23,27 +23,14 @@ import pandas as pd
 
 from .config import SAMPLE_DIR, project_root
 from .labels import CLASSES
-from .metrics_report import Estimate, MetricsReport
+from .metrics_report import METRIC_LABELS, Estimate, MetricsReport
 from .runs import ChosenModel, ModelLayout, RunLayout, read_json
 
-__all__ = ["METRIC_LABELS", "RunSummary", "summarize_run", "read_results", "results_table",
+__all__ = ["RunSummary", "summarize_run", "read_results", "results_table",
            "test_source", "frame_markdown", "count_words",
            "results_markdown", "format_ci", "transfer_cost"]
 
 DEFAULT_TITLE = "pneumo: pneumonia detection in pediatric chest X-rays"
-
-# Row order and reader-facing names of the metrics; other metrics found follow in file order.
-METRIC_LABELS: dict[str, str] = {
-    "accuracy": "Accuracy",
-    "precision": "Precision (PPV)",
-    "recall": "Recall (sensitivity)",
-    "specificity": "Specificity",
-    "f1_pneumonia": "F1 PNEUMONIA",
-    "f1_normal": "F1 NORMAL",
-    "roc_auc": "ROC AUC",
-    "pr_auc": "PR AUC",
-    "brier": "Brier score (lower is better)",
-}
 
 SPLIT_ORDER = ("train", "val", "test")
 DISCLAIMER = ("NOT FOR CLINICAL USE: research and teaching project. The model has not been "

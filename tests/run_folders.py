@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pneumo_helpers import deck, report
+from pneumo_helpers import deck
+from pneumo_helpers.metrics_report import METRIC_LABELS
 
 
 def png(path: Path) -> None:
@@ -20,7 +21,7 @@ def metric_block(base: float, n: int, split: str) -> dict:
     return {"threshold": 0.4123, "rule": "youden", "n": n, "split": split,
             "metrics": {name: {"value": base - 0.01 * i, "ci_low": base - 0.01 * i - 0.03,
                                "ci_high": base - 0.01 * i + 0.02}
-                        for i, name in enumerate(report.METRIC_LABELS)}}
+                        for i, name in enumerate(METRIC_LABELS)}}
 
 
 def demo_run(root: Path) -> Path:

@@ -1,8 +1,9 @@
 """Tests of pneumo_helpers.dataset: the summaries of a manifest."""
 
 import pandas as pd
+import pytest
 
-from pneumo_helpers.dataset import count_table, manifest_hash, size_summary
+from pneumo_helpers.dataset import count_table, manifest_hash, size_summary, split_rows
 
 
 def manifest(labels, splits, sizes=None):
@@ -35,3 +36,11 @@ def test_manifest_hash_changes_with_a_label_or_a_split():
     assert manifest_hash(rows) == manifest_hash(rows.copy()) and len(manifest_hash(rows)) == 16
     assert manifest_hash(rows) != manifest_hash(rows.assign(label=["PNEUMONIA"] * 2))
     assert manifest_hash(rows) != manifest_hash(rows.assign(split=["train"] * 2))
+
+
+def test_split_rows_keeps_one_split_numbered_from_zero():
+    table = manifest(["NORMAL", "PNEUMONIA", "NORMAL"], splits=["val", "train", "val"])
+    rows = split_rows(table, "val")
+    assert list(rows.index) == [0, 1] and set(rows["split"]) == {"val"}
+    with pytest.raises(ValueError, match="split must be one of"):
+        split_rows(table, "validation")

@@ -118,7 +118,7 @@ def comparison():
 def test_model_comparison_one_panel_per_metric_one_row_per_model(comparison, tmp_path):
     fig = model_plots.model_comparison(comparison, metric=["roc_auc", "recall"],
                                        path=tmp_path / "cmp.png")
-    assert [ax.get_title() for ax in fig.axes] == ["roc_auc", "recall"]
+    assert [ax.get_title() for ax in fig.axes] == ["ROC AUC", "Recall (sensitivity)"]
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b"]
     assert [t.get_text() for t in fig.axes[1].texts] == ["0.800", "0.600"]
     assert_saved_png(fig, tmp_path / "cmp.png")

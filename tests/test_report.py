@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pneumo_helpers import report
+from pneumo_helpers.metrics_report import METRIC_LABELS
 from run_folders import demo_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def test_results_markdown(run_dir):
                         "test (chose nothing), n = 95 |")
     assert lines[1] == "|---|---|---|"
     assert lines[2] == "| Accuracy | 0.950 (0.920–0.970) | 0.900 (0.870–0.920) |"
-    assert len(lines) == 2 + len(report.METRIC_LABELS)
+    assert len(lines) == 2 + len(METRIC_LABELS)
 
 
 def test_one_metrics_report_file(tmp_path):
