@@ -79,7 +79,7 @@ display(counts)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-subtypes = pd.crosstab(manifest['split'], manifest['subtype'])
+subtypes = pd.crosstab(manifest['split'], manifest['subtype']).rename_axis(index=None, columns=None)
 display(subtypes)
 
 # %%

@@ -68,7 +68,7 @@ display(result.before_after())
 # NBVAL_CHECK_OUTPUT
 clean = result.clean
 per_split = clean.groupby('split').agg(images=('path', 'size'), patients=('patient', 'nunique'))
-display(per_split.loc[[s for s in dataset.SPLITS if s in per_split.index]])
+display(per_split.loc[[s for s in dataset.SPLITS if s in per_split.index]].rename_axis(None))
 assert scrub.patients_in_several_splits(clean).empty, 'a patient sits in two splits'
 print('Checked: no patient appears in two splits.')
 

@@ -125,7 +125,7 @@ x, y = next(iter(batches))
 print(f'One batch of {len(y)} films, pixel values scaled to {float(x.numpy().min()):.2f}-'
       f'{float(x.numpy().max()):.2f}')
 plots.image_grid(list(x.numpy()), [CLASSES[int(v)] for v in y.numpy()],
-                 title=f'One training batch, augmentation "{cfg.augment}"',
+                 title='One training batch, altered as in training',
                  path=cfg.layout.figure('03_augmented'));
 
 # %% [markdown]

@@ -19,6 +19,7 @@ from IPython.display import Markdown, display
 
 from pneumo_helpers import dataset, external, model_plots, report, selection
 from pneumo_helpers.metrics_report import METRIC_LABELS
+from pneumo_helpers.recipe import model_words
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -67,7 +68,7 @@ results = selection.compare_candidates(train_rows, val_rows, cfg)
 if cfg.external_dir:
     external_rows = external.labelled_rows(cfg.external_dir)
     display(Markdown(report.frame_markdown(
-        external.score_candidates(results, external_rows, cache_dir=cfg.layout.cache), index=True)))
+        external.score_candidates(results, external_rows, cache_dir=cfg.layout.cache).rename(index=model_words), index=True)))
 else:
     print('No external folder given: the candidates are judged on validation only.')
 
@@ -108,9 +109,9 @@ for line in selection.learning_checks(table, floor=cfg.min_val_auc):
 # %%
 comparison = selection.comparison_table(results)
 trained = comparison['status'] == 'trained'
-display(Markdown(report.frame_markdown(comparison[trained].drop(columns='status'), index=True)))
+display(Markdown(report.frame_markdown(comparison[trained].drop(columns='status').rename(index=model_words), index=True)))
 if not trained.all():
-    print('Skipped:', ', '.join(comparison.index[~trained]))
+    print('Skipped:', '; '.join(map(model_words, comparison.index[~trained])))
 
 # %% [markdown]
 # The same comparison as a chart: each dot is a candidate's validation value, each bar its 95%
@@ -138,7 +139,7 @@ model_plots.model_comparison(table, metric=['roc_auc', 'brier', 'specificity'], 
 
 # %%
 chosen = selection.choose(results, train_rows, val_rows, cfg)
-print(f'chosen: {chosen.name} (threshold {chosen.threshold:.3f} chosen on validation)')
+print(f'chosen: {model_words(chosen.name)} (threshold {chosen.threshold:.3f} chosen on validation)')
 Markdown(report.frame_markdown(chosen.metrics.set_index('metric')[['value', 'ci_low', 'ci_high']]
                                .rename(index=METRIC_LABELS, columns={
                                    'value': 'validation', 'ci_low': '95 % CI from', 'ci_high': 'to'}),

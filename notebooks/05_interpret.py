@@ -149,8 +149,9 @@ model_plots.probability_histogram(test.y, test.p, threshold=loaded.threshold, pa
 
 # %% [markdown]
 # Predicted P(pneumonia) per true class, with the threshold as a line: two well-separated humps
-# mean confident, correct calls. NORMAL films just above the line are false alarms a slightly
-# higher threshold would remove, at the cost of the pneumonia films just below it.
+# mean confident, correct calls. NORMAL films right of the line are false alarms and pneumonia
+# films left of it are misses (the confusion matrix counts both); moving the threshold trades
+# one for the other.
 
 # %% [markdown]
 # ## The most confident mistakes

@@ -91,28 +91,19 @@ def markdown(table: pd.DataFrame, *, uniform: float) -> str:
 def conclusion(table: pd.DataFrame, *, uniform: float) -> str:
     """One sentence drawn from :func:`heat_table`'s numbers."""
     everything = table.loc[("all", "all")]
-    parts = [f"Over {int(everything['films'])} test films, Grad-CAM puts on average "
-             f"{everything['mean']:.0%} of its heat inside the central region (an even map: "
-             f"{uniform:.0%}), and {everything['on border']:.0%} of the maps have most of their "
-             "heat on the border strips"]
-    calls = {call: table.xs(call, level="call") for call in ("right", "wrong")
-             if call in table.index.get_level_values("call")}
-    if {"right", "wrong"} <= set(calls):
-        right = np.average(calls["right"]["mean"], weights=calls["right"]["films"])
-        wrong = np.average(calls["wrong"]["mean"], weights=calls["wrong"]["films"])
-        parts.append(f"right calls {right:.0%} inside, wrong calls {wrong:.0%}")
+    text = (f"Grad-CAM over {int(everything['films'])} test films: {everything['mean']:.0%} of "
+            f"the heat in the central region, where an even map puts {uniform:.0%}; "
+            f"{everything['on border']:.0%} of the maps lie mostly on the border strips")
     groups = table.drop(index=("all", "all"))
     if len(groups):
         (cls, call), worst = groups["on border"].idxmax(), groups["on border"].max()
         if worst > 0.5:
-            parts.append(f"most of all in the {call} calls on {cls} films: {worst:.0%} of "
-                         "those maps lie mostly on the border strips")
+            text += f" ({worst:.0%} of the maps of {call} calls on {cls} films)"
     if everything["mean"] > uniform + 0.1:
         verdict = "the model mostly reads the middle of the film, where the lungs are"
     elif everything["mean"] < uniform:
         verdict = ("the model looks at the border more than an even map would: its calls "
                    "lean on framing, neck and shoulders, not only on the lungs")
     else:
-        verdict = ("the heat is barely more central than an even map: the maps do not show "
-                   "the model reading the lungs rather than the framing")
-    return "; ".join(parts) + f". So {verdict}."
+        verdict = "the maps do not show the model reading the lungs rather than the framing"
+    return text + f". So {verdict}."

@@ -69,5 +69,5 @@ def count_table(manifest: pd.DataFrame, by: str = "split") -> pd.DataFrame:
     table = table.loc[order]
     table["total"] = table.sum(axis=1)
     table["% pneumonia"] = (100 * table["PNEUMONIA"] / table["total"]).round(1)
-    table.columns.name = None
-    return table
+    # Unnamed axes: a named index prints as an extra, empty header row.
+    return table.rename_axis(index=None, columns=None)

@@ -16,6 +16,7 @@ import seaborn as sns
 
 from .labels import CLASSES, call, encode_labels
 from .metrics_report import METRIC_LABELS
+from .recipe import model_words
 from .plots import CLASS_COLORS, DPI, save, show_film
 
 
@@ -90,7 +91,7 @@ def reliability_diagram(y_true, y_prob, *, n_bins: int = 10,
 
     y, p = _binary(y_true), np.asarray(y_prob, dtype=float).ravel()
     observed, predicted = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.6, 5), dpi=DPI, sharex=True,
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 4.4), dpi=DPI, sharex=True,
                                       gridspec_kw={"height_ratios": (3, 1)})
     top.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="perfectly calibrated")
     top.plot(predicted, observed, "o-", color=CLASS_COLORS["PNEUMONIA"],
@@ -116,7 +117,7 @@ def probability_histogram(y_true, y_prob, *, threshold: float, bins: int = 25,
                 label=f"true {name} (n={(y == code).sum()})")
     ax.axvline(threshold, color="black", ls="--", lw=1.2, label=f"threshold {threshold:.2f}")
     ax.set(xlabel="predicted P(PNEUMONIA)", ylabel="images", title=title, xlim=(0, 1))
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=10, frameon=False)
     fig.tight_layout()
     return save(fig, path)
 
@@ -160,7 +161,7 @@ def _true_class_key(fig, what: str) -> None:
     handles = [mpatches.Patch(facecolor="white", edgecolor=color, linewidth=2.5,
                               label=f"{what}: true {name}")
                for name, color in CLASS_COLORS.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=9)
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=12)
 
 
 def model_comparison(df: pd.DataFrame, *, metric="roc_auc", title: str | None = None,
@@ -195,7 +196,7 @@ def model_comparison(df: pd.DataFrame, *, metric="roc_auc", title: str | None = 
                         textcoords="offset points", ha="center", fontsize=8)
         label = METRIC_LABELS.get(name, name)
         ax.set(title=label, xlabel=f"{label} (95% CI)", ylim=(-0.7, len(models) - 0.3))
-        ax.set_yticks(ypos, models)
+        ax.set_yticks(ypos, [model_words(m) for m in models])
         ax.invert_yaxis()
     if title:
         fig.suptitle(title, fontsize=11)

@@ -16,7 +16,7 @@ import pandas as pd
 from . import balance, evaluate, transfer
 from .config import RunConfig
 from .experiment import BUILDERS, CandidateResult, run_candidate
-from .recipe import Recipe
+from .recipe import Recipe, model_words
 from .metrics_report import MetricsReport
 from .runs import ChosenModel, ModelLayout
 
@@ -206,16 +206,17 @@ def findings(table: pd.DataFrame, chosen: str, *, metric: str = "roc_auc") -> li
         return f"{row['value']:.3f} (95% CI {row['ci_low']:.3f}–{row['ci_high']:.3f})"
 
     name = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC"}.get(metric, metric)
+    say = model_words
     best, brier = cell(chosen, metric), cell(chosen, "brier")
     others = [m for m in dict.fromkeys(table["model"]) if m != chosen]
-    out = [f"Best in the comparison: **{chosen}**, validation {name} {interval(best)}, "
+    out = [f"Best in the comparison: **{say(chosen)}**, validation {name} {interval(best)}, "
            f"Brier score {interval(brier)} (after the comparison's epochs; a retrained final "
            "model reports its own numbers above)."]
     overlap = [m for m in others
                if cell(m, metric)["ci_high"] >= best["ci_low"]
                and cell(m, metric)["ci_low"] <= best["ci_high"]]
     if overlap:
-        out.append(f"Its {name} interval overlaps those of {', '.join(overlap)}: this "
+        out.append(f"Its {name} interval overlaps those of {'; '.join(map(say, overlap))}: this "
                    "validation split cannot rank them apart; the rule (best point estimate, "
                    f"Brier score among those within {TIE}) still picks one, but read it as a "
                    "choice, not a proven win.")
@@ -225,20 +226,20 @@ def findings(table: pd.DataFrame, chosen: str, *, metric: str = "roc_auc") -> li
     baselines = [m for m in others if m.startswith("baseline")]
     if baselines and not chosen.startswith("baseline"):
         base = cell(baselines[0], metric)
-        out.append(f"The baseline CNN ({baselines[0]}) reached {name} {base['value']:.3f} and "
+        out.append(f"The baseline ({say(baselines[0])}) reached {name} {base['value']:.3f} and "
                    f"Brier {cell(baselines[0], 'brier')['value']:.3f}, against "
-                   f"{best['value']:.3f} and {brier['value']:.3f} for {chosen} (both after "
+                   f"{best['value']:.3f} and {brier['value']:.3f} for {say(chosen)} (both after "
                    "the comparison's epochs).")
     strategies = [m for m in dict.fromkeys(table["model"]) if m.startswith("five_block-")]
     if len(strategies) > 1:
         values = {m: cell(m, metric)["value"] for m in strategies}
         low, high = min(values, key=values.get), max(values, key=values.get)
         out.append(f"The rebalancing strategies of the five-block CNN span {name} "
-                   f"{values[low]:.3f} ({low}) to {values[high]:.3f} ({high}).")
+                   f"{values[low]:.3f} ({say(low)}) to {values[high]:.3f} ({say(high)}).")
     if metric == "roc_auc":
         weak = [m for m in dict.fromkeys(table["model"]) if cell(m, metric)["value"] < 0.5]
         if weak:
-            out.append(f"{', '.join(weak)} rank{'s' if len(weak) == 1 else ''} validation images "
+            out.append(f"{'; '.join(map(say, weak))} rank{'s' if len(weak) == 1 else ''} validation images "
                        "worse than chance (ROC AUC below 0.5): not learned in the epochs given — "
                        "expected on a tiny sample, a bug to chase on full data.")
     return out

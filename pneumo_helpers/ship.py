@@ -183,7 +183,7 @@ def write_card(work: str | Path, out: str | Path = inference.SHIPPED_MODEL_DIR, 
     out.write_manifest()
     loaded = inference.load_model(out.root, runtime="keras")
     clean = pd.read_csv(work.clean_manifest)
-    val_rows = clean[clean["split"] == "val"].reset_index(drop=True)
+    val_rows = dataset.split_rows(clean, "val")
     metrics = MetricsReport.read(out.val_metrics)
     counts = dataset.count_table(clean)
     config = loaded.config

@@ -235,7 +235,7 @@ def test_site_curve_line_follows_the_shipped_model_file(tmp_path):
     curve.write_text(json.dumps(dict(model_sha256=files.sha256(shipped / "model.keras"),
                                      rows=[row])))
     line = deck.site_curve_line(shipped, curve=curve)
-    assert "chosen on 50 films per class" in line
+    assert "Chosen on 50 films per class and scored on the rest" in line
     assert "sensitivity 0.94 and specificity 0.91 (mean of 200 draws)" in line
     assert "against 0.97 and 0.84 at the validation threshold" in line
     (shipped / "model.keras").write_bytes(b"other weights")

@@ -39,13 +39,15 @@ def test_pick_best_breaks_near_ties_by_brier_not_auc():
 def test_findings_name_overlaps_baseline_spread_and_failures():
     lines = selection.findings(TABLE, "five_block-oversample")
     text = "\n".join(lines)
-    assert lines[0].startswith("Best in the comparison: **five_block-oversample**")
+    assert lines[0].startswith("Best in the comparison: **five-block CNN, oversampling**")
     assert "0.972 (95% CI 0.950–0.990)" in lines[0]
     overlap = next(line for line in lines if "overlaps" in line)
-    assert "five_block-none" in overlap and "baseline" not in overlap
-    assert "baseline CNN (baseline-class_weight) reached ROC AUC 0.900" in text
-    assert "span ROC AUC 0.300 (five_block-undersample) to 0.972 (five_block-oversample)" in text
-    assert "five_block-undersample ranks validation images worse than chance" in text
+    assert "five-block CNN, no rebalancing" in overlap and "baseline" not in overlap
+    assert "The baseline (baseline CNN, class weights) reached ROC AUC 0.900" in text
+    assert ("span ROC AUC 0.300 (five-block CNN, undersampling) to 0.972 (five-block CNN, "
+            "oversampling)") in text
+    assert "five-block CNN, undersampling ranks validation images worse than chance" in text
+    assert "five_block" not in text
 
 
 def test_findings_say_when_the_lead_is_clear():
