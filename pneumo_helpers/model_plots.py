@@ -156,12 +156,12 @@ def error_gallery(images, y_true, y_prob, *, threshold: float, n: int = 6,
     return save(fig, path)
 
 
-def _true_class_key(fig, what: str) -> None:
+def _true_class_key(fig, what: str, *, fontsize: float = 12) -> None:
     """A legend under the figure: which colour is which true class."""
     handles = [mpatches.Patch(facecolor="white", edgecolor=color, linewidth=2.5,
                               label=f"{what}: true {name}")
                for name, color in CLASS_COLORS.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=12)
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=fontsize)
 
 
 def model_comparison(df: pd.DataFrame, *, metric="roc_auc", title: str | None = None,
@@ -248,8 +248,8 @@ def explanation_panel(rows, *, k: int = 5, title: str | None = None,
         ax.set_ylabel(text, fontsize=13)
     if title:
         fig.suptitle(title, fontsize=12)
-    _true_class_key(fig, "heading")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    _true_class_key(fig, "heading", fontsize=16)  # the panel is printed small
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return save(fig, path)
 
 
@@ -278,7 +278,7 @@ def training_curves(histories: dict, *, metrics=("loss", "accuracy", "auc"),
         for color, (name, history) in zip(palette, histories.items()):
             epochs = np.arange(1, len(history) + 1)
             if metric in history:
-                ax.plot(epochs, history[metric], color=color, label=name)
+                ax.plot(epochs, history[metric], color=color, label=model_words(name))
             if f"val_{metric}" in history:
                 ax.plot(epochs, history[f"val_{metric}"], color=color, linestyle="--")
         ax.set(title=names.get(metric, metric), xlabel="epoch")

@@ -161,10 +161,10 @@ def test_training_curves_one_panel_per_metric_validation_dashed(tmp_path):
         return pd.DataFrame({f"{prefix}{metric}": values for prefix in ("", "val_")
                              for metric in ("loss", "accuracy", "auc")})
 
-    fig = model_plots.training_curves({"cnn": history(3), "transfer": history(5)},
+    fig = model_plots.training_curves({"cnn": history(3), "five_block-oversample": history(5)},
                                       path=tmp_path / "curves.png")
     assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "ROC AUC"]
-    assert texts(fig.legends[0]) == ["cnn", "transfer"]
+    assert texts(fig.legends[0]) == ["cnn", "five-block CNN, oversampling"]
     lines = fig.axes[2].lines
     assert [line.get_linestyle() for line in lines] == ["-", "--", "-", "--"]
     assert list(lines[2].get_xdata()) == [1, 2, 3, 4, 5]  # epochs counted from 1
