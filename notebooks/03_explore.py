@@ -132,6 +132,6 @@ plots.image_grid(list(x.numpy()), [CLASSES[int(v)] for v in y.numpy()],
 # ## What follows for modelling
 # - Classes are unbalanced about 1 : 3 in every split: compare rebalancing strategies, report
 #   sensitivity and specificity, and pick the decision threshold on validation.
-# - Brightness differs between classes and between devices: standardise contrast per image and
-#   augment exposure so the model learns the shape and place of opacities.
+# - Overall brightness barely separates the classes but varies from film to film: standardise
+#   contrast per image and augment exposure so the model learns the shape and place of opacities.
 # - Images are grayscale: one input channel is enough and three times cheaper.

@@ -85,8 +85,8 @@ model_plots.training_curves({r.name: r.history for r in results}, path=cfg.layou
 # A dashed curve that flattens or turns up (loss) while its solid twin keeps improving is
 # overfitting: more epochs stop paying, and early stopping keeps the best validation epoch. A
 # dashed curve far below the solid one from the first epoch means validation looks different from
-# what training sees. On the bundled sample (a few hundred images, a few epochs) such curves are
-# noisy and only show that the pipeline trains.
+# what training sees. With a few hundred images and a few epochs, as on the bundled sample, such
+# curves are noisy and show only that the pipeline trains.
 
 # %% [markdown] tags=["ci-check"]
 # ## Did each architecture learn?
