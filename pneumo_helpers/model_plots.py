@@ -195,7 +195,8 @@ def model_comparison(df: pd.DataFrame, *, metric="roc_auc", title: str | None = 
             ax.annotate(f"{row['value']:.3f}", (row["value"], y_), xytext=(0, 7),
                         textcoords="offset points", ha="center", fontsize=8)
         label = METRIC_LABELS.get(name, name)
-        ax.set(title=label, xlabel=f"{label} (95% CI)", ylim=(-0.7, len(models) - 0.3))
+        # The title names the metric; a short axis label keeps neighbouring panels apart.
+        ax.set(title=label, xlabel="estimate, 95 % CI", ylim=(-0.7, len(models) - 0.3))
         ax.set_yticks(ypos, [model_words(m) for m in models])
         ax.invert_yaxis()
     if title:

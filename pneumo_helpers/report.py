@@ -354,7 +354,7 @@ def transfer_cost(path: str | Path | None = None) -> str | None:
                       f"{b['fine_tune_epoch_seconds']:.0f} s (top layers fine-tuned)"
                       for b in record["backbones"])
     return (f"A network pretrained on ImageNet would cost per epoch of {record['n_train']:,} "
-            f"training films at {record['image_size']} px on {record['machine']['cpus']} CPU "
-            f"cores: {costs} (timed with random weights). Its quality on new films is not "
+            f"training and {record['n_val']:,} validation films at {record['image_size']} px on "
+            f"{record['machine']['cpus']} CPU cores: {costs} (timed with random weights). Its quality on new films is not "
             "measured: this machine cannot download the ImageNet weights.")
 

@@ -364,9 +364,9 @@ def test_the_card_and_deck_line_quotes_the_benchmark(tmp_path):
     (tmp_path / "transfer.json").write_text(json.dumps(record))
     line = report.transfer_cost(tmp_path / "transfer.json")
     assert "\n" not in line
-    assert "4,448 training and 742 validation films at 224 px on this machine's 2 CPU" in line
+    assert "4,448 training and 742 validation films at 224 px on 2 CPU cores" in line
     assert "DenseNet121 135 s (head) and 161 s (top layers fine-tuned)" in line
-    assert "quality on new films could not be measured here" in line
+    assert "quality on new films is not measured" in line
     assert report.transfer_cost(tmp_path / "missing.json") is None
     assert report.transfer_cost() is not None  # the project's own benchmarks/results file
 
