@@ -25,7 +25,8 @@ import jinja2
 import pandas as pd
 
 from . import attention, evaluate, files, report, scorecard
-from .config import shown_path
+from .config import project_root, shown_path
+from .external import MIN_PER_CLASS
 from .inference import SHIPPED_MODEL_DIR
 from .metrics_report import Estimate, MetricsReport
 from .recipe import Recipe, model_words
@@ -132,8 +133,6 @@ def _architecture(config: dict) -> str:
 def _sweep_ranges() -> dict | None:
     """Range of the recipes' ROC AUC over seeds on validation and on the external half, from
     ``tools/sweep.py --external``'s tables (``runs/sweep/``), when they exist."""
-    from .config import project_root
-
     folder = project_root() / "runs" / "sweep"
     ext, val = (_read_table(folder / name) for name in ("external_summary.csv", "summary.csv"))
     if ext is None or val is None or "ext_roc_auc" not in ext or "val_auc" not in val:
@@ -150,7 +149,7 @@ def _read_table(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
-def _findings(summary, results, official, *, crops, site_curve, heat_line) -> list[str]:
+def _findings(summary, results, official, *, crop_line, site_curve, heat_line) -> list[str]:
     """The key findings, each from a record: new films first."""
     out = []
     if summary.is_sample:
@@ -188,17 +187,20 @@ def _findings(summary, results, official, *, crops, site_curve, heat_line) -> li
                    f"{official['earlier_auc']} there. On the whole split, published and peer "
                    "models score 0.935–0.968 from scratch or test-selected, 0.980–0.989 with "
                    "ImageNet pretraining.")
-    if crops:
-        out.append(_crop_line(crops))
+    if crop_line:
+        out.append(crop_line)
     if heat_line:
         out.append(heat_line)
     return out
 
 
-def _crop_line(crops: dict) -> str:
-    """What border crops of the validation films do at the unchanged threshold; ``crops`` maps
-    ``"none"``, ``"crop 15% per side"`` and ``"crop 20% per side"`` to their stress rows."""
-    none, c15, c20 = (crops.get(k) for k in ("none", "crop 15% per side", "crop 20% per side"))
+def _crop_line(stress: pd.DataFrame) -> str | None:
+    """What border crops of the validation films do at the unchanged threshold, from 05's
+    stress table indexed by shift; ``None`` without its 15 % crop row."""
+    none, c15, c20 = (stress.loc[k] if k in stress.index else None
+                      for k in ("none", "crop 15% per side", "crop 20% per side"))
+    if c15 is None:
+        return None
     text = (f"Cropping the borders of the validation films, at the unchanged threshold: 15 % per "
             f"side leaves ROC AUC {c15['roc_auc']:.3f} and specificity {c15['specificity']:.3f}"
             + (f" (uncropped {none['specificity']:.3f})" if none is not None else ""))
@@ -214,12 +216,9 @@ def _crop_line(crops: dict) -> str:
 def site_curve_line(shipped_dir: Path = SHIPPED_MODEL_DIR, *,
                     curve: Path | None = None) -> str | None:
     """What a site threshold chosen on a small sample does on that site's next films, from
-    ``benchmarks/results/site_threshold.json`` (``tools/site_threshold_curve.py``), when that
+    :data:`~.report.SITE_CURVE` (``tools/site_threshold_curve.py``), when that
     record is of the shipped model and has the row of :data:`external.MIN_PER_CLASS` films."""
-    from .config import project_root
-    from .external import MIN_PER_CLASS
-
-    path = curve or project_root() / "benchmarks" / "results" / "site_threshold.json"
+    path = curve or project_root() / report.SITE_CURVE
     if not path.is_file() or not ModelLayout(shipped_dir).model.is_file():
         return None
     record = read_json(path)
@@ -299,14 +298,7 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
     prevalence = report._prevalence(summary, "test")
 
     stress = _read_table(layout.val_shifts)
-    shifts_table, crops = None, {}
-    if stress is not None:
-        shifts_table = stress.to_dict("records")
-        rows = stress.set_index("shift")
-        crops = {k: rows.loc[k] for k in ("none", "crop 15% per side", "crop 20% per side")
-                 if k in rows.index}
-        if "crop 15% per side" not in crops:
-            crops = {}
+    shifts_table = None if stress is None else stress.to_dict("records")
     bins = _read_table(layout.test_calibration)
     calibration = evaluate.calibration_sentence(bins) if bins is not None else None
     heat = None
@@ -339,7 +331,9 @@ def deck_context(run_dir, *, evaluations: Path | None = None) -> dict:
         title=report.DEFAULT_TITLE, run=shown_path(summary.run_dir),
         built=dt.date.today().isoformat(), disclaimer=report.DISCLAIMER,
         is_sample=summary.is_sample, official_test=official_test,
-        findings=_findings(summary, results, official, crops=crops,
+        findings=_findings(summary, results, official,
+                           crop_line=None if stress is None
+                           else _crop_line(stress.set_index("shift")),
                            site_curve=site_curve_line(),
                            heat_line=heat["conclusion"] if heat else None),
         auc_title=auc_title(), scorecard=card,

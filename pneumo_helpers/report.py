@@ -337,6 +337,8 @@ def _prevalence(summary: RunSummary, split: str) -> float | None:
 
 # Written by benchmarks/bench_transfer.py; the model card and the deck quote it.
 TRANSFER_BENCH = Path("benchmarks") / "results" / "transfer.json"
+# Written by tools/site_threshold_curve.py; the deck's findings quote it.
+SITE_CURVE = Path("benchmarks") / "results" / "site_threshold.json"
 
 
 def transfer_cost(path: str | Path | None = None) -> str | None:
@@ -355,6 +357,7 @@ def transfer_cost(path: str | Path | None = None) -> str | None:
                       for b in record["backbones"])
     return (f"A network pretrained on ImageNet would cost per epoch of {record['n_train']:,} "
             f"training and {record['n_val']:,} validation films at {record['image_size']} px on "
-            f"{record['machine']['cpus']} CPU cores: {costs} (timed with random weights). Its quality on new films is not "
-            "measured: this machine cannot download the ImageNet weights.")
+            f"{record['machine']['cpus']} CPU cores: {costs} (timed with random weights). Its "
+            "quality on new films is not measured: this machine cannot download the ImageNet "
+            "weights.")
 

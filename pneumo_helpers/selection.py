@@ -206,17 +206,19 @@ def findings(table: pd.DataFrame, chosen: str, *, metric: str = "roc_auc") -> li
         return f"{row['value']:.3f} (95% CI {row['ci_low']:.3f}–{row['ci_high']:.3f})"
 
     name = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC"}.get(metric, metric)
-    say = model_words
     best, brier = cell(chosen, metric), cell(chosen, "brier")
     others = [m for m in dict.fromkeys(table["model"]) if m != chosen]
-    out = [f"Best in the comparison: **{say(chosen)}**, validation {name} {interval(best)}, "
-           f"Brier score {interval(brier)} (after the comparison's epochs; a retrained final "
-           "model reports its own numbers above)."]
+    def listed(models):
+        return "; ".join(map(model_words, models))
+
+    out = [f"Best in the comparison: **{model_words(chosen)}**, validation {name} "
+           f"{interval(best)}, Brier score {interval(brier)} (after the comparison's epochs; a "
+           "retrained final model reports its own numbers above)."]
     overlap = [m for m in others
                if cell(m, metric)["ci_high"] >= best["ci_low"]
                and cell(m, metric)["ci_low"] <= best["ci_high"]]
     if overlap:
-        out.append(f"Its {name} interval overlaps those of {'; '.join(map(say, overlap))}: this "
+        out.append(f"Its {name} interval overlaps those of {listed(overlap)}: this "
                    "validation split cannot rank them apart; the rule (best point estimate, "
                    f"Brier score among those within {TIE}) still picks one, but read it as a "
                    "choice, not a proven win.")
@@ -226,20 +228,21 @@ def findings(table: pd.DataFrame, chosen: str, *, metric: str = "roc_auc") -> li
     baselines = [m for m in others if m.startswith("baseline")]
     if baselines and not chosen.startswith("baseline"):
         base = cell(baselines[0], metric)
-        out.append(f"The baseline ({say(baselines[0])}) reached {name} {base['value']:.3f} and "
-                   f"Brier {cell(baselines[0], 'brier')['value']:.3f}, against "
-                   f"{best['value']:.3f} and {brier['value']:.3f} for {say(chosen)} (both after "
-                   "the comparison's epochs).")
+        out.append(f"The baseline ({listed(baselines[:1])}) reached {name} {base['value']:.3f} "
+                   f"and Brier {cell(baselines[0], 'brier')['value']:.3f}, against "
+                   f"{best['value']:.3f} and {brier['value']:.3f} for {model_words(chosen)} "
+                   "(both after the comparison's epochs).")
     strategies = [m for m in dict.fromkeys(table["model"]) if m.startswith("five_block-")]
     if len(strategies) > 1:
         values = {m: cell(m, metric)["value"] for m in strategies}
         low, high = min(values, key=values.get), max(values, key=values.get)
         out.append(f"The rebalancing strategies of the five-block CNN span {name} "
-                   f"{values[low]:.3f} ({say(low)}) to {values[high]:.3f} ({say(high)}).")
+                   f"{values[low]:.3f} ({model_words(low)}) to {values[high]:.3f} "
+                   f"({model_words(high)}).")
     if metric == "roc_auc":
         weak = [m for m in dict.fromkeys(table["model"]) if cell(m, metric)["value"] < 0.5]
         if weak:
-            out.append(f"{'; '.join(map(say, weak))} rank{'s' if len(weak) == 1 else ''} validation images "
+            out.append(f"{listed(weak)} rank{'s' if len(weak) == 1 else ''} validation images "
                        "worse than chance (ROC AUC below 0.5): not learned in the epochs given — "
                        "expected on a tiny sample, a bug to chase on full data.")
     return out

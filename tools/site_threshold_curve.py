@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pneumo_helpers.recipe import THRESHOLD_RULE
-from pneumo_helpers import evaluate, external, inference
+from pneumo_helpers import evaluate, external, inference, report
 from pneumo_helpers.labels import encode_labels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--sizes", nargs="+", type=int, default=[10, 20, 30, 50, 75, 100])
     parser.add_argument("--draws", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/site_threshold.json")
+    parser.add_argument("--out", type=Path, default=ROOT / report.SITE_CURVE)
     args = parser.parse_args(argv)
     loaded = inference.load_model(args.model)
     rows = external.labelled_rows(args.data)
